@@ -1,0 +1,1 @@
+"""Engine adapters, one module each, found through the ``bragi.backends`` entry point."""

@@ -1,0 +1,185 @@
+"""What a backend is: the small typed protocols every engine adapter implements.
+
+A *backend* (one module per engine) recognises a model from its files and loads it
+into an *engine*. A speech-to-text engine yields segments lazily; a text-to-speech
+engine yields audio chunks, at least one per sentence. Capabilities an engine lacks
+are declared, so the API refuses a request up front instead of failing mid-stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+from bragi.audio.types import Audio
+
+__all__ = [
+    "Backend",
+    "BackendOptions",
+    "Device",
+    "Engine",
+    "ModelKind",
+    "Segment",
+    "SpeechToText",
+    "SttCapabilities",
+    "SynthesisRequest",
+    "TextToSpeech",
+    "TranscribeOptions",
+    "TranscriptionInfo",
+    "TtsCapabilities",
+    "Voice",
+    "Word",
+]
+
+Device = Literal["cpu", "cuda"]
+
+
+class ModelKind(StrEnum):
+    STT = "stt"
+    TTS = "tts"
+
+
+class BackendOptions(BaseModel):
+    """Base for a backend's ``options:``; unknown keys fail at config time."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- speech to text ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    word: str
+    start: float
+    end: float
+    probability: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One decoded stretch of speech, with the ten fields OpenAI's verbose_json has."""
+
+    id: int
+    start: float
+    end: float
+    text: str
+    seek: int = 0
+    tokens: Sequence[int] = ()
+    temperature: float = 0.0
+    avg_logprob: float = 0.0
+    compression_ratio: float = 0.0
+    no_speech_prob: float = 0.0
+    words: Sequence[Word] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptionInfo:
+    language: str  # ISO 639-1 code, e.g. "en"
+    duration: float  # seconds of input audio
+    language_probability: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TranscribeOptions:
+    task: Literal["transcribe", "translate"] = "transcribe"
+    language: str | None = None  # ISO 639-1; None = detect
+    prompt: str | None = None
+    temperature: float = 0.0
+    word_timestamps: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SttCapabilities:
+    sample_rate: int = 16_000
+    #: ISO 639-1 codes the model understands; None means it detects among many.
+    languages: frozenset[str] | None = None
+    translate: bool = False
+    word_timestamps: bool = False
+
+
+@runtime_checkable
+class SpeechToText(Protocol):
+    capabilities: SttCapabilities
+
+    def transcribe(
+        self, audio: Audio, options: TranscribeOptions
+    ) -> tuple[Iterator[Segment], TranscriptionInfo]:
+        """Start decoding; segments are produced lazily as the iterator is consumed."""
+        ...
+
+    def close(self) -> None: ...
+
+
+# --- text to speech ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Voice:
+    id: str
+    language: str | None = None  # BCP 47-ish, e.g. "en-US", "ja"
+    gender: Literal["female", "male"] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TtsCapabilities:
+    sample_rate: int
+    native_speed: bool = True
+    languages: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True, slots=True)
+class SynthesisRequest:
+    text: str
+    voice: str
+    speed: float = 1.0
+    language: str | None = None  # override the voice's default language
+
+
+@runtime_checkable
+class TextToSpeech(Protocol):
+    capabilities: TtsCapabilities
+
+    def voices(self) -> Sequence[Voice]: ...
+
+    def synthesize(self, request: SynthesisRequest) -> Iterator[Audio]:
+        """Yield float32 chunks at ``capabilities.sample_rate``, one per sentence or finer."""
+        ...
+
+    def close(self) -> None: ...
+
+
+Engine = SpeechToText | TextToSpeech
+
+
+# --- the adapter ------------------------------------------------------------
+
+
+class Backend(Protocol):
+    """One engine library behind Bragi. Registered under the ``bragi.backends`` entry point."""
+
+    name: str
+    kind: ModelKind
+    #: pip extra that installs the engine library: ``pip install 'bragi[<extra>]'``
+    extra: str
+    options_model: type[BackendOptions]
+
+    def is_available(self) -> bool:
+        """Whether the engine library is installed (checked without importing it)."""
+        ...
+
+    def detect(self, model_dir: Path) -> bool:
+        """Whether the files in ``model_dir`` are a model this backend can load."""
+        ...
+
+    def load(self, model_dir: Path, device: Device, options: BackendOptions) -> Engine:
+        """Load the model; the engine library is imported here, not at module import.
+
+        ``options`` is an instance of ``options_model``, validated at config time.
+        """
+        ...

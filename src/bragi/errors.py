@@ -1,0 +1,163 @@
+"""Bragi's one exception tree.
+
+Every error Bragi raises on purpose is a :class:`BragiError`. Library errors are
+translated into one of these at the backend boundary; the API's single handler
+turns any of them into an OpenAI error body (``{"error": {message, type, param,
+code}}``) with the status the class declares::
+
+    BragiError                      500 server_error
+    ├── ConfigError                 (start-up only: one line, exit code 2)
+    ├── InvalidRequestError         400 invalid_request_error
+    │   ├── AudioDecodeError        400  the upload is not decodable audio
+    │   ├── EmptyAudioError         400  no samples, or silence only
+    │   ├── UnsupportedCapabilityError 400  e.g. translation on an English-only model
+    │   └── UnknownVoiceError       400  names the voices that exist
+    ├── AuthenticationError         401 invalid_api_key
+    ├── PermissionDeniedError       403  e.g. admin route with a user key
+    ├── NotFoundError               404
+    │   └── ModelNotFoundError      404 model_not_found
+    ├── PayloadTooLargeError        413
+    ├── RateLimitError              429 (carries Retry-After)
+    ├── ModelUnavailableError       503  model still downloading, loading or failed
+    ├── BackendUnavailableError     (config) the engine's library is not installed
+    ├── ModelFetchError             (store) download failed: repo missing, offline, disk full
+    └── EngineError                 500  the engine failed while running
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "AudioDecodeError",
+    "AuthenticationError",
+    "BackendUnavailableError",
+    "BragiError",
+    "ConfigError",
+    "EmptyAudioError",
+    "EngineError",
+    "InvalidRequestError",
+    "ModelFetchError",
+    "ModelNotFoundError",
+    "ModelUnavailableError",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "UnknownVoiceError",
+    "UnsupportedCapabilityError",
+]
+
+
+class BragiError(Exception):
+    """Base of every error Bragi raises on purpose."""
+
+    status_code: ClassVar[int] = 500
+    error_type: ClassVar[str] = "server_error"
+    default_code: ClassVar[str | None] = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code if code is not None else self.default_code
+
+    def to_body(self) -> dict[str, dict[str, str | None]]:
+        """The OpenAI error body for this error."""
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+class ConfigError(BragiError):
+    """A bad configuration value; stops start-up with one line and exit code 2."""
+
+
+class InvalidRequestError(BragiError):
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class AudioDecodeError(InvalidRequestError):
+    default_code = "invalid_audio"
+
+
+class EmptyAudioError(InvalidRequestError):
+    default_code = "empty_audio"
+
+
+class UnsupportedCapabilityError(InvalidRequestError):
+    default_code = "unsupported"
+
+
+class UnknownVoiceError(InvalidRequestError):
+    default_code = "voice_not_found"
+
+
+class AuthenticationError(BragiError):
+    status_code = 401
+    error_type = "invalid_request_error"
+    default_code = "invalid_api_key"
+
+
+class PermissionDeniedError(BragiError):
+    status_code = 403
+    error_type = "invalid_request_error"
+    default_code = "permission_denied"
+
+
+class NotFoundError(BragiError):
+    status_code = 404
+    error_type = "invalid_request_error"
+    default_code = "not_found"
+
+
+class ModelNotFoundError(NotFoundError):
+    default_code = "model_not_found"
+
+
+class PayloadTooLargeError(BragiError):
+    status_code = 413
+    error_type = "invalid_request_error"
+    default_code = "payload_too_large"
+
+
+class RateLimitError(BragiError):
+    status_code = 429
+    error_type = "rate_limit_error"
+    default_code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: int = 1, param: str | None = None):
+        super().__init__(message, param=param)
+        self.retry_after = max(1, retry_after)
+
+
+class ModelUnavailableError(BragiError):
+    status_code = 503
+    error_type = "server_error"
+    default_code = "model_unavailable"
+
+
+class BackendUnavailableError(BragiError):
+    """The engine's library is not installed; the message gives the install command."""
+
+    status_code = 503
+    default_code = "backend_unavailable"
+
+
+class ModelFetchError(BragiError):
+    """Getting a model's files failed (missing repo, gated, offline, disk full, bad hash)."""
+
+    status_code = 503
+    default_code = "model_fetch_failed"
+
+
+class EngineError(BragiError):
+    """The engine failed while running a request."""
+
+    default_code = "engine_error"
