@@ -20,7 +20,11 @@ code}}``) with the status the class declares::
     ├── RateLimitError              429 (carries Retry-After)
     ├── ModelUnavailableError       503  model still downloading, loading or failed
     ├── BackendUnavailableError     (config) the engine's library is not installed
-    ├── ModelFetchError             (store) download failed: repo missing, offline, disk full
+    ├── ModelFetchError             503 (store) download failed; also a bad checksum
+    │   ├── ModelRepoNotFoundError  404  no such repo (or revision) on the hub
+    │   ├── ModelRepoGatedError     403  gated repo: licence not accepted, or no token
+    │   ├── HubUnreachableError     503  offline or no network, and no cached copy
+    │   └── DiskFullError           507  not enough free space for the download
     └── EngineError                 500  the engine failed while running
 """
 
@@ -34,11 +38,15 @@ __all__ = [
     "BackendUnavailableError",
     "BragiError",
     "ConfigError",
+    "DiskFullError",
     "EmptyAudioError",
     "EngineError",
+    "HubUnreachableError",
     "InvalidRequestError",
     "ModelFetchError",
     "ModelNotFoundError",
+    "ModelRepoGatedError",
+    "ModelRepoNotFoundError",
     "ModelUnavailableError",
     "NotFoundError",
     "PayloadTooLargeError",
@@ -155,6 +163,35 @@ class ModelFetchError(BragiError):
 
     status_code = 503
     default_code = "model_fetch_failed"
+
+
+class ModelRepoNotFoundError(ModelFetchError):
+    """The hub has no such repo (or revision), or it is private and no token was given."""
+
+    status_code = 404
+    error_type = "invalid_request_error"
+    default_code = "model_repo_not_found"
+
+
+class ModelRepoGatedError(ModelFetchError):
+    """The repo is gated: its licence must be accepted on the hub, and HF_TOKEN set."""
+
+    status_code = 403
+    error_type = "invalid_request_error"
+    default_code = "model_repo_gated"
+
+
+class HubUnreachableError(ModelFetchError):
+    """Offline mode, or the hub cannot be reached, and the model is not in the store."""
+
+    default_code = "hub_unreachable"
+
+
+class DiskFullError(ModelFetchError):
+    """Not enough free disk space for a download."""
+
+    status_code = 507
+    default_code = "disk_full"
 
 
 class EngineError(BragiError):

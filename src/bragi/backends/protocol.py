@@ -33,6 +33,7 @@ __all__ = [
     "TranscriptionInfo",
     "TtsCapabilities",
     "Voice",
+    "VoiceListing",
     "Word",
 ]
 
@@ -183,3 +184,10 @@ class Backend(Protocol):
         ``options`` is an instance of ``options_model``, validated at config time.
         """
         ...
+
+
+@runtime_checkable
+class VoiceListing(Protocol):
+    """A TTS backend that can list a model's voices from its files, without loading it."""
+
+    def voices_in(self, model_dir: Path, options: BackendOptions | None) -> Sequence[Voice]: ...

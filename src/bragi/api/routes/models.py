@@ -1,0 +1,59 @@
+"""``GET /v1/models``: what this server serves, self-described."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter
+
+from bragi.api.deps import ApiKey, Manager
+from bragi.models.manager import ModelManager
+from bragi.models.served import ServedModel
+
+router = APIRouter(tags=["models"])
+_STARTED = int(time.time())
+
+
+def _created(model: ServedModel) -> int:
+    try:
+        return int(model.model_dir.stat().st_mtime) if model.model_dir else _STARTED
+    except OSError:
+        return _STARTED
+
+
+def describe_model(model: ServedModel, manager: ModelManager) -> dict[str, Any]:
+    entry = model.source.catalog
+    languages = list(entry.languages) if entry and entry.languages else None
+    description: dict[str, Any] = {
+        "id": model.alias,
+        "object": "model",
+        "created": _created(model),
+        "owned_by": "bragi",
+        "kind": model.kind.value if model.kind else None,
+        "backend": model.backend_name,
+        "state": model.state.value,
+        "source": model.config.model,
+        "description": entry.description if entry else None,
+        "languages": languages,
+    }
+    if model.error:
+        description["error"] = model.error
+    if model.state.value == "downloading" and model.progress is not None:
+        description["progress"] = model.progress_text()
+    voices = manager.voices_of(model)
+    if voices is not None:
+        description["voices"] = [
+            {"id": v.id, "language": v.language, "gender": v.gender} for v in voices
+        ]
+    return description
+
+
+@router.get("/v1/models")
+async def list_models(manager: Manager, _: ApiKey) -> dict[str, Any]:
+    return {"object": "list", "data": [describe_model(m, manager) for m in manager.models()]}
+
+
+@router.get("/v1/models/{model_id:path}")
+async def retrieve_model(model_id: str, manager: Manager, _: ApiKey) -> dict[str, Any]:
+    return describe_model(manager.get(model_id), manager)

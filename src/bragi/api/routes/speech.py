@@ -1,0 +1,156 @@
+"""``POST /v1/audio/speech`` and ``GET /v1/audio/voices``.
+
+Every parameter is checked, the model leased, the voice resolved and the first
+sentence synthesized before the response starts, so any problem is a proper 4xx/5xx;
+after that, audio goes out as each sentence is ready, encoded incrementally.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator, Iterator
+from typing import Annotated, Any, Literal
+
+from anyio import to_thread
+from fastapi import APIRouter, Body
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from bragi.api.deps import ApiKey, Manager, SettingsDep
+from bragi.api.sse import SSE_HEADERS, sse_event
+from bragi.audio import CONTENT_TYPES, Audio, StreamEncoder
+from bragi.backends.protocol import ModelKind, SynthesisRequest, TextToSpeech
+from bragi.errors import InvalidRequestError, UnsupportedCapabilityError
+from bragi.models.manager import Lease
+from bragi.models.voices import resolve_voice
+
+router = APIRouter(tags=["audio"])
+
+#: Audio tokens per second of output, for the SSE ``usage`` estimate.
+_TOKENS_PER_SECOND = 50
+
+
+class VoiceRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1)
+
+
+class SpeechParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # the OpenAI schema has additionalProperties: false
+
+    model: str = Field(min_length=1)
+    input: str = Field(min_length=1, max_length=4096)
+    voice: str | VoiceRef
+    instructions: str | None = Field(default=None, max_length=4096)
+    response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"
+    speed: float = Field(default=1.0, ge=0.25, le=4.0)
+    stream_format: Literal["audio", "sse"] = "audio"
+
+    @field_validator("input")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("input must contain text to speak")
+        return value
+
+    @property
+    def voice_name(self) -> str:
+        return self.voice.id if isinstance(self.voice, VoiceRef) else self.voice
+
+
+def _synthesis_request(params: SpeechParams, engine: TextToSpeech, voice: str) -> SynthesisRequest:
+    if params.speed != 1.0 and not engine.capabilities.native_speed:
+        raise UnsupportedCapabilityError(
+            f"Model `{params.model}` cannot change its speaking speed.", param="speed"
+        )
+    return SynthesisRequest(text=params.input, voice=voice, speed=params.speed)
+
+
+class _Synthesis:
+    """One request's synthesis: engine chunks in, encoded bytes out; owns the lease."""
+
+    def __init__(self, lease: Lease, first: Audio, chunks: Iterator[Audio], fmt: str, rate: int):
+        self.lease = lease
+        self.first: Audio | None = first
+        self.chunks = chunks
+        self.encoder = StreamEncoder(fmt, rate)
+        self.seconds = 0.0
+
+    async def _next_chunk(self) -> Audio | None:
+        if self.first is not None:
+            chunk, self.first = self.first, None
+            return chunk
+        chunk: Audio | None = await to_thread.run_sync(next, self.chunks, None)
+        return chunk
+
+    async def encoded(self) -> AsyncIterator[bytes]:
+        try:
+            while (chunk := await self._next_chunk()) is not None:
+                self.seconds += chunk.duration
+                if encoded := await to_thread.run_sync(self.encoder.encode, chunk.samples):
+                    yield encoded
+            if tail := self.encoder.finish():
+                yield tail
+        finally:
+            self.encoder.close()
+            await self.lease.release()
+
+    async def sse_events(self, text: str) -> AsyncIterator[bytes]:
+        async for piece in self.encoded():
+            audio = base64.b64encode(piece).decode("ascii")
+            yield sse_event({"type": "speech.audio.delta", "audio": audio})
+        output_tokens = round(self.seconds * _TOKENS_PER_SECOND)
+        usage = {
+            "input_tokens": len(text),
+            "output_tokens": output_tokens,
+            "total_tokens": len(text) + output_tokens,
+        }
+        yield sse_event({"type": "speech.audio.done", "usage": usage})
+
+
+@router.post("/v1/audio/speech", response_model=None)
+async def create_speech(
+    params: Annotated[SpeechParams, Body()],
+    manager: Manager,
+    settings: SettingsDep,
+    _: ApiKey,
+) -> StreamingResponse:
+    lease = await manager.acquire(params.model, ModelKind.TTS)
+    try:
+        engine = lease.engine
+        if not isinstance(engine, TextToSpeech):
+            raise InvalidRequestError(f"Model `{params.model}` cannot speak.", param="model")
+        voice = resolve_voice(params.voice_name, params.model, engine.voices(), settings.voices)
+        request = _synthesis_request(params, engine, voice)
+        chunks = await to_thread.run_sync(engine.synthesize, request)
+        first = await to_thread.run_sync(next, chunks, None)
+        if first is None:
+            raise InvalidRequestError("The input contains nothing to speak.", param="input")
+        rate = engine.capabilities.sample_rate
+        synthesis = _Synthesis(lease, first, chunks, params.response_format, rate)
+    except BaseException:
+        await lease.release()
+        raise
+    if params.stream_format == "sse":
+        return StreamingResponse(
+            synthesis.sse_events(params.input), media_type="text/event-stream", headers=SSE_HEADERS
+        )
+    return StreamingResponse(
+        synthesis.encoded(), media_type=CONTENT_TYPES[params.response_format]
+    )
+
+
+@router.get("/v1/audio/voices")
+async def list_voices(manager: Manager, _: ApiKey, model: str | None = None) -> dict[str, Any]:
+    """Voices of each TTS model (or of ``?model=``), with language and gender."""
+    models = [manager.get(model)] if model else manager.models()
+    data = []
+    for served in models:
+        voices = manager.voices_of(served)
+        if voices is None:
+            continue
+        data.extend(
+            {"id": v.id, "model": served.alias, "language": v.language, "gender": v.gender}
+            for v in voices
+        )
+    return {"object": "list", "data": data}

@@ -1,0 +1,293 @@
+"""faster-whisper: Whisper on CTranslate2, Bragi's default speech-to-text engine.
+
+The library is imported inside :meth:`FasterWhisperBackend.load` only, so importing this
+module (to list backends, to validate configuration) never pulls in faster-whisper or
+CTranslate2. Segments are converted lazily, one by one, as faster-whisper decodes them.
+One engine may be used from several threads at once: CTranslate2 runs up to
+``num_workers`` decodes in parallel on one copy of the weights.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib.util
+import json
+import os
+from collections.abc import Generator, Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bragi.audio.types import Audio
+from bragi.backends.protocol import (
+    BackendOptions,
+    Device,
+    ModelKind,
+    Segment,
+    SttCapabilities,
+    TranscribeOptions,
+    TranscriptionInfo,
+    Word,
+)
+from bragi.errors import (
+    BackendUnavailableError,
+    EngineError,
+    ModelUnavailableError,
+    UnsupportedCapabilityError,
+)
+from bragi.languages import language_code
+
+__all__ = ["BACKEND", "FasterWhisperBackend", "FasterWhisperEngine", "FasterWhisperOptions"]
+
+SAMPLE_RATE = 16_000
+#: What faster-whisper (and OpenAI's temperature 0) does: start greedy, raise on failure.
+FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+#: Keys only a CTranslate2 Whisper conversion writes into its config.json.
+_WHISPER_CONFIG_KEYS = frozenset({"lang_ids", "alignment_heads", "suppress_ids"})
+_MAX_CONFIG_BYTES = 1 << 20
+
+# fmt: off
+ComputeType = Literal["auto", "default", "int8", "int8_float32", "int8_float16", "int8_bfloat16",
+                      "int16", "float16", "bfloat16", "float32"]
+# fmt: on
+
+
+class VadParameters(BaseModel):
+    """Silero VAD settings (faster-whisper's ``VadOptions``); unset keys keep its defaults."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    threshold: float | None = Field(default=None, ge=0, le=1)
+    """Speech probability above which a frame counts as speech."""
+    neg_threshold: float | None = Field(default=None, ge=0, le=1)
+    """Probability below which speech ends (default: threshold - 0.15)."""
+    min_speech_duration_ms: int | None = Field(default=None, ge=0)
+    """Speech shorter than this is dropped."""
+    max_speech_duration_s: float | None = Field(default=None, gt=0)
+    """Speech longer than this is split."""
+    min_silence_duration_ms: int | None = Field(default=None, ge=0)
+    """Silence needed to end a stretch of speech."""
+    speech_pad_ms: int | None = Field(default=None, ge=0)
+    """Padding kept on each side of a stretch of speech."""
+
+
+class FasterWhisperOptions(BackendOptions):
+    """The ``options:`` of a faster-whisper model in the configuration."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+    compute_type: ComputeType = "auto"
+    """CTranslate2 compute type; "auto" is int8 on CPU and float16 on CUDA."""
+    cpu_threads: int = Field(default=0, ge=0)
+    """Threads per decode on CPU; 0 means one per CPU core this process may use."""
+    num_workers: int = Field(default=1, ge=1)
+    """Transcriptions one loaded model runs in parallel (more workers, more memory)."""
+    device_index: int = Field(default=0, ge=0)
+    """Which GPU, when the device is cuda."""
+    beam_size: int = Field(default=5, ge=1)
+    """Beam width of the decoder; 1 is greedy and fastest."""
+    vad_filter: bool = False
+    """Drop non-speech with the Silero VAD before decoding."""
+    vad_parameters: VadParameters | None = None
+    """Silero VAD settings, used when the VAD runs."""
+    batch_size: int = Field(default=0, ge=0)
+    """0 decodes 30 s windows one after another; N > 0 decodes N at once
+    (BatchedInferencePipeline; the audio is then always cut at pauses by the VAD)."""
+
+
+class FasterWhisperEngine:
+    """A loaded Whisper model; implements :class:`~bragi.backends.protocol.SpeechToText`."""
+
+    def __init__(
+        self, model: Any, capabilities: SttCapabilities, options: FasterWhisperOptions, batched: Any
+    ) -> None:
+        self._model: Any = model
+        self._options = options
+        self._batched: Any = batched  # faster_whisper.BatchedInferencePipeline
+        self.capabilities = capabilities
+
+    def transcribe(
+        self, audio: Audio, options: TranscribeOptions
+    ) -> tuple[Generator[Segment, None, None], TranscriptionInfo]:
+        """Check the request, then start decoding; segments come as the iterator is read."""
+        language = self._check(options)
+        model = self._model
+        if model is None:
+            raise EngineError("this faster-whisper engine has been closed")
+        if audio.sample_rate != SAMPLE_RATE:
+            raise EngineError(
+                f"faster-whisper needs {SAMPLE_RATE} Hz audio, got {audio.sample_rate}"
+            )
+        opts = self._options
+        vad = opts.vad_parameters.model_dump(exclude_none=True) if opts.vad_parameters else None
+        kwargs: dict[str, Any] = {
+            "language": language,
+            "task": options.task,
+            "initial_prompt": options.prompt or None,
+            "temperature": _temperatures(options.temperature),
+            "word_timestamps": options.word_timestamps,
+            "beam_size": opts.beam_size,
+            "vad_filter": opts.vad_filter,
+            "vad_parameters": vad,
+        }
+        try:
+            if opts.batch_size > 0:
+                pipeline = self._batched(model)  # per call: it keeps per-run state
+                kwargs.update(vad_filter=True, batch_size=opts.batch_size)
+                raw_segments, info = pipeline.transcribe(audio.samples, **kwargs)
+            else:
+                raw_segments, info = model.transcribe(audio.samples, **kwargs)
+        except Exception as exc:
+            raise EngineError(f"faster-whisper failed to start decoding: {exc}") from exc
+        result = TranscriptionInfo(
+            language=str(info.language),
+            duration=float(info.duration),
+            language_probability=float(info.language_probability),
+        )
+        return _segments(raw_segments, result.duration), result
+
+    def close(self) -> None:
+        """Drop the model so its memory goes back (after any decode still running ends)."""
+        self._model = None
+        gc.collect()
+
+    def _check(self, options: TranscribeOptions) -> str | None:
+        """Refuse, before any decoding, what this model cannot do; return the language code."""
+        languages = self.capabilities.languages
+        if options.task == "translate" and not self.capabilities.translate:
+            raise UnsupportedCapabilityError(
+                "this model is English-only and cannot translate; use a multilingual Whisper model",
+                param="model",
+            )
+        if not options.language:
+            return None
+        code = language_code(options.language)
+        if languages is not None and code not in languages:
+            supported = ", ".join(sorted(languages))
+            if languages == {"en"}:
+                supported = "en (the model is English-only)"
+            raise UnsupportedCapabilityError(
+                f"language {options.language!r} is not supported; supported: {supported}",
+                param="language",
+            )
+        return code
+
+
+class FasterWhisperBackend:
+    """The faster-whisper adapter; registered as the ``faster-whisper`` entry point."""
+
+    name = "faster-whisper"
+    kind = ModelKind.STT
+    extra = "faster-whisper"
+    options_model: type[BackendOptions] = FasterWhisperOptions
+
+    def is_available(self) -> bool:
+        return importlib.util.find_spec("faster_whisper") is not None
+
+    def detect(self, model_dir: Path) -> bool:
+        """A CTranslate2 Whisper conversion: model.bin, a Whisper config.json, a vocabulary."""
+        try:
+            if not (model_dir / "model.bin").is_file():
+                return False
+            with (model_dir / "config.json").open("rb") as file:  # missing: OSError, caught
+                config = json.loads(file.read(_MAX_CONFIG_BYTES))  # too big: cut short, ValueError
+            if not isinstance(config, dict) or not _WHISPER_CONFIG_KEYS & config.keys():
+                return False
+            return (model_dir / "tokenizer.json").is_file() or any(
+                path.is_file() for path in model_dir.glob("vocabulary.*")
+            )
+        except (OSError, ValueError, RecursionError):
+            return False
+
+    def load(self, model_dir: Path, device: Device, options: BackendOptions) -> FasterWhisperEngine:
+        opts = FasterWhisperOptions.model_validate(options.model_dump())
+        try:
+            import faster_whisper
+            from faster_whisper.tokenizer import _LANGUAGE_CODES
+        except ImportError as exc:
+            raise BackendUnavailableError(
+                f"the faster-whisper library is not installed: pip install 'bragi[{self.extra}]'"
+            ) from exc
+        if not model_dir.is_dir():
+            raise ModelUnavailableError(f"faster-whisper model directory not found: {model_dir}")
+        compute_type = opts.compute_type
+        if compute_type == "auto":
+            compute_type = "int8" if device == "cpu" else "float16"
+        try:
+            model = faster_whisper.WhisperModel(
+                str(model_dir),
+                device=device,
+                device_index=opts.device_index,
+                compute_type=compute_type,
+                cpu_threads=opts.cpu_threads or _usable_cpus(),
+                num_workers=opts.num_workers,
+                local_files_only=True,
+            )
+        except Exception as exc:  # CTranslate2 raises RuntimeError/ValueError; tokenizers its own
+            raise ModelUnavailableError(
+                f"faster-whisper could not load {model_dir} on {device} ({compute_type}): {exc}"
+            ) from exc
+        multilingual = bool(model.model.is_multilingual)
+        languages = frozenset({"en"})
+        if multilingual:  # the languages this checkpoint has tokens for: base 99, large-v3 100
+            token_id = model.hf_tokenizer.token_to_id
+            languages = frozenset(c for c in _LANGUAGE_CODES if token_id(f"<|{c}|>") is not None)
+        caps = SttCapabilities(SAMPLE_RATE, languages, translate=multilingual, word_timestamps=True)
+        return FasterWhisperEngine(model, caps, opts, faster_whisper.BatchedInferencePipeline)
+
+
+def _temperatures(temperature: float) -> tuple[float, ...]:
+    """OpenAI semantics: 0 means "start at 0, raise it while decoding fails"."""
+    return FALLBACK_TEMPERATURES if temperature == 0 else (temperature,)
+
+
+def _usable_cpus() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _segments(raw: Iterable[Any], duration: float) -> Generator[Segment, None, None]:
+    """Convert faster-whisper's lazy segments; ids from 0, times clamped to the audio."""
+    iterator = iter(raw)
+    index = 0
+    while True:
+        try:
+            seg = next(iterator)
+        except StopIteration:
+            return
+        except Exception as exc:
+            raise EngineError(f"faster-whisper failed while decoding: {exc}") from exc
+        yield _segment(index, seg, duration)
+        index += 1
+
+
+def _segment(index: int, seg: Any, duration: float) -> Segment:
+    words = None
+    if seg.words is not None:
+        d = duration
+        words = tuple(
+            Word(str(w.word), _clamp(w.start, d), _clamp(w.end, d), float(w.probability))
+            for w in seg.words
+        )
+    return Segment(
+        id=index,
+        seek=int(seg.seek),
+        start=_clamp(seg.start, duration),
+        end=_clamp(seg.end, duration),
+        text=str(seg.text),
+        tokens=tuple(int(t) for t in seg.tokens),
+        temperature=float(seg.temperature or 0.0),
+        avg_logprob=float(seg.avg_logprob),
+        compression_ratio=float(seg.compression_ratio),
+        no_speech_prob=float(seg.no_speech_prob),
+        words=words,
+    )
+
+
+def _clamp(seconds: Any, duration: float) -> float:
+    return min(max(float(seconds), 0.0), duration)
+
+
+BACKEND = FasterWhisperBackend()

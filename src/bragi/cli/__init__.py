@@ -1,0 +1,5 @@
+"""The ``bragi`` command."""
+
+from bragi.cli.main import main
+
+__all__ = ["main"]

