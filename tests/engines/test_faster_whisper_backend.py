@@ -113,7 +113,7 @@ def base_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def speech() -> dict[str, Audio]:
+def clips() -> dict[str, Audio]:
     return {name: read_speech(name) for name in TEXTS}
 
 
@@ -129,13 +129,13 @@ def engines(tiny_dir: Path, base_dir: Path) -> Iterator[dict[str, FasterWhisperE
 
 
 @pytest.fixture(scope="module")
-def transcribe(engines: dict[str, FasterWhisperEngine], speech: dict[str, Audio]) -> Transcribe:
+def transcribe(engines: dict[str, FasterWhisperEngine], clips: dict[str, Audio]) -> Transcribe:
     """Plain transcription of a clip by a model, decoded once per module."""
     cache: dict[tuple[str, str], tuple[list[Segment], TranscriptionInfo]] = {}
 
     def run(model: str, clip: str) -> tuple[list[Segment], TranscriptionInfo]:
         if (model, clip) not in cache:
-            segments, info = engines[model].transcribe(speech[clip], TranscribeOptions())
+            segments, info = engines[model].transcribe(clips[clip], TranscribeOptions())
             cache[model, clip] = (list(segments), info)
         return cache[model, clip]
 
@@ -240,10 +240,10 @@ def test_capabilities(engines: dict[str, FasterWhisperEngine]) -> None:
     ],
 )
 def test_transcribes_real_speech(
-    transcribe: Transcribe, speech: dict[str, Audio], model: str, clip: str, bound: float
+    transcribe: Transcribe, clips: dict[str, Audio], model: str, clip: str, bound: float
 ) -> None:
     segments, info = transcribe(model, clip)
-    duration = speech[clip].duration
+    duration = clips[clip].duration
     assert wer(TEXTS[clip], "".join(s.text for s in segments)) < bound
     assert info.language == "en" and info.duration == pytest.approx(duration)
     assert info.language_probability is not None and info.language_probability > 0.5
@@ -260,18 +260,18 @@ def test_transcribes_real_speech(
 
 
 def test_segments_are_produced_lazily(
-    engines: dict[str, FasterWhisperEngine], speech: dict[str, Audio]
+    engines: dict[str, FasterWhisperEngine], clips: dict[str, Audio]
 ) -> None:
-    segments, _ = engines["tiny.en"].transcribe(speech["two_cities.wav"], TranscribeOptions())
+    segments, _ = engines["tiny.en"].transcribe(clips["two_cities.wav"], TranscribeOptions())
     assert_lazy(segments)
     first = next(segments)
     assert first.id == 0 and first.start == 0.0 and "best of times" in first.text.lower()
     segments.close()  # a client that goes away stops the decode
 
 
-def test_word_timestamps(engines: dict[str, FasterWhisperEngine], speech: dict[str, Audio]) -> None:
+def test_word_timestamps(engines: dict[str, FasterWhisperEngine], clips: dict[str, Audio]) -> None:
     segments, _ = engines["tiny.en"].transcribe(
-        speech["beckett.wav"], TranscribeOptions(word_timestamps=True)
+        clips["beckett.wav"], TranscribeOptions(word_timestamps=True)
     )
     words = [w for s in segments for w in (s.words or ())]
     assert wer(TEXTS["beckett.wav"], "".join(w.word for w in words)) < 0.15
@@ -281,28 +281,28 @@ def test_word_timestamps(engines: dict[str, FasterWhisperEngine], speech: dict[s
 
 
 def test_request_options_reach_the_decoder(
-    engines: dict[str, FasterWhisperEngine], speech: dict[str, Audio]
+    engines: dict[str, FasterWhisperEngine], clips: dict[str, Audio]
 ) -> None:
     options = TranscribeOptions(language="English", temperature=0.4, prompt="Samuel Beckett.")
-    segments, info = engines["base"].transcribe(speech["beckett.wav"], options)
+    segments, info = engines["base"].transcribe(clips["beckett.wav"], options)
     listed = list(segments)
     assert info.language == "en" and info.language_probability == 1.0  # given, not detected
     assert {s.temperature for s in listed} == {0.4}  # one fixed temperature, not the fallback
     assert wer(TEXTS["beckett.wav"], "".join(s.text for s in listed)) < 0.3
 
 
-def test_translation(engines: dict[str, FasterWhisperEngine], speech: dict[str, Audio]) -> None:
+def test_translation(engines: dict[str, FasterWhisperEngine], clips: dict[str, Audio]) -> None:
     segments, _ = engines["base"].transcribe(
-        speech["beckett.wav"], TranscribeOptions(task="translate")
+        clips["beckett.wav"], TranscribeOptions(task="translate")
     )
     text = "".join(s.text for s in segments)
     assert wer(TEXTS["beckett.wav"], text) < 0.3  # English speech "translated" to English
 
 
 def test_english_only_model_refuses_before_decoding(
-    engines: dict[str, FasterWhisperEngine], speech: dict[str, Audio]
+    engines: dict[str, FasterWhisperEngine], clips: dict[str, Audio]
 ) -> None:
-    tiny, audio = engines["tiny.en"], speech["beckett.wav"]
+    tiny, audio = engines["tiny.en"], clips["beckett.wav"]
     with pytest.raises(UnsupportedCapabilityError, match="English-only") as error:
         tiny.transcribe(audio, TranscribeOptions(task="translate"))
     assert error.value.status_code == 400
@@ -313,10 +313,10 @@ def test_english_only_model_refuses_before_decoding(
         engines["base"].transcribe(audio, TranscribeOptions(language="xx"))
 
 
-def test_batched_inference(tiny_dir: Path, speech: dict[str, Audio]) -> None:
+def test_batched_inference(tiny_dir: Path, clips: dict[str, Audio]) -> None:
     engine = BACKEND.load(tiny_dir, "cpu", OPTIONS.model_copy(update={"batch_size": 4}))
     try:
-        segments, info = engine.transcribe(speech["two_cities.wav"], TranscribeOptions())
+        segments, info = engine.transcribe(clips["two_cities.wav"], TranscribeOptions())
         assert_lazy(segments)
         listed = list(segments)
     finally:
@@ -326,12 +326,12 @@ def test_batched_inference(tiny_dir: Path, speech: dict[str, Audio]) -> None:
     assert wer(TEXTS["two_cities.wav"], "".join(s.text for s in listed)) < 0.15
 
 
-def test_parallel_transcriptions_on_one_model(tiny_dir: Path, speech: dict[str, Audio]) -> None:
+def test_parallel_transcriptions_on_one_model(tiny_dir: Path, clips: dict[str, Audio]) -> None:
     options = OPTIONS.model_copy(update={"num_workers": 2, "cpu_threads": 1})
     engine = BACKEND.load(tiny_dir, "cpu", options)
 
     def run(_: int) -> str:
-        segments, _info = engine.transcribe(speech["beckett.wav"], TranscribeOptions())
+        segments, _info = engine.transcribe(clips["beckett.wav"], TranscribeOptions())
         return "".join(s.text for s in segments)
 
     with ThreadPoolExecutor(2) as pool:
@@ -339,7 +339,7 @@ def test_parallel_transcriptions_on_one_model(tiny_dir: Path, speech: dict[str, 
     engine.close()
     assert all(wer(TEXTS["beckett.wav"], text) < 0.15 for text in texts)
     with pytest.raises(EngineError, match="closed"):
-        engine.transcribe(speech["beckett.wav"], TranscribeOptions())
+        engine.transcribe(clips["beckett.wav"], TranscribeOptions())
 
 
 def test_decoder_failures_become_engine_errors() -> None:

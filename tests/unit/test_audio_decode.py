@@ -69,7 +69,9 @@ def envelope(samples: npt.NDArray[np.float32], rate: int) -> npt.NDArray[np.floa
     """RMS per 20 ms window: compares audio across codecs that delay or filter it."""
     hop = rate // 50
     n = len(samples) // hop
-    return np.sqrt((samples[: n * hop].reshape(n, hop).astype(np.float64) ** 2).mean(axis=1))
+    frames = samples[: n * hop].reshape(n, hop).astype(np.float64)
+    rms: npt.NDArray[np.float64] = np.sqrt(np.mean(frames**2, axis=1))
+    return rms
 
 
 def assert_same_speech(got: Audio, ref: Audio) -> None:

@@ -41,7 +41,7 @@ def speech() -> Audio:
 
 def decode_all(blob: bytes) -> tuple[Audio, av.AudioStream, str]:
     """Decode with plain PyAV (not bragi's decoder): samples, stream, container name."""
-    with av.open(io.BytesIO(blob)) as container:
+    with av.open(io.BytesIO(blob), mode="r") as container:
         stream = container.streams.audio[0]
         to_float = av.AudioResampler(format="flt", layout="mono")  # converts, keeps the rate
         planes = [
@@ -93,7 +93,7 @@ def test_container_headers_are_what_players_expect(speech: Audio) -> None:
     # Bare MPEG-2 layer III frames (no ID3 tag): sync word, then 24 kHz in the header.
     assert mp3[0] == 0xFF and mp3[1] & 0xE0 == 0xE0
     assert (mp3[1] >> 3) & 0b11 == 0b10  # MPEG-2, the family 24 kHz belongs to
-    with av.open(io.BytesIO(mp3)) as container:
+    with av.open(io.BytesIO(mp3), mode="r") as container:
         packets = [p for p in container.demux(audio=0) if p.size]
     assert len(packets) == pytest.approx(speech.duration * 24_000 / 576, abs=4)
 
@@ -186,9 +186,10 @@ def test_stream_resamples_engine_rate_to_24k(speech: Audio, fmt: str) -> None:
 
 
 def test_out_of_range_samples_are_clipped_not_wrapped() -> None:
-    loud = np.array([0.0, 2.0, -2.0, 1.0, -1.0, 0.5], dtype=np.float32)
+    loud = np.array([0.0, 2.0, -2.0, 1.0, -1.0, 0.5, np.nan, np.inf], dtype=np.float32)
     pcm = encode_audio(Audio(loud, 24_000), "pcm")
-    assert np.frombuffer(pcm, "<i2").tolist() == [0, 32767, -32767, 32767, -32767, 16383]
+    assert np.frombuffer(pcm, "<i2").tolist() == [0, 32767, -32767, 32767, -32767, 16383, 0, 32767]
+    assert np.isnan(loud[6])  # the caller's array is left alone
 
 
 def test_finish_without_audio() -> None:
@@ -217,6 +218,8 @@ def test_close_releases_an_unfinished_stream(speech: Audio) -> None:
     encoder.close()
     with pytest.raises(RuntimeError):
         encoder.encode(speech.samples[:10])
+    assert encoder.finish() == b""
+    encoder.close()  # the API closes in a finally block, after finish() or not
 
 
 def test_encoders_run_far_faster_than_real_time(speech: Audio) -> None:

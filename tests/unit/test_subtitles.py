@@ -7,7 +7,7 @@ from bragi.backends.protocol import Segment
 
 SEGMENTS = [
     Segment(id=0, start=0.0, end=2.5, text=" It was the best of times,"),
-    Segment(id=1, start=2.5, end=3661.0425, text="it was the worst of times. "),
+    Segment(id=1, start=2.5, end=3661.0426, text="it was the worst of times. "),
 ]
 
 

@@ -8,11 +8,13 @@ because a stream cannot know its length up front.
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from dataclasses import dataclass, field
 from fractions import Fraction
 
 import av
+import av.error
 import numpy as np
 import numpy.typing as npt
 
@@ -90,9 +92,15 @@ class _Sink:
         return out
 
 
+def _clip(samples: Samples) -> Samples:
+    """A clipped copy in [-1, 1]; NaN (a misbehaving vocoder) becomes silence."""
+    out = np.clip(samples, -1.0, 1.0)
+    return np.nan_to_num(out, copy=False)
+
+
 def _to_s16(samples: Samples) -> npt.NDArray[np.int16]:
     """Clip to [-1, 1] and scale to little-endian int16."""
-    return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2")
+    return (_clip(samples) * 32767.0).astype("<i2")
 
 
 def _wav_header(sample_rate: int, data_bytes: int | None = None) -> bytes:
@@ -145,6 +153,7 @@ class StreamEncoder:
         self._stream: av.AudioStream | None = None
         self._pts = 0
         spec = _CODECS.get(fmt)
+        self._pcm = spec is None  # wav and pcm: raw s16le, no codec needed
         if spec is not None:
             self._open(spec)
 
@@ -181,29 +190,34 @@ class StreamEncoder:
         if self._resampler is not None:
             tail = self._write(self._resampler.flush())
         self._finished = True
-        if self._stream is None or self._container is None:
+        if self._pcm:
             return tail + self._pcm_header()
+        assert self._stream is not None and self._container is not None
         self._container.mux(self._stream.encode(None))
         self._container.close()
+        self._container = self._stream = None
         return tail + self._sink.drain()
 
     def close(self) -> None:
-        """Release the encoder without finishing (e.g. the client went away)."""
+        """Release the encoder; safe after :meth:`finish` and when abandoning a stream."""
         self._finished = True
         if self._container is not None:
-            self._container.close()
+            # Called from finally blocks: a codec error here must not mask the first.
+            with contextlib.suppress(av.error.FFmpegError):
+                self._container.close()
+            self._container = self._stream = None
             self._sink.drain()
 
     def _write(self, chunk: Samples) -> bytes:
-        if self._stream is None or self._container is None:
+        if self._pcm:
             return self._pcm_header() + _to_s16(chunk).tobytes() if len(chunk) else b""
+        assert self._stream is not None and self._container is not None
         if len(chunk):
             if self._stream.codec_context.format.name == "s16":
                 data: npt.NDArray[np.int16] | Samples = _to_s16(chunk)
             else:
-                # Clipping here rather than in the codec keeps lossy encoders from
-                # wasting bits on overshoot they would clip on decode anyway.
-                data = np.clip(chunk, -1.0, 1.0)
+                # Clip the float codecs too, so overshoot sounds the same in every format.
+                data = _clip(chunk)
             frame = av.AudioFrame.from_ndarray(
                 data.reshape(1, -1), format=self._stream.codec_context.format.name, layout="mono"
             )

@@ -38,7 +38,13 @@ from bragi.errors import (
 )
 from bragi.languages import language_code
 
-__all__ = ["BACKEND", "FasterWhisperBackend", "FasterWhisperEngine", "FasterWhisperOptions"]
+__all__ = [
+    "BACKEND",
+    "FasterWhisperBackend",
+    "FasterWhisperEngine",
+    "FasterWhisperOptions",
+    "VadParameters",
+]
 
 SAMPLE_RATE = 16_000
 #: What faster-whisper (and OpenAI's temperature 0) does: start greedy, raise on failure.

@@ -1,41 +1,31 @@
 """The model store: pulls model files from the Hugging Face hub into Bragi's data dir.
 
-Layout under ``root`` (``<data_dir>/models``)::
-
-    hub/        a standard huggingface_hub cache (blobs, snapshots, refs), used only
-                through the library, so other tools can read it too
-    manifests/  one JSON per verified snapshot, written last: a snapshot without one
-                is an interrupted pull, never mistaken for a complete model
+Files live in ``<root>/hub``, a standard huggingface_hub cache (blobs, snapshots, refs)
+that is only touched through the library, so other tools can read it too.
 
 huggingface_hub does the downloading: it resumes a dropped connection with a Range
 request, checks each file's size, writes to a temporary file and renames it into
 place only when complete. The store adds a free-space check, per-file progress, a
-checksum pass over what was downloaded (sha256 for LFS files, git-sha1 for the rest),
-and one-line errors from :mod:`bragi.errors`.
+checksum pass (sha256 for LFS files, git-sha1 for the rest), and one-line errors from
+:mod:`bragi.errors`. A pull has the repo's file listing cached only once every file is
+in place and verified, so a snapshot without one is an interrupted pull, never
+mistaken for a complete model.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
-import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import httpx2
-from huggingface_hub import (
-    HfApi,
-    constants,
-    hf_hub_download,
-    scan_cache_dir,
-    snapshot_download,
-    try_to_load_from_cache,
-)
+import huggingface_hub as hf
 from huggingface_hub import errors as hf_errors
 from huggingface_hub.file_download import repo_folder_name
 
@@ -59,6 +49,12 @@ _MB = 1024 * 1024
 # huggingface_hub downloads into a uniquely named ``blobs/*.incomplete`` file and deletes
 # it on failure, but a killed process leaves it behind and no later run reuses it.
 _STALE_PARTIAL_S = 3600.0
+_UNREACHABLE = (
+    hf_errors.LocalEntryNotFoundError,  # what hf_hub_download raises once it gives up
+    hf_errors.OfflineModeIsEnabled,
+    httpx2.ConnectError,
+    httpx2.ConnectTimeout,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +67,10 @@ class HubSource:
 
     def __str__(self) -> str:
         return f"{self.repo_id}@{self.revision}" if self.revision else self.repo_id
+
+    @property
+    def patterns(self) -> list[str] | None:
+        return list(self.allow_patterns) if self.allow_patterns is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,12 +97,11 @@ class ModelStore:
     ):
         self.root = root
         self.hub_dir = root / "hub"
-        self._manifests = root / "manifests"
         self._token = token if token is not None else (os.environ.get("HF_TOKEN") or None)
         self.offline = offline if offline is not None else _env_flag("HF_HUB_OFFLINE")
         # huggingface_hub reads HF_ENDPOINT once, at import; read it here so that a
         # store built later (a test, a reloaded config) sees the current value.
-        chosen = endpoint or os.environ.get("HF_ENDPOINT") or constants.ENDPOINT
+        chosen = endpoint or os.environ.get("HF_ENDPOINT") or hf.constants.ENDPOINT
         self.endpoint = chosen.rstrip("/")
 
     def fetch(self, source: HubSource, progress: ProgressCallback | None = None) -> Path:
@@ -113,12 +112,12 @@ class ModelStore:
         the hub cannot be reached) it returns the stored copy, if there is one.
         """
         if self.offline:
-            cached = self.local_path(source)
-            if cached is None:
+            stored = self.local_path(source)
+            if stored is None:
                 raise HubUnreachableError(
                     f"offline mode is on (HF_HUB_OFFLINE) and '{source}' is not in the model store"
                 )
-            return cached
+            return stored
         try:
             return self._pull(source, progress)
         except ModelFetchError:
@@ -131,25 +130,23 @@ class ModelStore:
 
     def local_path(self, source: HubSource) -> Path | None:
         """The stored snapshot for ``source``, complete and verified, without any network."""
-        patterns = list(source.allow_patterns) if source.allow_patterns is not None else None
         try:
-            snapshot = Path(
-                snapshot_download(
-                    source.repo_id,
-                    revision=source.revision,
-                    allow_patterns=patterns,
-                    cache_dir=self.hub_dir,
-                    local_files_only=True,
-                )
+            found = hf.snapshot_download(
+                source.repo_id,
+                revision=source.revision,
+                allow_patterns=source.patterns,
+                cache_dir=self.hub_dir,
+                local_files_only=True,
             )
         except (hf_errors.LocalEntryNotFoundError, hf_errors.HFValidationError):
             return None
-        listing = self._read_manifest(source.repo_id, snapshot.name)
-        if listing is None:
+        snapshot = Path(found)
+        sizes = self._listing(source.repo_id, snapshot.name)
+        if sizes is None:
             return None
-        for name in filter_repo_objects(list(listing), allow_patterns=patterns):
+        for name in filter_repo_objects(list(sizes), allow_patterns=source.patterns):
             file = snapshot / name
-            if not file.is_file() or file.stat().st_size != listing[name]:
+            if not file.is_file() or file.stat().st_size != sizes[name]:
                 return None
         return snapshot
 
@@ -157,23 +154,19 @@ class ModelStore:
         """Every complete snapshot in the store, by repo id."""
         if not self.hub_dir.is_dir():
             return []
-        found = []
-        for repo in scan_cache_dir(self.hub_dir).repos:
-            for revision in repo.revisions:
-                if (
-                    repo.repo_type != "model"
-                    or not self._manifest_path(repo.repo_id, revision.commit_hash).is_file()
-                ):
-                    continue
-                found.append(
-                    StoredModel(
-                        repo_id=repo.repo_id,
-                        commit=revision.commit_hash,
-                        refs=tuple(sorted(revision.refs)),
-                        path=revision.snapshot_path,
-                        size_bytes=revision.size_on_disk,
-                    )
-                )
+        found = [
+            StoredModel(
+                repo_id=repo.repo_id,
+                commit=revision.commit_hash,
+                refs=tuple(sorted(revision.refs)),
+                path=revision.snapshot_path,
+                size_bytes=revision.size_on_disk,
+            )
+            for repo in hf.scan_cache_dir(self.hub_dir).repos
+            if repo.repo_type == "model"
+            for revision in repo.revisions
+            if self._listing(repo.repo_id, revision.commit_hash) is not None
+        ]
         return sorted(found, key=lambda model: (model.repo_id, model.refs, model.commit))
 
     def remove(self, source: HubSource | str) -> int:
@@ -181,7 +174,7 @@ class ModelStore:
         repo_id = source.repo_id if isinstance(source, HubSource) else source
         freed = 0
         if self.hub_dir.is_dir():
-            cache = scan_cache_dir(self.hub_dir)
+            cache = hf.scan_cache_dir(self.hub_dir)
             commits = [
                 revision.commit_hash
                 for repo in cache.repos
@@ -198,14 +191,11 @@ class ModelStore:
             if leftover.is_dir():
                 freed += sum(p.lstat().st_size for p in leftover.rglob("*") if p.is_file())
                 shutil.rmtree(leftover, ignore_errors=True)
-        shutil.rmtree(self._manifests / folder, ignore_errors=True)
         log.info("removed %s (%.1f MB freed)", repo_id, freed / _MB)
         return freed
 
-    # -- pulling ---------------------------------------------------------------------
-
     def _pull(self, source: HubSource, progress: ProgressCallback | None) -> Path:
-        api = HfApi(endpoint=self.endpoint, token=self._token)
+        api = hf.HfApi(endpoint=self.endpoint, token=self._token)
         try:
             info = api.model_info(source.repo_id, revision=source.revision, files_metadata=True)
         except (httpx2.TransportError, hf_errors.OfflineModeIsEnabled):
@@ -216,34 +206,39 @@ class ModelStore:
             return stored
         if info.sha is None:
             raise ModelFetchError(f"the hub ({self.endpoint}) sent no commit for '{source}'")
-        commit = info.sha
-        sizes = {
-            sibling.rfilename: (sibling.lfs.size if sibling.lfs else sibling.size) or 0
-            for sibling in info.siblings or []
-        }
-        patterns = list(source.allow_patterns) if source.allow_patterns is not None else None
-        wanted = sorted(filter_repo_objects(list(sizes), allow_patterns=patterns))
+        commit, siblings = info.sha, info.siblings or []
+        sizes = {s.rfilename: (s.lfs.size if s.lfs else s.size) or 0 for s in siblings}
+        wanted = sorted(filter_repo_objects(list(sizes), allow_patterns=source.patterns))
         if not wanted:
-            raise ModelFetchError(f"no file of '{source}' matches {patterns}")
-        cached = {name for name in wanted if self._is_cached(source.repo_id, name, commit)}
+            raise ModelFetchError(f"no file of '{source}' matches {source.patterns}")
+        cached = {
+            name
+            for name in wanted
+            if isinstance(
+                hf.try_to_load_from_cache(
+                    source.repo_id, name, cache_dir=self.hub_dir, revision=commit
+                ),
+                str,
+            )
+        }
         needed = sum(sizes[name] for name in wanted if name not in cached)
         self._check_free_space(source, needed)
         self._sweep_stale_partials(source.repo_id)
 
         tracker = PullTracker(source.repo_id, {n: sizes[n] for n in wanted}, cached, progress)
+        hub: dict[str, Any] = {
+            "cache_dir": self.hub_dir,
+            "endpoint": self.endpoint,
+            "token": self._token,
+        }
         try:
             for name in wanted:
                 tracker.start(name)
                 if name not in cached:
-                    hf_hub_download(
-                        source.repo_id,
-                        name,
-                        revision=commit,  # the commit, so every file comes from the same one
-                        cache_dir=self.hub_dir,
-                        endpoint=self.endpoint,
-                        token=self._token,
-                        tqdm_class=cast(Any, tracker.bar_class),  # tqdm-shaped, not a tqdm
-                    )
+                    # By commit, so that every file comes from the same one; the bar
+                    # class is tqdm-shaped, not a tqdm subclass.
+                    bar = cast(Any, tracker.bar_class)
+                    hf.hf_hub_download(source.repo_id, name, revision=commit, tqdm_class=bar, **hub)
                 tracker.finish(name)
         except OSError as exc:
             if exc.errno != errno.ENOSPC:
@@ -252,24 +247,22 @@ class ModelStore:
                 f"no space left on device while downloading '{source}' "
                 f"(need {needed / _MB:.0f} MB in {self.hub_dir})"
             ) from exc
-        # Every file is in place: this call only records the revision's ref and the
-        # repo listing, so that offline look-ups by branch or tag name work.
+        if needed:
+            self._verify(api, source, commit)
+        # Every file is in place and verified: this downloads nothing, it caches the
+        # revision's ref and the repo listing, which local_path() relies on.
+        silent = cast(Any, SilentBar)
         snapshot = Path(
-            snapshot_download(
+            hf.snapshot_download(
                 source.repo_id,
                 revision=source.revision,
-                allow_patterns=patterns,
-                cache_dir=self.hub_dir,
-                endpoint=self.endpoint,
-                token=self._token,
-                tqdm_class=cast(Any, SilentBar),
+                allow_patterns=source.patterns,
+                tqdm_class=silent,
+                **hub,
             )
         )
         if snapshot.name != commit:
             raise ModelFetchError(f"'{source}' changed on the hub during the download; pull again")
-        if needed:
-            self._verify(api, source, commit)
-        self._write_manifest(source.repo_id, commit, sizes)
         log.info(
             "pulled %s (%d files, %.1f MB downloaded) in %.1f s",
             source,
@@ -278,10 +271,6 @@ class ModelStore:
             tracker.elapsed(),
         )
         return snapshot
-
-    def _is_cached(self, repo_id: str, filename: str, commit: str) -> bool:
-        found = try_to_load_from_cache(repo_id, filename, cache_dir=self.hub_dir, revision=commit)
-        return isinstance(found, str)
 
     def _check_free_space(self, source: HubSource, needed: int) -> None:
         self.hub_dir.mkdir(parents=True, exist_ok=True)
@@ -296,19 +285,17 @@ class ModelStore:
         blobs = self.hub_dir / repo_folder_name(repo_id=repo_id, repo_type="model") / "blobs"
         cutoff = time.time() - _STALE_PARTIAL_S
         for partial in blobs.glob("*.incomplete"):
-            try:
+            with contextlib.suppress(OSError):
                 if partial.stat().st_mtime < cutoff:  # a live download keeps it fresh
                     partial.unlink()
-            except OSError:
-                pass
 
-    def _verify(self, api: HfApi, source: HubSource, commit: str) -> None:
+    def _verify(self, api: hf.HfApi, source: HubSource, commit: str) -> None:
         """Hash the snapshot against the hub's listing; drop and report corrupt files."""
         result = api.verify_repo_checksums(source.repo_id, revision=commit, cache_dir=self.hub_dir)
         if not result.mismatches:
             return
         bad = {mismatch["path"] for mismatch in result.mismatches}
-        cache = scan_cache_dir(self.hub_dir)
+        cache = hf.scan_cache_dir(self.hub_dir)
         corrupt = [
             file
             for repo in cache.repos
@@ -327,49 +314,28 @@ class ModelStore:
             code="checksum_mismatch",
         )
 
-    # -- manifests -------------------------------------------------------------------
-
-    def _manifest_path(self, repo_id: str, commit: str) -> Path:
-        folder = repo_folder_name(repo_id=repo_id, repo_type="model")
-        return self._manifests / folder / f"{commit}.json"
-
-    def _write_manifest(self, repo_id: str, commit: str, sizes: dict[str, int]) -> None:
-        path = self._manifest_path(repo_id, commit)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        body = json.dumps({"repo_id": repo_id, "commit": commit, "files": sizes}, indent=1)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(body)
-        os.replace(tmp, path)  # atomic: a manifest is either absent or whole
-
-    def _read_manifest(self, repo_id: str, commit: str) -> dict[str, int] | None:
+    def _listing(self, repo_id: str, commit: str) -> dict[str, int] | None:
+        """File sizes of a commit, as cached by a completed pull; ``None`` if none was."""
         try:
-            data = json.loads(self._manifest_path(repo_id, commit).read_text("utf-8"))
-            return {str(name): int(size) for name, size in data["files"].items()}
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            tree = hf.get_cached_repo_tree(repo_id, revision=commit, cache_dir=self.hub_dir)
+        except hf_errors.CachedRepoTreeNotFoundError:
             return None
-
-    # -- errors ----------------------------------------------------------------------
+        return {file.path: file.size for file in tree}
 
     def _translate(self, exc: Exception, source: HubSource) -> ModelFetchError | None:
         """One clear line for each way a pull fails; ``None`` for errors not ours to name."""
-        repo = source.repo_id
+        repo, hub = source.repo_id, self.endpoint
         if isinstance(exc, hf_errors.GatedRepoError):
             if self._token is None:
-                text = (
-                    f"Model repo '{repo}' is gated: accept its licence on the hub and set HF_TOKEN"
-                )
-            else:
-                text = (
-                    f"Model repo '{repo}' is gated and the token has no access: "
-                    f"accept its licence at {self.endpoint}/{repo}"
-                )
-            return ModelRepoGatedError(text)
-        if isinstance(exc, hf_errors.RevisionNotFoundError):
-            return ModelRepoNotFoundError(
-                f"Revision '{source.revision}' of model repo '{repo}' was not found on the "
-                "Hugging Face hub"
+                how = "accept its licence on the hub and set HF_TOKEN"
+                return ModelRepoGatedError(f"Model repo '{repo}' is gated: {how}")
+            how = f"accept its licence at {hub}/{repo}"
+            return ModelRepoGatedError(
+                f"Model repo '{repo}' is gated and the token has no access: {how}"
             )
+        if isinstance(exc, hf_errors.RevisionNotFoundError):
+            where = f"model repo '{repo}' was not found on the Hugging Face hub"
+            return ModelRepoNotFoundError(f"Revision '{source.revision}' of {where}")
         if isinstance(exc, hf_errors.RepositoryNotFoundError):
             hint = "" if self._token else " (if it is private, set HF_TOKEN)"
             return ModelRepoNotFoundError(
@@ -377,25 +343,19 @@ class ModelStore:
             )
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:  # e.g. writing a ref
             return DiskFullError(f"no space left on device in {self.hub_dir} for '{source}'")
-        unreachable = (
-            hf_errors.LocalEntryNotFoundError,
-            hf_errors.OfflineModeIsEnabled,
-            httpx2.ConnectError,
-            httpx2.ConnectTimeout,
-        )
-        if isinstance(exc, unreachable):
+        if isinstance(exc, _UNREACHABLE):
             return HubUnreachableError(
-                f"cannot reach the hub ({self.endpoint}) and no cached copy of '{source}'"
+                f"cannot reach the hub ({hub}) and no cached copy of '{source}'"
             )
         if isinstance(exc, httpx2.TransportError):
+            why = _first_line(exc)
             return HubUnreachableError(
-                f"lost the connection to the hub ({self.endpoint}) while downloading "
-                f"'{source}': {_first_line(exc)}"
+                f"lost the connection to the hub ({hub}) while downloading '{source}': {why}"
             )
         if isinstance(exc, hf_errors.HfHubHTTPError):
             status = exc.response.status_code if exc.response is not None else "error"
             return ModelFetchError(
-                f"the hub ({self.endpoint}) answered HTTP {status} while downloading '{source}'"
+                f"the hub ({hub}) answered HTTP {status} while downloading '{source}'"
             )
         if isinstance(exc, hf_errors.HFValidationError):
             return ModelRepoNotFoundError(

@@ -1,0 +1,112 @@
+"""Running ``bragi serve`` as a real subprocess for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import openai
+
+KEY_PATTERN = re.compile(r"sk-bragi-[A-Za-z0-9_-]{20,}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class LiveServer:
+    base_url: str  # http://127.0.0.1:PORT
+    api_key: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    data_dir: Path
+
+    def client(self, api_key: str | None = None, **options: object) -> openai.OpenAI:
+        return openai.OpenAI(
+            base_url=f"{self.base_url}/v1",
+            api_key=api_key or self.api_key,
+            max_retries=0,
+            **options,  # type: ignore[arg-type]
+        )
+
+    def http(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {self.api_key}"},
+            timeout=120,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def assert_healthy(self) -> None:
+        assert self.process.poll() is None, "server process died:\n" + self.log()[-3000:]
+        assert httpx.get(f"{self.base_url}/health", timeout=10).status_code == 200
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"bragi serve exited {process.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"bragi serve not ready after {timeout} s:\n{log.read_text()}")
+
+
+@contextmanager
+def start_server(
+    data_dir: Path,
+    models_dir: Path,
+    *,
+    config: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+) -> Iterator[LiveServer]:
+    port = free_port()
+    log_path = data_dir / "server.log"
+    environment = {
+        key: value for key, value in os.environ.items() if not key.startswith(("BRAGI_", "HF_"))
+    }
+    environment |= {
+        "BRAGI_DATA_DIR": str(data_dir),
+        "BRAGI_MODEL_CACHE_DIR": str(models_dir),
+        "BRAGI_PORT": str(port),
+        "BRAGI_HOST": "127.0.0.1",
+        "BRAGI_DEVICE": "cpu",
+        "HF_HUB_OFFLINE": "1",
+    } | (env or {})
+    command = [sys.executable, "-m", "bragi", "serve"]
+    if config is not None:
+        command += ["--config", str(config)]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, process, log_path, timeout)
+        match = KEY_PATTERN.search(log_path.read_text())
+        yield LiveServer(url, match.group(0) if match else "", process, log_path, data_dir)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
