@@ -178,13 +178,13 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # CLI flags (init) beat the environment, which beats the file.
-        file_values = _FILE_VALUES.get()
+        file_values = _FILE_VALUES.get() or {}
         return (init_settings, env_settings, InitSettingsSource(settings_cls, file_values))
 
 
 # The YAML file's values while load_settings builds a Settings (a context variable, so
 # building settings stays re-entrant and thread-safe; no import-time singleton).
-_FILE_VALUES: ContextVar[dict[str, Any]] = ContextVar("bragi_config_file_values", default={})
+_FILE_VALUES: ContextVar[dict[str, Any] | None] = ContextVar("bragi_config_file", default=None)
 
 
 def _config_file(explicit: Path | None) -> Path | None:

@@ -69,7 +69,7 @@ def test_full_pull_downloads_only_the_allowed_files_verified_with_progress(
     assert "model.bin" in {event.filename for event in events}
 
     # Nothing outside the data dir, nothing half-written inside it.
-    assert sorted(p.name for p in store.root.iterdir()) == ["hub", "manifests"]
+    assert [p.name for p in store.root.iterdir()] == ["hub"]
     assert leftovers(store.root) == []
     assert store.local_path(WHISPER) == snapshot
     [stored] = store.list()
@@ -171,7 +171,7 @@ def test_a_missing_repo_says_so(hub_stub: HubStub, tmp_path: Path) -> None:
     )
     with pytest.raises(ModelRepoNotFoundError, match="Revision 'v9' of model repo"):
         store.fetch(HubSource(WHISPER_REPO, revision="v9"))
-    assert not (store.root / "manifests").exists()
+    assert store.list() == []
 
 
 def test_a_gated_repo_needs_an_accepted_licence_and_a_token(

@@ -10,7 +10,8 @@ from fastapi import FastAPI
 
 from bragi import __version__
 from bragi.api.errors import install_error_handlers
-from bragi.api.routes import health, models, speech, transcriptions
+from bragi.api.metrics import Metrics, MetricsMiddleware
+from bragi.api.routes import admin, health, metrics, models, speech, transcriptions
 from bragi.api.upload_limit import UploadLimitMiddleware
 from bragi.auth import KeyStore
 from bragi.backends.registry import BackendRegistry
@@ -72,7 +73,10 @@ def create_app(
     app.state.keystore = keystore
     app.state.registry = registry
     install_error_handlers(app)
+    app.state.metrics = Metrics(manager)
     app.add_middleware(UploadLimitMiddleware, limit=settings.upload_limit_bytes)
-    for router in (health.router, models.router, transcriptions.router, speech.router):
-        app.include_router(router)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    routers = (health, metrics, models, transcriptions, speech, admin)
+    for module in routers:
+        app.include_router(module.router)
     return app

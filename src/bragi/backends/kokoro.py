@@ -42,13 +42,8 @@ from bragi.backends.protocol import (
     Voice,
 )
 from bragi.backends.sentences import split_sentences
-from bragi.errors import (
-    ConfigError,
-    EngineError,
-    InvalidRequestError,
-    UnknownVoiceError,
-    UnsupportedCapabilityError,
-)
+from bragi.errors import ConfigError, EngineError, InvalidRequestError, UnknownVoiceError
+from bragi.errors import UnsupportedCapabilityError as UnsupportedError
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -58,7 +53,6 @@ __all__ = ["BACKEND", "SAMPLE_RATE", "KokoroBackend", "KokoroEngine", "KokoroOpt
 
 SAMPLE_RATE = 24_000
 _LOG = logging.getLogger(__name__)
-_STYLE_SIZE = 256
 _MAX_TOKENS = 510  # the model's context, less the two padding tokens
 #: voice-name prefix -> espeak code, for the languages Kokoro speaks through espeak
 _VOICE_PREFIX = dict(
@@ -66,6 +60,7 @@ _VOICE_PREFIX = dict(
 )
 #: espeak code -> BCP 47 tag ("en-us" -> "en-US")
 _LANGUAGES = {code: code[:2] + code[2:].upper() for code in _VOICE_PREFIX.values()}
+_TAGS = frozenset(_LANGUAGES.values())
 _GENDERS: dict[str, Literal["female", "male"]] = {"f": "female", "m": "male"}
 _QUANTIZED = {"quantized", "int8", "uint8"}
 _REDUCED = {"fp16", "q4", "q4f16", "q8f16", "uint8f16", "bnb4"}
@@ -101,9 +96,7 @@ class KokoroOptions(BackendOptions):
 class KokoroEngine:
     """A loaded Kokoro model; synthesizes one chunk per sentence or finer."""
 
-    capabilities = TtsCapabilities(
-        sample_rate=SAMPLE_RATE, languages=frozenset(_LANGUAGES.values())
-    )
+    capabilities = TtsCapabilities(sample_rate=SAMPLE_RATE, languages=_TAGS)
 
     def __init__(
         self,
@@ -137,7 +130,7 @@ class KokoroEngine:
             )
         language = request.language and espeak_language(request.language)
         if request.language and not language:
-            raise UnsupportedCapabilityError(
+            raise UnsupportedError(
                 f"Kokoro cannot speak {request.language!r} here; it speaks "
                 f"{', '.join(_LANGUAGES.values())} (Japanese and Mandarin need misaki)",
                 param="language",
@@ -227,11 +220,10 @@ def _pick_model(models: list[Path], variant: str | None, device: Device) -> Path
         known = ", ".join(_variant(p) for p in models)
         raise ConfigError(f"Kokoro has no variant {variant!r}; this model has: {known}")
 
-    def rank(path: Path) -> tuple[int, str]:
+    def rank(path: Path) -> tuple[tuple[bool, bool], str]:
         marks = set(re.split(r"[._-]", path.stem.lower()))
-        kind = "int8" if marks & _QUANTIZED else "reduced" if marks & _REDUCED else "fp32"
-        order = ("fp32", "reduced", "int8") if device == "cuda" else ("int8", "fp32", "reduced")
-        return order.index(kind), path.name
+        int8, reduced = bool(marks & _QUANTIZED), bool(marks & _REDUCED)  # else fp32
+        return ((int8, reduced) if device == "cuda" else (reduced, not int8)), path.name
 
     return min(models, key=rank)
 
@@ -245,7 +237,7 @@ def _load_styles(files: list[Path], per_voice: bool) -> dict[str, Samples]:
         else:
             with np.load(path, allow_pickle=False) as bundle:
                 raw.update({name: np.asarray(bundle[name], np.float32) for name in bundle.files})
-    return {name: style.reshape(-1, 1, _STYLE_SIZE) for name, style in raw.items()}
+    return {name: style.reshape(-1, 1, 256) for name, style in raw.items()}
 
 
 def _vocabulary(session: onnxruntime.InferenceSession) -> dict[str, int]:
@@ -275,10 +267,7 @@ class KokoroBackend:
 
     def voices_in(self, model_dir: Path, options: BackendOptions | None) -> Sequence[Voice]:
         """The voices of a model on disk, without loading it."""
-        layout = _layout(model_dir)
-        if layout is None:
-            return []
-        _, files, per_voice = layout
+        _, files, per_voice = _layout(model_dir) or ([], [], True)
         names = [p.stem for p in files] if per_voice else [n for p in files for n in np.load(p)]
         return _voices(_default_languages(names, _options(options)))
 

@@ -57,7 +57,6 @@ if TYPE_CHECKING:
 __all__ = ["BACKEND", "PiperBackend", "PiperEngine", "PiperOptions", "language_tag"]
 
 _LOG = logging.getLogger(__name__)
-_CONFIG_SUFFIX = ".onnx.json"
 
 
 class PiperOptions(BackendOptions):
@@ -88,7 +87,19 @@ def _voice_files(model_dir: Path) -> list[Path]:
     """The ``*.onnx`` files in ``model_dir`` that have a ``*.onnx.json`` beside them."""
     if not model_dir.is_dir():
         return []
-    return sorted(p for p in model_dir.glob("*.onnx") if p.with_name(p.name + ".json").is_file())
+    return sorted(p for p in model_dir.glob("*.onnx") if _config_path(p).is_file())
+
+
+def _config_path(model: Path) -> Path:
+    return model.with_name(model.name + ".json")
+
+
+def _read_config(model: Path) -> dict[str, Any]:
+    try:
+        config: dict[str, Any] = json.loads(_config_path(model).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise EngineError(f"Cannot read the Piper config of {model.name}: {exc}") from exc
+    return config
 
 
 def _speakers(stem: str, config: dict[str, Any]) -> list[_Speaker]:
@@ -198,6 +209,14 @@ class PiperBackend:
     def detect(self, model_dir: Path) -> bool:
         return bool(_voice_files(model_dir))
 
+    def voices_in(self, model_dir: Path, options: BackendOptions | None) -> Sequence[Voice]:
+        """The voices of a model on disk, from the configs, without loading it."""
+        return [
+            speaker.voice
+            for path in _voice_files(model_dir)
+            for speaker in _speakers(path.stem, _read_config(path))
+        ]
+
     def load(self, model_dir: Path, device: Device, options: BackendOptions) -> PiperEngine:
         from piper import PiperVoice
 
@@ -209,13 +228,12 @@ class PiperBackend:
         models: dict[str, PiperVoice] = {}
         speakers: list[_Speaker] = []
         for path in files:
-            stem, config_path = path.stem, path.with_name(path.name + ".json")
             try:
-                config = json.loads(config_path.read_text(encoding="utf-8"))
-                models[stem] = PiperVoice.load(path, config_path, use_cuda=use_cuda)
+                config = _read_config(path)
+                models[path.stem] = PiperVoice.load(path, _config_path(path), use_cuda=use_cuda)
             except Exception as exc:  # the library boundary: bad JSON, bad ONNX
                 raise EngineError(f"Cannot load Piper voice {path.name}: {exc}") from exc
-            speakers.extend(_speakers(stem, config))
+            speakers.extend(_speakers(path.stem, config))
         aliases = _aliases(speakers, single_file=len(files) == 1)
         return PiperEngine(models, speakers, aliases, opts)
 

@@ -40,8 +40,7 @@ def _create(args: argparse.Namespace) -> int:
     with _store(args) as store:
         created = store.create(args.name, role="admin" if args.admin else "user")
     print(created.key)
-    print(f"# id {created.record.id} ({created.record.role}); shown once, store it now",
-          flush=True)
+    print(f"# id {created.record.id} ({created.record.role}); shown once, store it now", flush=True)
     return 0
 
 

@@ -17,8 +17,11 @@ __all__ = ["main", "settings_from_args"]
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, help="YAML config file (default: $BRAGI_CONFIG, "
-                        "else /etc/bragi/config.yaml when present)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="YAML config file (default: $BRAGI_CONFIG, else /etc/bragi/config.yaml when present)",
+    )
     parser.add_argument("--data-dir", type=Path, help="models and keys live here ($BRAGI_DATA_DIR)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="$BRAGI_DEVICE")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])

@@ -35,10 +35,14 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
     remove.add_argument("name")
     remove.set_defaults(handler=_remove)
     ps = commands.add_parser("ps", help="models loaded in the running server")
-    ps.add_argument("--url", default=os.environ.get("BRAGI_URL", "http://127.0.0.1:8000"),
-                    help="server URL ($BRAGI_URL)")
-    ps.add_argument("--api-key", default=os.environ.get("BRAGI_API_KEY"),
-                    help="an admin key ($BRAGI_API_KEY)")
+    ps.add_argument(
+        "--url",
+        default=os.environ.get("BRAGI_URL", "http://127.0.0.1:8000"),
+        help="server URL ($BRAGI_URL)",
+    )
+    ps.add_argument(
+        "--api-key", default=os.environ.get("BRAGI_API_KEY"), help="an admin key ($BRAGI_API_KEY)"
+    )
     ps.set_defaults(handler=_ps)
 
 
@@ -96,7 +100,7 @@ def _backend_of(path: Path) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
-    store, catalog = _store_and_catalog(args)
+    store, _catalog = _store_and_catalog(args)
     rows = []
     packaged_root = store.root / "packaged"
     if packaged_root.is_dir():
@@ -117,8 +121,10 @@ def _show(args: argparse.Namespace) -> int:
     if args.name is None:
         print(f"{'NAME':<30} {'KIND':<5} {'BACKEND':<15} {'SIZE':>8}  DESCRIPTION")
         for e in catalog.entries():
-            print(f"{e.name:<30} {e.kind.value:<5} {e.backend:<15} {e.size_mb:>5.0f} MB  "
-                  f"{e.description}")
+            print(
+                f"{e.name:<30} {e.kind.value:<5} {e.backend:<15} {e.size_mb:>5.0f} MB  "
+                f"{e.description}"
+            )
         return 0
     source = plan_source(args.name, None, catalog)
     entry = source.catalog
@@ -180,8 +186,13 @@ def _ps(args: argparse.Namespace) -> int:
     for m in response.json()["data"]:
         memory = f"{m['memory_bytes'] / _MB:.0f} MB" if m.get("memory_bytes") else "-"
         until = m.get("unload_in")
-        when = "never" if until is None and m["state"] == "loaded" else (
-            "-" if until is None else f"{until:.0f} s")
-        print(f"{m['id']:<24} {m.get('backend') or '?':<16} {m['state']:<11} {memory:>9} "
-              f"{m.get('in_use', 0):>6}  {when}")
+        when = (
+            "never"
+            if until is None and m["state"] == "loaded"
+            else ("-" if until is None else f"{until:.0f} s")
+        )
+        print(
+            f"{m['id']:<24} {m.get('backend') or '?':<16} {m['state']:<11} {memory:>9} "
+            f"{m.get('in_use', 0):>6}  {when}"
+        )
     return 0

@@ -15,8 +15,7 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
     parser = commands.add_parser(
         "speak",
         help="synthesize speech locally",
-        description="Speak TEXT (or standard input) with a configured TTS model, in this "
-        "process.",
+        description="Speak TEXT (or standard input) with a configured TTS model, in this process.",
     )
     common(parser)
     parser.add_argument("text", nargs="?", help="text to speak (default: read standard input)")
@@ -24,8 +23,9 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
     parser.add_argument("--model", help="model alias (default: the first TTS model)")
     parser.add_argument("--voice", default="alloy", help="engine or OpenAI voice name")
     parser.add_argument(
-        "--format", choices=["mp3", "opus", "aac", "flac", "wav", "pcm"], help="default: from "
-        "the output file's extension, else mp3"
+        "--format",
+        choices=["mp3", "opus", "aac", "flac", "wav", "pcm"],
+        help="default: from the output file's extension, else mp3",
     )
     parser.add_argument("--speed", type=float, default=1.0, help="0.25 to 4.0")
     parser.set_defaults(handler=run)

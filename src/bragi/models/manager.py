@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -23,6 +24,7 @@ from anyio import to_thread
 
 from bragi.backends.protocol import (
     Backend,
+    Device,
     Engine,
     ModelKind,
     TextToSpeech,
@@ -44,13 +46,23 @@ from bragi.models.prepare import prepare_model
 from bragi.models.served import ModelState, ServedModel
 from bragi.models.store import DownloadProgress, ModelStore
 
-__all__ = ["Lease", "ModelManager"]
+__all__ = ["Lease", "ModelManager", "resident_memory"]
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _KIND_ROUTE = {ModelKind.STT: "/v1/audio/transcriptions", ModelKind.TTS: "/v1/audio/speech"}
 _KIND_NAME = {ModelKind.STT: "a speech-to-text", ModelKind.TTS: "a text-to-speech"}
+
+
+def resident_memory() -> int | None:
+    """This process's resident set size in bytes (Linux), else None."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * _PAGE_SIZE
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 class Lease:
@@ -210,7 +222,9 @@ class ModelManager:
         self._check_kind(model, kind)
         self._check_serviceable(model)
         limit = model.config.max_concurrency or self.settings.max_concurrency
-        queue = self.settings.max_queue if model.config.max_queue is None else model.config.max_queue
+        queue = (
+            self.settings.max_queue if model.config.max_queue is None else model.config.max_queue
+        )
         if model.running >= limit and model.waiting >= queue:
             raise RateLimitError(
                 f"Model `{alias}` is busy: {model.running} requests running and "
@@ -287,6 +301,7 @@ class ModelManager:
             assert backend is not None and model.model_dir is not None
             model.state = ModelState.LOADING
             started = time.perf_counter()
+            rss_before = resident_memory()
             try:
                 engine = await to_thread.run_sync(self._load_engine, model, backend)
             except BragiError as exc:
@@ -300,13 +315,15 @@ class ModelManager:
                 raise ModelUnavailableError(
                     f"Model `{model.alias}` failed to load: {model.error}"
                 ) from exc
-            model.set_loaded(engine, self.clock())
+            rss_after = resident_memory()
+            grown = rss_after - rss_before if rss_after and rss_before else None
+            model.set_loaded(engine, self.clock(), grown if grown and grown > 0 else None)
             log.info("loaded %s in %.2f s", model.alias, time.perf_counter() - started)
             return engine
 
     def _load_engine(self, model: ServedModel, backend: Backend) -> Engine:
         assert model.model_dir is not None and model.options is not None
-        device = "cpu" if self.device == "cpu" else "cuda"
+        device: Device = "cpu" if self.device == "cpu" else "cuda"
         return backend.load(model.model_dir, device, model.options)
 
     async def _make_room(self, incoming: ServedModel) -> None:

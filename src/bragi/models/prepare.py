@@ -21,7 +21,9 @@ if TYPE_CHECKING:
 __all__ = ["choose_backend", "prepare_model", "validate_options"]
 
 
-def validate_options(alias: str, backend: Backend, config: ModelConfig, source: ModelSource) -> BackendOptions:
+def validate_options(
+    alias: str, backend: Backend, config: ModelConfig, source: ModelSource
+) -> BackendOptions:
     defaults = source.catalog.options if source.catalog is not None else {}
     try:
         return backend.options_model.model_validate({**defaults, **config.options})

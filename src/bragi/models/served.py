@@ -42,6 +42,7 @@ class ServedModel:
     running: int = 0  # requests admitted past the concurrency gate
     waiting: int = 0  # requests queued at the gate
     requests_served: int = 0
+    memory_bytes: int | None = None  # resident memory the load added (approximate)
     load_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _slots: asyncio.Semaphore | None = None
 
@@ -88,9 +89,7 @@ class ServedModel:
         self.state = ModelState.FAILED
         self.error = reason
 
-    def set_prepared(
-        self, backend: Backend, model_dir: Path, options: BackendOptions
-    ) -> None:
+    def set_prepared(self, backend: Backend, model_dir: Path, options: BackendOptions) -> None:
         self.backend = backend
         self.kind = backend.kind
         self.model_dir = model_dir
@@ -98,13 +97,15 @@ class ServedModel:
         self.error = None
         self.state = ModelState.AVAILABLE
 
-    def set_loaded(self, engine: Engine, now: float) -> None:
+    def set_loaded(self, engine: Engine, now: float, memory_bytes: int | None = None) -> None:
         self.engine = engine
+        self.memory_bytes = memory_bytes
         self.loaded_at = now
         self.last_used = now
         self.state = ModelState.LOADED
 
     def set_unloaded(self) -> None:
         self.engine = None
+        self.memory_bytes = None
         self.loaded_at = None
         self.state = ModelState.AVAILABLE

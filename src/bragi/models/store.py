@@ -14,12 +14,10 @@ mistaken for a complete model.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
 import os
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -46,9 +44,6 @@ __all__ = ["DownloadProgress", "HubSource", "ModelStore", "StoredModel"]
 log = logging.getLogger("bragi.models.store")
 
 _MB = 1024 * 1024
-# huggingface_hub downloads into a uniquely named ``blobs/*.incomplete`` file and deletes
-# it on failure, but a killed process leaves it behind and no later run reuses it.
-_STALE_PARTIAL_S = 3600.0
 _UNREACHABLE = (
     hf_errors.LocalEntryNotFoundError,  # what hf_hub_download raises once it gives up
     hf_errors.OfflineModeIsEnabled,
@@ -103,6 +98,12 @@ class ModelStore:
         # store built later (a test, a reloaded config) sees the current value.
         chosen = endpoint or os.environ.get("HF_ENDPOINT") or hf.constants.ENDPOINT
         self.endpoint = chosen.rstrip("/")
+        # What every huggingface_hub call here is given.
+        self._hub: dict[str, Any] = {
+            "cache_dir": self.hub_dir,
+            "endpoint": self.endpoint,
+            "token": self._token,
+        }
 
     def fetch(self, source: HubSource, progress: ProgressCallback | None = None) -> Path:
         """Make sure ``source`` is in the store and return its snapshot directory.
@@ -130,13 +131,14 @@ class ModelStore:
 
     def local_path(self, source: HubSource) -> Path | None:
         """The stored snapshot for ``source``, complete and verified, without any network."""
+        revision, patterns = source.revision, source.patterns
         try:
             found = hf.snapshot_download(
                 source.repo_id,
-                revision=source.revision,
-                allow_patterns=source.patterns,
-                cache_dir=self.hub_dir,
+                revision=revision,
+                allow_patterns=patterns,
                 local_files_only=True,
+                **self._hub,
             )
         except (hf_errors.LocalEntryNotFoundError, hf_errors.HFValidationError):
             return None
@@ -144,7 +146,7 @@ class ModelStore:
         sizes = self._listing(source.repo_id, snapshot.name)
         if sizes is None:
             return None
-        for name in filter_repo_objects(list(sizes), allow_patterns=source.patterns):
+        for name in filter_repo_objects(list(sizes), allow_patterns=patterns):
             file = snapshot / name
             if not file.is_file() or file.stat().st_size != sizes[name]:
                 return None
@@ -195,9 +197,9 @@ class ModelStore:
         return freed
 
     def _pull(self, source: HubSource, progress: ProgressCallback | None) -> Path:
-        api = hf.HfApi(endpoint=self.endpoint, token=self._token)
+        repo, api = source.repo_id, hf.HfApi(endpoint=self.endpoint, token=self._token)
         try:
-            info = api.model_info(source.repo_id, revision=source.revision, files_metadata=True)
+            info = api.model_info(repo, revision=source.revision, files_metadata=True)
         except (httpx2.TransportError, hf_errors.OfflineModeIsEnabled):
             stored = self.local_path(source)
             if stored is None:
@@ -211,34 +213,17 @@ class ModelStore:
         wanted = sorted(filter_repo_objects(list(sizes), allow_patterns=source.patterns))
         if not wanted:
             raise ModelFetchError(f"no file of '{source}' matches {source.patterns}")
-        cached = {
-            name
-            for name in wanted
-            if isinstance(
-                hf.try_to_load_from_cache(
-                    source.repo_id, name, cache_dir=self.hub_dir, revision=commit
-                ),
-                str,
-            )
-        }
+        cached = {name for name in wanted if self._is_cached(repo, name, commit)}
         needed = sum(sizes[name] for name in wanted if name not in cached)
         self._check_free_space(source, needed)
-        self._sweep_stale_partials(source.repo_id)
 
-        tracker = PullTracker(source.repo_id, {n: sizes[n] for n in wanted}, cached, progress)
-        hub: dict[str, Any] = {
-            "cache_dir": self.hub_dir,
-            "endpoint": self.endpoint,
-            "token": self._token,
-        }
+        tracker = PullTracker(repo, {name: sizes[name] for name in wanted}, cached, progress)
+        bar = cast(Any, tracker.bar_class)  # tqdm-shaped, not a tqdm subclass
         try:
             for name in wanted:
                 tracker.start(name)
-                if name not in cached:
-                    # By commit, so that every file comes from the same one; the bar
-                    # class is tqdm-shaped, not a tqdm subclass.
-                    bar = cast(Any, tracker.bar_class)
-                    hf.hf_hub_download(source.repo_id, name, revision=commit, tqdm_class=bar, **hub)
+                if name not in cached:  # by commit, so that every file comes from that one
+                    hf.hf_hub_download(repo, name, revision=commit, tqdm_class=bar, **self._hub)
                 tracker.finish(name)
         except OSError as exc:
             if exc.errno != errno.ENOSPC:
@@ -251,24 +236,17 @@ class ModelStore:
             self._verify(api, source, commit)
         # Every file is in place and verified: this downloads nothing, it caches the
         # revision's ref and the repo listing, which local_path() relies on.
-        silent = cast(Any, SilentBar)
+        revision, patterns, silent = source.revision, source.patterns, cast(Any, SilentBar)
         snapshot = Path(
             hf.snapshot_download(
-                source.repo_id,
-                revision=source.revision,
-                allow_patterns=source.patterns,
-                tqdm_class=silent,
-                **hub,
+                repo, revision=revision, allow_patterns=patterns, tqdm_class=silent, **self._hub
             )
         )
         if snapshot.name != commit:
             raise ModelFetchError(f"'{source}' changed on the hub during the download; pull again")
+        took, mb = tracker.elapsed(), needed / _MB
         log.info(
-            "pulled %s (%d files, %.1f MB downloaded) in %.1f s",
-            source,
-            len(wanted),
-            needed / _MB,
-            tracker.elapsed(),
+            "pulled %s (%d files, %.1f MB downloaded) in %.1f s", source, len(wanted), mb, took
         )
         return snapshot
 
@@ -281,13 +259,9 @@ class ModelStore:
                 f"(need {needed / _MB:.0f} MB, {free / _MB:.0f} MB free in {self.hub_dir})"
             )
 
-    def _sweep_stale_partials(self, repo_id: str) -> None:
-        blobs = self.hub_dir / repo_folder_name(repo_id=repo_id, repo_type="model") / "blobs"
-        cutoff = time.time() - _STALE_PARTIAL_S
-        for partial in blobs.glob("*.incomplete"):
-            with contextlib.suppress(OSError):
-                if partial.stat().st_mtime < cutoff:  # a live download keeps it fresh
-                    partial.unlink()
+    def _is_cached(self, repo_id: str, name: str, commit: str) -> bool:
+        found = hf.try_to_load_from_cache(repo_id, name, cache_dir=self.hub_dir, revision=commit)
+        return isinstance(found, str)  # not None, nor the "known to be missing" marker
 
     def _verify(self, api: hf.HfApi, source: HubSource, commit: str) -> None:
         """Hash the snapshot against the hub's listing; drop and report corrupt files."""
@@ -324,45 +298,33 @@ class ModelStore:
 
     def _translate(self, exc: Exception, source: HubSource) -> ModelFetchError | None:
         """One clear line for each way a pull fails; ``None`` for errors not ours to name."""
-        repo, hub = source.repo_id, self.endpoint
+        repo, hub, why = source.repo_id, f"the hub ({self.endpoint})", _first_line(exc)
+        missing = "was not found on the Hugging Face hub"
         if isinstance(exc, hf_errors.GatedRepoError):
             if self._token is None:
                 how = "accept its licence on the hub and set HF_TOKEN"
                 return ModelRepoGatedError(f"Model repo '{repo}' is gated: {how}")
-            how = f"accept its licence at {hub}/{repo}"
-            return ModelRepoGatedError(
-                f"Model repo '{repo}' is gated and the token has no access: {how}"
-            )
+            how = f"the token has no access: accept its licence at {self.endpoint}/{repo}"
+            return ModelRepoGatedError(f"Model repo '{repo}' is gated and {how}")
         if isinstance(exc, hf_errors.RevisionNotFoundError):
-            where = f"model repo '{repo}' was not found on the Hugging Face hub"
-            return ModelRepoNotFoundError(f"Revision '{source.revision}' of {where}")
+            rev = source.revision
+            return ModelRepoNotFoundError(f"Revision '{rev}' of model repo '{repo}' {missing}")
         if isinstance(exc, hf_errors.RepositoryNotFoundError):
             hint = "" if self._token else " (if it is private, set HF_TOKEN)"
-            return ModelRepoNotFoundError(
-                f"Model repo '{repo}' was not found on the Hugging Face hub{hint}"
-            )
+            return ModelRepoNotFoundError(f"Model repo '{repo}' {missing}{hint}")
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:  # e.g. writing a ref
             return DiskFullError(f"no space left on device in {self.hub_dir} for '{source}'")
         if isinstance(exc, _UNREACHABLE):
-            return HubUnreachableError(
-                f"cannot reach the hub ({hub}) and no cached copy of '{source}'"
-            )
+            return HubUnreachableError(f"cannot reach {hub} and no cached copy of '{source}'")
         if isinstance(exc, httpx2.TransportError):
-            why = _first_line(exc)
-            return HubUnreachableError(
-                f"lost the connection to the hub ({hub}) while downloading '{source}': {why}"
-            )
+            return HubUnreachableError(f"lost the connection to {hub} during '{source}': {why}")
         if isinstance(exc, hf_errors.HfHubHTTPError):
-            status = exc.response.status_code if exc.response is not None else "error"
-            return ModelFetchError(
-                f"the hub ({hub}) answered HTTP {status} while downloading '{source}'"
-            )
+            status = exc.response.status_code if exc.response is not None else "an error"
+            return ModelFetchError(f"{hub} answered HTTP {status} while downloading '{source}'")
         if isinstance(exc, hf_errors.HFValidationError):
-            return ModelRepoNotFoundError(
-                f"'{repo}' is not a valid hub repo id: {_first_line(exc)}"
-            )
+            return ModelRepoNotFoundError(f"'{repo}' is not a valid hub repo id: {why}")
         if isinstance(exc, OSError):  # e.g. the size check of a short download
-            return ModelFetchError(f"downloading '{source}' failed: {_first_line(exc)}")
+            return ModelFetchError(f"downloading '{source}' failed: {why}")
         return None
 
 

@@ -8,11 +8,11 @@ after that, audio goes out as each sentence is ready, encoded incrementally.
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Annotated, Any, Literal
 
 from anyio import to_thread
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -69,8 +69,17 @@ def _synthesis_request(params: SpeechParams, engine: TextToSpeech, voice: str) -
 class _Synthesis:
     """One request's synthesis: engine chunks in, encoded bytes out; owns the lease."""
 
-    def __init__(self, lease: Lease, first: Audio, chunks: Iterator[Audio], fmt: str, rate: int):
+    def __init__(
+        self,
+        lease: Lease,
+        first: Audio,
+        chunks: Iterator[Audio],
+        fmt: str,
+        rate: int,
+        on_done: Callable[[float], None],
+    ):
         self.lease = lease
+        self.on_done = on_done
         self.first: Audio | None = first
         self.chunks = chunks
         self.encoder = StreamEncoder(fmt, rate)
@@ -78,8 +87,8 @@ class _Synthesis:
 
     async def _next_chunk(self) -> Audio | None:
         if self.first is not None:
-            chunk, self.first = self.first, None
-            return chunk
+            first, self.first = self.first, None
+            return first
         chunk: Audio | None = await to_thread.run_sync(next, self.chunks, None)
         return chunk
 
@@ -93,6 +102,7 @@ class _Synthesis:
                 yield tail
         finally:
             self.encoder.close()
+            self.on_done(self.seconds)
             await self.lease.release()
 
     async def sse_events(self, text: str) -> AsyncIterator[bytes]:
@@ -110,24 +120,27 @@ class _Synthesis:
 
 @router.post("/v1/audio/speech", response_model=None)
 async def create_speech(
+    request: Request,
     params: Annotated[SpeechParams, Body()],
     manager: Manager,
     settings: SettingsDep,
     _: ApiKey,
 ) -> StreamingResponse:
+    request.state.model = params.model
     lease = await manager.acquire(params.model, ModelKind.TTS)
     try:
         engine = lease.engine
         if not isinstance(engine, TextToSpeech):
             raise InvalidRequestError(f"Model `{params.model}` cannot speak.", param="model")
         voice = resolve_voice(params.voice_name, params.model, engine.voices(), settings.voices)
-        request = _synthesis_request(params, engine, voice)
-        chunks = await to_thread.run_sync(engine.synthesize, request)
+        job = _synthesis_request(params, engine, voice)
+        chunks = await to_thread.run_sync(engine.synthesize, job)
         first = await to_thread.run_sync(next, chunks, None)
         if first is None:
             raise InvalidRequestError("The input contains nothing to speak.", param="input")
         rate = engine.capabilities.sample_rate
-        synthesis = _Synthesis(lease, first, chunks, params.response_format, rate)
+        counter = request.app.state.metrics.audio_seconds.labels(params.model, "out")
+        synthesis = _Synthesis(lease, first, chunks, params.response_format, rate, counter.inc)
     except BaseException:
         await lease.release()
         raise
@@ -135,16 +148,14 @@ async def create_speech(
         return StreamingResponse(
             synthesis.sse_events(params.input), media_type="text/event-stream", headers=SSE_HEADERS
         )
-    return StreamingResponse(
-        synthesis.encoded(), media_type=CONTENT_TYPES[params.response_format]
-    )
+    return StreamingResponse(synthesis.encoded(), media_type=CONTENT_TYPES[params.response_format])
 
 
 @router.get("/v1/audio/voices")
 async def list_voices(manager: Manager, _: ApiKey, model: str | None = None) -> dict[str, Any]:
     """Voices of each TTS model (or of ``?model=``), with language and gender."""
     models = [manager.get(model)] if model else manager.models()
-    data = []
+    data: list[dict[str, Any]] = []
     for served in models:
         voices = manager.voices_of(served)
         if voices is None:

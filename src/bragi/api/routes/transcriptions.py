@@ -45,7 +45,7 @@ class _CommonParams(BaseModel):
 class TranscriptionParams(_CommonParams):
     language: str | None = None
     timestamp_granularities: list[Literal["word", "segment"]] = Field(
-        default_factory=lambda: ["segment"]
+        default_factory=lambda: list[Literal["word", "segment"]](["segment"])
     )
     stream: bool = False
 
@@ -104,12 +104,11 @@ def _collect(segments: Iterator[Segment], cancel: threading.Event) -> list[Segme
     return collected
 
 
-async def _read_request(
-    request: Request, params_model: type[ParamsT]
-) -> tuple[ParamsT, bytes]:
+async def _read_request(request: Request, params_model: type[ParamsT]) -> tuple[ParamsT, bytes]:
     form = await read_form(request)
     try:
         params = form_params(form, params_model)
+        request.state.model = params.model
         data = await upload_bytes(form)
     finally:
         await form.close()
@@ -117,7 +116,11 @@ async def _read_request(
 
 
 async def _start(
-    manager: Manager, params: _CommonParams, options: TranscribeOptions, data: bytes
+    request: Request,
+    manager: Manager,
+    params: _CommonParams,
+    options: TranscribeOptions,
+    data: bytes,
 ) -> tuple[Lease, Iterator[Segment], TranscriptionInfo]:
     """Lease the model, validate against it, decode the upload, start decoding (lazily)."""
     lease = await manager.acquire(params.model, ModelKind.STT)
@@ -126,10 +129,9 @@ async def _start(
         if not isinstance(engine, SpeechToText):
             raise InvalidRequestError(f"Model `{params.model}` cannot transcribe.", param="model")
         _check_capabilities(engine, options, params.model)
-        audio: Audio = await to_thread.run_sync(
-            decode_audio, data, engine.capabilities.sample_rate
-        )
+        audio: Audio = await to_thread.run_sync(decode_audio, data, engine.capabilities.sample_rate)
         segments, info = await to_thread.run_sync(engine.transcribe, audio, options)
+        request.app.state.metrics.audio_seconds.labels(params.model, "in").inc(audio.duration)
     except BaseException:
         await lease.release()
         raise
@@ -143,7 +145,7 @@ async def _respond(
     options: TranscribeOptions,
     data: bytes,
 ) -> Response:
-    lease, segments, info = await _start(manager, params, options, data)
+    lease, segments, info = await _start(request, manager, params, options, data)
     cancel = threading.Event()
     watcher = asyncio.create_task(_cancel_on_disconnect(request, cancel))
     try:
@@ -193,7 +195,7 @@ async def create_transcription(request: Request, manager: Manager, _: ApiKey) ->
     )
     if not params.stream:
         return await _respond(request, manager, params, options, data)
-    lease, segments, _info = await _start(manager, params, options, data)
+    lease, segments, _info = await _start(request, manager, params, options, data)
     return StreamingResponse(
         _stream(lease, segments), media_type="text/event-stream", headers=SSE_HEADERS
     )
