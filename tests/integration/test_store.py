@@ -117,9 +117,12 @@ def test_a_failed_pull_leaves_nothing_usable_and_the_next_one_completes(
     assert store.list() == []
     assert leftovers(store.root) == []
 
-    snapshot = store.fetch(WHISPER)
+    events: list[DownloadProgress] = []
+    snapshot = store.fetch(WHISPER, events.append)
     assert sha256(snapshot / "model.bin") == WHISPER_MODEL_SHA256
     assert len(hub_stub.content_gets("config.json")) == 1  # finished files are kept
+    assert events[-1].bytes_done == events[-1].bytes_total  # kept ones counted once
+    assert (events[-1].files_done, events[-1].files_total) == (4, 4)
 
 
 def test_a_corrupt_file_is_caught_removed_and_fetched_again(

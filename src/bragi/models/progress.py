@@ -94,16 +94,16 @@ class _FileBar(SilentBar):
 class PullTracker:
     """Adds per-file byte counts into one :class:`DownloadProgress` for a pull.
 
-    ``files`` maps each file of the pull to its size; ``cached`` are those already on
-    disk. The callback runs in the downloading thread; an exception it raises aborts the
-    pull (huggingface_hub then deletes the partial file), which is how a caller cancels.
+    ``files`` maps each file of the pull to its size; each is ``finish``-ed once, be it
+    downloaded or found in the store. The callback runs in the downloading thread; an
+    exception it raises aborts the pull (huggingface_hub then deletes the partial file),
+    which is how a caller cancels.
     """
 
     def __init__(
         self,
         repo_id: str,
         files: Mapping[str, int],
-        cached: set[str],
         callback: ProgressCallback | None,
         *,
         clock: Callable[[], float] = time.monotonic,
@@ -115,8 +115,8 @@ class PullTracker:
         self._clock = clock
         self._log_every_s = log_every_s
         self._lock = threading.Lock()  # the Xet path reports from its own thread
-        self._finished = sum(self._sizes[name] for name in cached)
-        self._files_done = len(cached)
+        self._finished = 0
+        self._files_done = 0
         self._current = ""
         self._current_bytes = 0
         self._started = clock()

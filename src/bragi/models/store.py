@@ -217,7 +217,7 @@ class ModelStore:
         needed = sum(sizes[name] for name in wanted if name not in cached)
         self._check_free_space(source, needed)
 
-        tracker = PullTracker(repo, {name: sizes[name] for name in wanted}, cached, progress)
+        tracker = PullTracker(repo, {name: sizes[name] for name in wanted}, progress)
         bar = cast(Any, tracker.bar_class)  # tqdm-shaped, not a tqdm subclass
         try:
             for name in wanted:
@@ -232,7 +232,7 @@ class ModelStore:
                 f"no space left on device while downloading '{source}' "
                 f"(need {needed / _MB:.0f} MB in {self.hub_dir})"
             ) from exc
-        if needed:
+        if needed or self._listing(repo, commit) is None:  # new files, or a pull cut short
             self._verify(api, source, commit)
         # Every file is in place and verified: this downloads nothing, it caches the
         # revision's ref and the repo listing, which local_path() relies on.

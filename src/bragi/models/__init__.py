@@ -1,0 +1,1 @@
+"""Models: the catalog, the store that downloads them, and the manager that loads them."""
