@@ -72,3 +72,6 @@ def configure_logging(level: str) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    # The hub client's HTTP library logs every request at INFO; Bragi logs progress itself.
+    for noisy in ("httpx", "httpx2", "httpcore", "huggingface_hub"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))

@@ -32,8 +32,10 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
 
 
 def run(args: argparse.Namespace) -> int:
-    from bragi.audio import OUTPUT_FORMATS, StreamEncoder
-    from bragi.backends.protocol import Engine, ModelKind, SynthesisRequest, TextToSpeech
+    from bragi.api.routes.speech import synthesis_plan
+    from bragi.audio import OUTPUT_FORMATS
+    from bragi.audio.speech_encoder import SpeechEncoder
+    from bragi.backends.protocol import Engine, ModelKind, TextToSpeech
     from bragi.cli.local import default_alias, with_local_engine
     from bragi.cli.main import settings_from_args
     from bragi.errors import InvalidRequestError
@@ -52,11 +54,9 @@ def run(args: argparse.Namespace) -> int:
     def work(engine: Engine) -> bytes:
         assert isinstance(engine, TextToSpeech)
         voice = resolve_voice(args.voice, alias, engine.voices(), settings.voices)
-        encoder = StreamEncoder(fmt, engine.capabilities.sample_rate)
-        pieces = [
-            encoder.encode(chunk.samples)
-            for chunk in engine.synthesize(SynthesisRequest(text, voice, args.speed))
-        ]
+        job, tempo = synthesis_plan(text, voice, args.speed, engine)
+        encoder = SpeechEncoder(fmt, engine.capabilities.sample_rate, tempo)
+        pieces = [encoder.feed(chunk) for chunk in engine.synthesize(job)]
         pieces.append(encoder.finish())
         return b"".join(pieces)
 

@@ -18,9 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bragi.api.deps import ApiKey, Manager, SettingsDep
 from bragi.api.sse import SSE_HEADERS, sse_event
-from bragi.audio import CONTENT_TYPES, Audio, StreamEncoder
+from bragi.audio import CONTENT_TYPES, Audio
+from bragi.audio.speech_encoder import SpeechEncoder
 from bragi.backends.protocol import ModelKind, SynthesisRequest, TextToSpeech
-from bragi.errors import InvalidRequestError, UnsupportedCapabilityError
+from bragi.errors import InvalidRequestError
 from bragi.models.manager import Lease
 from bragi.models.voices import resolve_voice
 
@@ -58,12 +59,14 @@ class SpeechParams(BaseModel):
         return self.voice.id if isinstance(self.voice, VoiceRef) else self.voice
 
 
-def _synthesis_request(params: SpeechParams, engine: TextToSpeech, voice: str) -> SynthesisRequest:
-    if params.speed != 1.0 and not engine.capabilities.native_speed:
-        raise UnsupportedCapabilityError(
-            f"Model `{params.model}` cannot change its speaking speed.", param="speed"
-        )
-    return SynthesisRequest(text=params.input, voice=voice, speed=params.speed)
+def synthesis_plan(
+    text: str, voice: str, speed: float, engine: TextToSpeech
+) -> tuple[SynthesisRequest, float]:
+    """The engine's request and the tempo the server applies: engines without native
+    speed synthesize at 1.0 and are time-stretched (pitch kept)."""
+    if engine.capabilities.native_speed:
+        return SynthesisRequest(text=text, voice=voice, speed=speed), 1.0
+    return SynthesisRequest(text=text, voice=voice, speed=1.0), speed
 
 
 class _Synthesis:
@@ -74,15 +77,14 @@ class _Synthesis:
         lease: Lease,
         first: Audio,
         chunks: Iterator[Audio],
-        fmt: str,
-        rate: int,
+        encoder: SpeechEncoder,
         on_done: Callable[[float], None],
     ):
         self.lease = lease
         self.on_done = on_done
         self.first: Audio | None = first
         self.chunks = chunks
-        self.encoder = StreamEncoder(fmt, rate)
+        self.encoder = encoder
         self.seconds = 0.0
 
     async def _next_chunk(self) -> Audio | None:
@@ -96,7 +98,7 @@ class _Synthesis:
         try:
             while (chunk := await self._next_chunk()) is not None:
                 self.seconds += chunk.duration
-                if encoded := await to_thread.run_sync(self.encoder.encode, chunk.samples):
+                if encoded := await to_thread.run_sync(self.encoder.feed, chunk):
                     yield encoded
             if tail := self.encoder.finish():
                 yield tail
@@ -133,14 +135,14 @@ async def create_speech(
         if not isinstance(engine, TextToSpeech):
             raise InvalidRequestError(f"Model `{params.model}` cannot speak.", param="model")
         voice = resolve_voice(params.voice_name, params.model, engine.voices(), settings.voices)
-        job = _synthesis_request(params, engine, voice)
+        job, tempo = synthesis_plan(params.input, voice, params.speed, engine)
         chunks = await to_thread.run_sync(engine.synthesize, job)
         first = await to_thread.run_sync(next, chunks, None)
         if first is None:
             raise InvalidRequestError("The input contains nothing to speak.", param="input")
-        rate = engine.capabilities.sample_rate
+        encoder = SpeechEncoder(params.response_format, engine.capabilities.sample_rate, tempo)
         counter = request.app.state.metrics.audio_seconds.labels(params.model, "out")
-        synthesis = _Synthesis(lease, first, chunks, params.response_format, rate, counter.inc)
+        synthesis = _Synthesis(lease, first, chunks, encoder, counter.inc)
     except BaseException:
         await lease.release()
         raise

@@ -1,0 +1,364 @@
+"""Named fakes for API-layer and lifecycle tests: backends and engines that implement
+Bragi's real protocols (:mod:`bragi.backends.protocol`), record what happened to them,
+and can be held at chosen points with :class:`threading.Event` gates.
+
+A fake backend recognises a model directory by a marker file named after it
+(``fake-stt.json`` for :class:`FakeSttBackend`); :func:`make_model_dir` makes one.
+Every wait on a gate is bounded (:data:`GATE_TIMEOUT`), so a test that forgets to
+open a gate fails instead of hanging the server; :meth:`FakeBackend.release` opens
+every gate at teardown.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from bragi.audio.types import Audio
+from bragi.backends.protocol import (
+    BackendOptions,
+    Device,
+    Engine,
+    ModelKind,
+    Segment,
+    SttCapabilities,
+    SynthesisRequest,
+    TranscribeOptions,
+    TranscriptionInfo,
+    TtsCapabilities,
+    Voice,
+)
+from bragi.backends.sentences import split_sentences
+from bragi.errors import EngineError
+
+__all__ = [
+    "FAKE_VOICES",
+    "GATE_TIMEOUT",
+    "FailingBackend",
+    "FakeBackend",
+    "FakeClock",
+    "FakeSttBackend",
+    "FakeSttEngine",
+    "FakeTtsBackend",
+    "FakeTtsEngine",
+    "FakeOptions",
+    "SlowLoadingBackend",
+    "TranscriptionCall",
+    "make_model_dir",
+    "sine",
+    "wait_until",
+    "wav_bytes",
+]
+
+#: Longest a fake waits on a gate before failing the request (a test bug, not a hang).
+GATE_TIMEOUT = 30.0
+#: Seconds of audio the fake TTS engine makes per sentence (at speed 1).
+SECONDS_PER_SENTENCE = 0.5
+
+
+class FakeClock:
+    """The manager's clock, moved by hand: ``clock.now`` seconds, ``clock.advance(s)``."""
+
+    def __init__(self, now: float = 1_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
+    """Wait, at most ``timeout`` seconds, for ``condition()`` to hold (a bounded poll)."""
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
+        pause.wait(0.005)
+
+
+def _wait_gate(gate: threading.Event, where: str) -> None:
+    if not gate.wait(GATE_TIMEOUT):
+        raise EngineError(f"fake engine: gate before {where} stayed closed for {GATE_TIMEOUT} s")
+
+
+def sine(seconds: float, sample_rate: int, frequency: float = 440.0) -> Audio:
+    """A sine tone at a third of full scale."""
+    t = np.arange(round(seconds * sample_rate), dtype=np.float32) / sample_rate
+    samples = (0.3 * np.sin(2 * np.pi * frequency * t)).astype(np.float32)
+    return Audio(samples, sample_rate)
+
+
+def wav_bytes(seconds: float = 1.0, sample_rate: int = 16_000) -> bytes:
+    """A mono 16-bit WAV file holding a tone: something every decoder accepts."""
+    import io
+    import wave
+
+    pcm = (sine(seconds, sample_rate).samples * 32767).astype("<i2").tobytes()
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(sample_rate)
+        out.writeframes(pcm)
+    return buffer.getvalue()
+
+
+def make_model_dir(parent: Path, backend_name: str, name: str | None = None) -> Path:
+    """A model directory that ``backend_name``'s fake recognises (its marker file inside)."""
+    model_dir = parent / (name or backend_name)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / f"{backend_name}.json").write_text("{}\n")
+    return model_dir
+
+
+class FakeOptions(BackendOptions):
+    """``options:`` of a fake model; unknown keys fail like a real backend's."""
+
+    label: str = "fake"
+
+
+class FakeBackend:
+    """What every fake backend shares: a marker file, load counting, gates to release."""
+
+    name: ClassVar[str]
+    kind: ClassVar[ModelKind]
+    extra = "fake"
+    options_model: ClassVar[type[BackendOptions]] = FakeOptions
+
+    def __init__(self) -> None:
+        self.loads = 0  # load() calls that started
+        self.engines: list[Engine] = []
+        self._lock = threading.Lock()
+
+    @property
+    def marker(self) -> str:
+        return f"{self.name}.json"
+
+    def is_available(self) -> bool:
+        return True
+
+    def detect(self, model_dir: Path) -> bool:
+        return (model_dir / self.marker).is_file()
+
+    def load(self, model_dir: Path, device: Device, options: BackendOptions) -> Engine:
+        with self._lock:
+            self.loads += 1
+        engine = self._make_engine(model_dir)
+        with self._lock:
+            self.engines.append(engine)
+        return engine
+
+    def _make_engine(self, model_dir: Path) -> Engine:
+        raise NotImplementedError
+
+    def gates(self) -> list[threading.Event]:
+        return []
+
+    def release(self) -> None:
+        """Open every gate (teardown), so no request stays blocked in a worker thread."""
+        for gate in self.gates():
+            gate.set()
+
+
+# --- speech to text ---------------------------------------------------------
+
+
+@dataclass
+class TranscriptionCall:
+    """One ``transcribe()`` call as the fake engine saw it."""
+
+    options: TranscribeOptions
+    duration: float
+    produced: int = 0  # segments handed out
+    finished: bool = False  # every segment handed out
+    closed: threading.Event = field(default_factory=threading.Event)  # stopped early
+    done: threading.Event = field(default_factory=threading.Event)  # over, either way
+
+
+class FakeSttEngine:
+    """Transcribes any audio into ``segments`` lazily produced segments ``" word{i}"``.
+
+    With a ``gate``, every segment from index ``gate_from`` on waits for it to open.
+    """
+
+    def __init__(self, backend: FakeSttBackend):
+        self._backend = backend
+        self.capabilities = backend.capabilities
+        self.calls: list[TranscriptionCall] = []
+        self.closed = False
+
+    def transcribe(
+        self, audio: Audio, options: TranscribeOptions
+    ) -> tuple[Iterator[Segment], TranscriptionInfo]:
+        call = TranscriptionCall(options, audio.duration)
+        self.calls.append(call)
+        self._backend.calls.append(call)
+        info = TranscriptionInfo(language=options.language or "en", duration=audio.duration)
+        return self._segments(call), info
+
+    def _segments(self, call: TranscriptionCall) -> Iterator[Segment]:
+        backend = self._backend
+        try:
+            for index in range(backend.segments):
+                if backend.gate is not None and index >= backend.gate_from:
+                    _wait_gate(backend.gate, f"segment {index}")
+                call.produced += 1
+                yield Segment(id=index, start=index * 0.5, end=index * 0.5 + 0.5, text=f" word{index}")
+            call.finished = True
+        except GeneratorExit:
+            call.closed.set()
+            raise
+        finally:
+            call.done.set()
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeSttBackend(FakeBackend):
+    """``fake-stt``: an English-only speech-to-text backend without translation."""
+
+    name = "fake-stt"
+    kind = ModelKind.STT
+
+    def __init__(
+        self,
+        *,
+        segments: int = 3,
+        gate: threading.Event | None = None,
+        gate_from: int = 0,
+        capabilities: SttCapabilities | None = None,
+    ):
+        super().__init__()
+        self.segments = segments
+        self.gate = gate
+        self.gate_from = gate_from
+        self.capabilities = capabilities or SttCapabilities(
+            languages=frozenset({"en"}), translate=False, word_timestamps=True
+        )
+        self.calls: list[TranscriptionCall] = []  # across every engine this backend loaded
+
+    def _make_engine(self, model_dir: Path) -> FakeSttEngine:
+        return FakeSttEngine(self)
+
+    def gates(self) -> list[threading.Event]:
+        return [self.gate] if self.gate is not None else []
+
+
+class SlowLoadingBackend(FakeSttBackend):
+    """``fake-slow``: a speech-to-text backend whose load() waits for ``load_gate``.
+
+    ``load_started`` is set when a load begins, so a test knows the load is under way.
+    """
+
+    name = "fake-slow"
+
+    def __init__(self, *, load_gate: threading.Event | None = None, segments: int = 2):
+        super().__init__(segments=segments)
+        self.load_gate = load_gate or threading.Event()
+        self.load_started = threading.Event()
+
+    def load(self, model_dir: Path, device: Device, options: BackendOptions) -> Engine:
+        self.load_started.set()
+        _wait_gate(self.load_gate, "load")
+        return super().load(model_dir, device, options)
+
+    def gates(self) -> list[threading.Event]:
+        return [*super().gates(), self.load_gate]
+
+
+class FailingBackend(FakeBackend):
+    """``fake-broken``: every load fails with ``reason`` (as an engine library would)."""
+
+    name = "fake-broken"
+    kind = ModelKind.STT
+
+    def __init__(self, reason: str = "weights file is truncated (expected 74 MB, found 3 MB)"):
+        super().__init__()
+        self.reason = reason
+
+    def _make_engine(self, model_dir: Path) -> Engine:
+        raise RuntimeError(self.reason)
+
+
+# --- text to speech ---------------------------------------------------------
+
+FAKE_VOICES: tuple[Voice, ...] = (
+    Voice("af_alloy", "en-us", "female"),
+    Voice("am_echo", "en-us", "male"),
+    Voice("bf_emma", "en-gb", "female"),
+)
+
+
+class FakeTtsEngine:
+    """Speaks each sentence as a 0.5 s tone at 24 kHz (shorter at higher speed).
+
+    Appends ``("synthesized", i)`` to the backend's ``events`` after each sentence and,
+    with a ``gate``, ``("waiting", last)`` before waiting for it ahead of the last one.
+    """
+
+    def __init__(self, backend: FakeTtsBackend):
+        self._backend = backend
+        self.capabilities = TtsCapabilities(
+            sample_rate=backend.sample_rate, native_speed=True, languages=frozenset({"en"})
+        )
+        self.closed = False
+
+    def voices(self) -> Sequence[Voice]:
+        return FAKE_VOICES
+
+    def synthesize(self, request: SynthesisRequest) -> Iterator[Audio]:
+        self._backend.requests.append(request)
+        return self._chunks(request, split_sentences(request.text))
+
+    def _chunks(self, request: SynthesisRequest, sentences: list[str]) -> Iterator[Audio]:
+        backend = self._backend
+        last = len(sentences) - 1
+        try:
+            for index, _sentence in enumerate(sentences):
+                if backend.gate is not None and index == last:
+                    backend.events.append(("waiting", index))
+                    _wait_gate(backend.gate, f"sentence {index}")
+                seconds = SECONDS_PER_SENTENCE / request.speed
+                chunk = sine(seconds, backend.sample_rate, 220.0 + 110.0 * index)
+                backend.events.append(("synthesized", index))
+                yield chunk
+        except GeneratorExit:
+            backend.events.append(("closed", last))
+            raise
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeTtsBackend(FakeBackend):
+    """``fake-tts``: three English voices (``FAKE_VOICES``), one chunk per sentence."""
+
+    name = "fake-tts"
+    kind = ModelKind.TTS
+
+    def __init__(self, *, gate: threading.Event | None = None, sample_rate: int = 24_000):
+        super().__init__()
+        self.gate = gate
+        self.sample_rate = sample_rate
+        self.events: list[tuple[str, int]] = []
+        self.requests: list[SynthesisRequest] = []
+
+    def voices_in(self, model_dir: Path, options: BackendOptions | None) -> Sequence[Voice]:
+        """The voices, from the files alone (a :class:`VoiceListing`)."""
+        return FAKE_VOICES
+
+    def _make_engine(self, model_dir: Path) -> FakeTtsEngine:
+        return FakeTtsEngine(self)
+
+    def gates(self) -> list[threading.Event]:
+        return [self.gate] if self.gate is not None else []
