@@ -40,6 +40,7 @@ from bragi.errors import EngineError
 __all__ = [
     "FAKE_VOICES",
     "GATE_TIMEOUT",
+    "SECONDS_PER_SENTENCE",
     "FailingBackend",
     "FakeBackend",
     "FakeClock",
@@ -303,7 +304,9 @@ class FakeTtsEngine:
     """Speaks each sentence as a 0.5 s tone at 24 kHz (shorter at higher speed).
 
     Appends ``("synthesized", i)`` to the backend's ``events`` after each sentence and,
-    with a ``gate``, ``("waiting", last)`` before waiting for it ahead of the last one.
+    with a ``gate``, ``("waiting", i)`` before waiting for it ahead of sentence
+    ``gate_at`` (the last one by default); ``("closed", i)`` when the stream is closed
+    before sentence ``i``.
     """
 
     def __init__(self, backend: FakeTtsBackend):
@@ -322,10 +325,11 @@ class FakeTtsEngine:
 
     def _chunks(self, request: SynthesisRequest, sentences: list[str]) -> Iterator[Audio]:
         backend = self._backend
-        last = len(sentences) - 1
+        gated = backend.gate_at % len(sentences)
+        index = 0
         try:
             for index, _sentence in enumerate(sentences):
-                if backend.gate is not None and index == last:
+                if backend.gate is not None and index == gated:
                     backend.events.append(("waiting", index))
                     _wait_gate(backend.gate, f"sentence {index}")
                 seconds = SECONDS_PER_SENTENCE / request.speed
@@ -333,7 +337,7 @@ class FakeTtsEngine:
                 backend.events.append(("synthesized", index))
                 yield chunk
         except GeneratorExit:
-            backend.events.append(("closed", last))
+            backend.events.append(("closed", index + 1))
             raise
 
     def close(self) -> None:
@@ -346,9 +350,12 @@ class FakeTtsBackend(FakeBackend):
     name = "fake-tts"
     kind = ModelKind.TTS
 
-    def __init__(self, *, gate: threading.Event | None = None, sample_rate: int = 24_000):
+    def __init__(
+        self, *, gate: threading.Event | None = None, gate_at: int = -1, sample_rate: int = 24_000
+    ):
         super().__init__()
         self.gate = gate
+        self.gate_at = gate_at  # the sentence the gate holds back; -1: the last one
         self.sample_rate = sample_rate
         self.events: list[tuple[str, int]] = []
         self.requests: list[SynthesisRequest] = []

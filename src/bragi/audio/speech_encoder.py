@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bragi.audio.encode import StreamEncoder
-from bragi.audio.tempo import TempoStretcher
+from bragi.audio.tempo import stretch
 from bragi.audio.types import Audio
 
 __all__ = ["SpeechEncoder"]
@@ -15,21 +15,18 @@ class SpeechEncoder:
 
     def __init__(self, fmt: str, sample_rate: int, tempo: float = 1.0):
         self._encoder = StreamEncoder(fmt, sample_rate)
-        self._stretcher = TempoStretcher(sample_rate, tempo) if tempo != 1.0 else None
+        self._rate = sample_rate
+        self._tempo = tempo
         self.content_type = self._encoder.content_type
 
     def feed(self, chunk: Audio) -> bytes:
         samples = chunk.samples
-        if self._stretcher is not None:
-            samples = self._stretcher.process(samples)
+        if self._tempo != 1.0:
+            samples = stretch(samples, self._rate, self._tempo)
         return self._encoder.encode(samples) if len(samples) else b""
 
     def finish(self) -> bytes:
-        head = b""
-        if self._stretcher is not None:
-            tail = self._stretcher.flush()
-            head = self._encoder.encode(tail) if len(tail) else b""
-        return head + self._encoder.finish()
+        return self._encoder.finish()
 
     def close(self) -> None:
         self._encoder.close()

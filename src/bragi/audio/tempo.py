@@ -15,7 +15,7 @@ from av.filter import Graph
 
 from bragi.audio.types import Samples
 
-__all__ = ["TempoStretcher", "tempo_stages"]
+__all__ = ["TempoStretcher", "stretch", "tempo_stages"]
 
 
 def tempo_stages(factor: float) -> list[float]:
@@ -80,3 +80,12 @@ class TempoStretcher:
         if not pieces:
             return np.zeros(0, dtype=np.float32)
         return np.concatenate(pieces).astype(np.float32, copy=False)
+
+
+def stretch(samples: Samples, sample_rate: int, factor: float) -> Samples:
+    """One chunk stretched on its own. The filter holds back up to a second of audio
+    until more arrives, so a stream of sentences is stretched sentence by sentence to
+    send each one as soon as it is ready (the pauses between them hide the seams)."""
+    stretcher = TempoStretcher(sample_rate, factor)
+    head = stretcher.process(samples)
+    return np.concatenate([head, stretcher.flush()])

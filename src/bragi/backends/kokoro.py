@@ -96,7 +96,7 @@ class KokoroOptions(BackendOptions):
 class KokoroEngine:
     """A loaded Kokoro model; synthesizes one chunk per sentence or finer."""
 
-    capabilities = TtsCapabilities(sample_rate=SAMPLE_RATE, languages=_TAGS)
+    capabilities = TtsCapabilities(sample_rate=SAMPLE_RATE, languages=_TAGS, max_native_speed=2.0)
 
     def __init__(
         self,

@@ -131,6 +131,9 @@ class Voice:
 class TtsCapabilities:
     sample_rate: int
     native_speed: bool = True
+    #: Fastest speed the engine does faithfully itself (VITS-style models saturate near
+    #: 2x); the server time-stretches the rest. Slower speeds are always native.
+    max_native_speed: float = 4.0
     languages: frozenset[str] = field(default_factory=frozenset)
 
 

@@ -62,11 +62,15 @@ class SpeechParams(BaseModel):
 def synthesis_plan(
     text: str, voice: str, speed: float, engine: TextToSpeech
 ) -> tuple[SynthesisRequest, float]:
-    """The engine's request and the tempo the server applies: engines without native
-    speed synthesize at 1.0 and are time-stretched (pitch kept)."""
-    if engine.capabilities.native_speed:
-        return SynthesisRequest(text=text, voice=voice, speed=speed), 1.0
-    return SynthesisRequest(text=text, voice=voice, speed=1.0), speed
+    """The engine's request and the tempo the server applies on top (pitch kept).
+
+    Engines change speed themselves as far as they do it faithfully; beyond their
+    ``max_native_speed``, or entirely when they have no native speed, the server
+    time-stretches.
+    """
+    capabilities = engine.capabilities
+    native = min(speed, capabilities.max_native_speed) if capabilities.native_speed else 1.0
+    return SynthesisRequest(text=text, voice=voice, speed=native), speed / native
 
 
 class _Synthesis:
@@ -103,6 +107,9 @@ class _Synthesis:
             if tail := self.encoder.finish():
                 yield tail
         finally:
+            close = getattr(self.chunks, "close", None)
+            if callable(close):  # a client that left stops the synthesis now
+                close()
             self.encoder.close()
             self.on_done(self.seconds)
             await self.lease.release()

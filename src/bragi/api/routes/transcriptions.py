@@ -95,12 +95,22 @@ async def _cancel_on_disconnect(request: Request, cancel: threading.Event) -> No
             cancel.set()
 
 
+def _close(segments: Iterator[Segment]) -> None:
+    """Stop the engine's lazy decoding now, instead of whenever the generator is collected."""
+    close = getattr(segments, "close", None)
+    if callable(close):
+        close()
+
+
 def _collect(segments: Iterator[Segment], cancel: threading.Event) -> list[Segment]:
     collected = []
-    for segment in segments:
-        if cancel.is_set():
-            break
-        collected.append(segment)
+    try:
+        for segment in segments:
+            if cancel.is_set():
+                break
+            collected.append(segment)
+    finally:
+        _close(segments)
     return collected
 
 
@@ -174,6 +184,7 @@ async def _stream(lease: Lease, segments: Iterator[Segment]) -> AsyncIterator[by
             yield sse_event({"type": "transcript.text.delta", "delta": delta})
         yield sse_event({"type": "transcript.text.done", "text": "".join(pieces)})
     finally:
+        _close(segments)  # a client that left stops the decoding
         await lease.release()
 
 
