@@ -20,7 +20,6 @@ from typing import Any
 import httpx
 import openai
 import uvicorn
-from fakes import FakeBackend, FakeClock, wait_until
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -30,6 +29,7 @@ from bragi.backends.registry import BackendRegistry
 from bragi.config import ModelConfig, Settings
 from bragi.models.configure import build_manager
 from bragi.models.manager import ModelManager
+from fakes import FakeBackend, FakeClock, wait_until
 
 __all__ = ["AppServer", "Metrics", "fake_settings", "serve_app"]
 

@@ -44,11 +44,11 @@ __all__ = [
     "FailingBackend",
     "FakeBackend",
     "FakeClock",
+    "FakeOptions",
     "FakeSttBackend",
     "FakeSttEngine",
     "FakeTtsBackend",
     "FakeTtsEngine",
-    "FakeOptions",
     "SlowLoadingBackend",
     "TranscriptionCall",
     "make_model_dir",
@@ -213,7 +213,9 @@ class FakeSttEngine:
                 if backend.gate is not None and index >= backend.gate_from:
                     _wait_gate(backend.gate, f"segment {index}")
                 call.produced += 1
-                yield Segment(id=index, start=index * 0.5, end=index * 0.5 + 0.5, text=f" word{index}")
+                yield Segment(
+                    id=index, start=index * 0.5, end=index * 0.5 + 0.5, text=f" word{index}"
+                )
             call.finished = True
         except GeneratorExit:
             call.closed.set()

@@ -81,6 +81,7 @@ def start_server(
     timeout: float = 120,
 ) -> Iterator[LiveServer]:
     port = free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "server.log"
     environment = {
         key: value for key, value in os.environ.items() if not key.startswith(("BRAGI_", "HF_"))

@@ -68,8 +68,12 @@ def reencode(
         planar = np.repeat(samples[None, :], channels, axis=0)
         frame = av.AudioFrame.from_ndarray(planar, format="fltp", layout=layout)
         frame.sample_rate = in_rate
-        resampler = av.AudioResampler(format=out.codec_context.format.name, layout=layout,
-                                      rate=out_rate, frame_size=out.codec_context.frame_size or None)
+        resampler = av.AudioResampler(
+            format=out.codec_context.format.name,
+            layout=layout,
+            rate=out_rate,
+            frame_size=out.codec_context.frame_size or None,
+        )
         for resampled in resampler.resample(frame) + resampler.resample(None):
             for packet in out.encode(resampled):
                 output.mux(packet)

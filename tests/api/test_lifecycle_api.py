@@ -15,19 +15,19 @@ from typing import Any
 
 import openai
 import pytest
+
 from appserver import AppServer, fake_settings, serve_app
+from bragi.config import ModelConfig
 from fakes import (
     FailingBackend,
     FakeBackend,
     FakeSttBackend,
     FakeTtsBackend,
     SlowLoadingBackend,
-    wait_until,
     make_model_dir,
+    wait_until,
     wav_bytes,
 )
-
-from bragi.config import ModelConfig
 
 TRANSCRIPTIONS = "/v1/audio/transcriptions"
 SPEECH = "/v1/audio/speech"
@@ -149,10 +149,15 @@ def test_a_client_leaving_an_sse_transcription_stops_the_engine(tmp_path: Path) 
     stt = FakeSttBackend(segments=50, gate=gate, gate_from=2)
     with server_with(tmp_path, [stt], stt={"backend": "fake-stt"}) as server:
         deltas = []
-        with server.http() as http, http.stream(
-            "POST", TRANSCRIPTIONS, data={"model": "stt", "stream": "true"},
-            files={"file": ("a.wav", wav_bytes(), "audio/wav")},
-        ) as response:
+        with (
+            server.http() as http,
+            http.stream(
+                "POST",
+                TRANSCRIPTIONS,
+                data={"model": "stt", "stream": "true"},
+                files={"file": ("a.wav", wav_bytes(), "audio/wav")},
+            ) as response,
+        ):
             assert response.status_code == 200
             for line in response.iter_lines():
                 if line.startswith("data: "):
@@ -219,11 +224,26 @@ def test_metrics_count_what_was_sent(tmp_path: Path) -> None:
             client.audio.speech.create(model="tts", voice="alloy", input="One.", speed=9)
 
         expected: list[tuple[Callable[[Any], float], float]] = [
-            (lambda m: m.value("bragi_requests_total", route=TRANSCRIPTIONS, model="stt", status="200"), 2),
-            (lambda m: m.value("bragi_requests_total", route=TRANSCRIPTIONS, model="nope", status="404"), 1),
+            (
+                lambda m: m.value(
+                    "bragi_requests_total", route=TRANSCRIPTIONS, model="stt", status="200"
+                ),
+                2,
+            ),
+            (
+                lambda m: m.value(
+                    "bragi_requests_total", route=TRANSCRIPTIONS, model="nope", status="404"
+                ),
+                1,
+            ),
             (lambda m: m.value("bragi_requests_total", route=SPEECH, model="tts", status="200"), 1),
             (lambda m: m.value("bragi_requests_total", route=SPEECH, status="400"), 1),
-            (lambda m: m.value("bragi_request_duration_seconds_count", route=TRANSCRIPTIONS, model="stt"), 2),
+            (
+                lambda m: m.value(
+                    "bragi_request_duration_seconds_count", route=TRANSCRIPTIONS, model="stt"
+                ),
+                2,
+            ),
             (lambda m: m.value("bragi_audio_seconds_total", model="stt", direction="in"), 2.0),
             (lambda m: m.value("bragi_audio_seconds_total", model="tts", direction="out"), 1.0),
             (lambda m: m.value("bragi_models_loaded"), 2),
@@ -282,4 +302,3 @@ def test_admin_api_needs_an_admin_key_and_loads_and_unloads(tmp_path: Path) -> N
         missing = admin.post("/admin/models/nope/load")
         assert missing.status_code == 404
         assert missing.json()["error"]["code"] == "model_not_found"
-

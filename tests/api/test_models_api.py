@@ -7,10 +7,10 @@ from collections.abc import Iterator
 import httpx
 import openai
 import pytest
-from appserver import AppServer, fake_settings, serve_app
-from fakes import FakeSttBackend, FakeTtsBackend, make_model_dir, wav_bytes
 
+from appserver import AppServer, fake_settings, serve_app
 from bragi.config import ModelConfig
+from fakes import FakeSttBackend, FakeTtsBackend, make_model_dir, wav_bytes
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
         "whisper-1": ModelConfig(model=str(stt_dir)),
         "tts-1": ModelConfig(model=str(make_model_dir(root, "fake-tts"))),
     }
-    with serve_app(fake_settings(root / "data", models), [FakeSttBackend(), FakeTtsBackend()]) as live:
+    with serve_app(
+        fake_settings(root / "data", models), [FakeSttBackend(), FakeTtsBackend()]
+    ) as live:
         yield live
 
 

@@ -18,7 +18,9 @@ import httpx
 import numpy as np
 import openai
 import pytest
+
 from appserver import AppServer, fake_settings, serve_app
+from bragi.config import ModelConfig, VoiceMapping
 from fakes import (
     FAKE_VOICES,
     SECONDS_PER_SENTENCE,
@@ -27,8 +29,6 @@ from fakes import (
     make_model_dir,
     wait_until,
 )
-
-from bragi.config import ModelConfig, VoiceMapping
 
 FOUR_SENTENCES = "One little sentence. Then a second one! Is this the third? And the last."
 CONTENT_TYPES = {
@@ -131,7 +131,9 @@ def test_first_audio_reaches_the_client_before_the_last_sentence_is_synthesized(
     last_synthesized = tts.events.index(("synthesized", 3))
     assert received < last_synthesized
     assert tts.events[last_synthesized] == ("synthesized", 3)
-    assert [e for e in tts.events if e[0] == "synthesized"] == [("synthesized", i) for i in range(4)]
+    assert [e for e in tts.events if e[0] == "synthesized"] == [
+        ("synthesized", i) for i in range(4)
+    ]
     assert duration(first + rest, "mp3") == pytest.approx(4 * SECONDS_PER_SENTENCE, abs=0.1)
 
 
@@ -339,4 +341,3 @@ def test_openai_client_speed_out_of_range_is_a_bad_request(client: openai.OpenAI
         with pytest.raises(openai.BadRequestError) as caught:
             client.audio.speech.create(model="tts", voice="alloy", input="Hi.", speed=speed)
         assert caught.value.param == "speed"
-

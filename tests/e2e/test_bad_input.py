@@ -7,6 +7,7 @@ import struct
 
 import httpx
 import pytest
+
 from livesupport import LiveServer
 from speech import SpeechSample, reencode
 
@@ -15,8 +16,20 @@ pytestmark = pytest.mark.slow
 
 def _wav(samples: bytes, rate: int = 16000) -> bytes:
     header = struct.pack(
-        "<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + len(samples), b"WAVE", b"fmt ", 16, 1, 1, rate,
-        rate * 2, 2, 16, b"data", len(samples),
+        "<4sI4s4sIHHIIHH4sI",
+        b"RIFF",
+        36 + len(samples),
+        b"WAVE",
+        b"fmt ",
+        16,
+        1,
+        1,
+        rate,
+        rate * 2,
+        2,
+        16,
+        b"data",
+        len(samples),
     )
     return header + samples
 
@@ -42,14 +55,19 @@ def mp3(speech: dict[str, SpeechSample]) -> bytes:
 CASES = {
     "empty file": ({"model": "whisper-1"}, ("a.wav", b""), 400, ("empty",)),
     "text file named .wav": (
-        {"model": "whisper-1"}, ("notes.wav", b"hello, this is not audio\n" * 40), 400,
+        {"model": "whisper-1"},
+        ("notes.wav", b"hello, this is not audio\n" * 40),
+        400,
         ("format",),
     ),
     "0-second wav": ({"model": "whisper-1"}, ("zero.wav", _wav(b"")), 400, ()),
     "silent wav": ({"model": "whisper-1"}, ("silence.wav", _wav(b"\0" * 32000)), 400, ("silent",)),
     "unknown model": ({"model": "no-such-model"}, None, 404, ("no-such-model",)),
     "unknown response_format": (
-        {"model": "whisper-1", "response_format": "mp3"}, None, 400, ("response_format",),
+        {"model": "whisper-1", "response_format": "mp3"},
+        None,
+        400,
+        ("response_format",),
     ),
     "temperature 5": ({"model": "whisper-1", "temperature": "5"}, None, 400, ("temperature",)),
     "missing file": ({"model": "whisper-1"}, "omit", 400, ("file",)),
@@ -84,7 +102,9 @@ def test_oversized_upload_is_413(server: LiveServer) -> None:
     big = io.BytesIO(b"\0" * (26 * 1024 * 1024))
     with server.http() as http:
         response = http.post(
-            "/v1/audio/transcriptions", data={"model": "whisper-1"}, files={"file": ("big.wav", big)}
+            "/v1/audio/transcriptions",
+            data={"model": "whisper-1"},
+            files={"file": ("big.wav", big)},
         )
     assert response.status_code == 413
     assert set(response.json()["error"]) == {"message", "type", "param", "code"}
@@ -98,7 +118,9 @@ def test_no_temporary_files_left(server: LiveServer, mp3: bytes, tmp_path_factor
     before = set(Path(tempfile.gettempdir()).iterdir())
     with server.http() as http:
         for _ in range(3):
-            assert _post(http, {"model": "whisper-1"}, {"file": ("a.mp3", mp3 * 2)}).status_code == 200
+            assert (
+                _post(http, {"model": "whisper-1"}, {"file": ("a.mp3", mp3 * 2)}).status_code == 200
+            )
             _post(http, {"model": "whisper-1"}, {"file": ("a.wav", b"junk" * 500_000)})
     after = set(Path(tempfile.gettempdir()).iterdir())
     assert not {p for p in after - before if "pytest" not in p.name}

@@ -9,6 +9,7 @@ import sys
 import httpx
 import openai
 import pytest
+
 from livesupport import LiveServer
 
 pytestmark = pytest.mark.slow
@@ -38,7 +39,10 @@ def _cli(server: LiveServer, *args: str) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BRAGI_")}
     env["BRAGI_DATA_DIR"] = str(server.data_dir)
     result = subprocess.run(
-        [sys.executable, "-m", "bragi", "keys", *args], capture_output=True, text=True, env=env,
+        [sys.executable, "-m", "bragi", "keys", *args],
+        capture_output=True,
+        text=True,
+        env=env,
         check=True,
     )
     return result.stdout

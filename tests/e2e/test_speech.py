@@ -8,6 +8,7 @@ import av
 import numpy as np
 import openai
 import pytest
+
 from livesupport import LiveServer
 from speech import word_error_rate
 
@@ -37,7 +38,11 @@ def _decode(data: bytes) -> tuple[np.ndarray, int]:
 
 def _speak(server: LiveServer, model: str, fmt: str, speed: float = 1.0, text: str = TEXT):
     response = server.client().audio.speech.with_raw_response.create(
-        model=model, voice="alloy", input=text, response_format=fmt, speed=speed  # type: ignore[arg-type]
+        model=model,
+        voice="alloy",
+        input=text,
+        response_format=fmt,
+        speed=speed,  # type: ignore[arg-type]
     )
     return response.headers["content-type"], response.content
 
@@ -93,11 +98,16 @@ def test_sse_stream_decodes(server: LiveServer) -> None:
     with server.http() as http:
         response = http.post(
             "/v1/audio/speech",
-            json={"model": "tts-1", "voice": "alloy", "input": TEXT, "response_format": "wav",
-                  "stream_format": "sse"},
+            json={
+                "model": "tts-1",
+                "voice": "alloy",
+                "input": TEXT,
+                "response_format": "wav",
+                "stream_format": "sse",
+            },
         )
     assert response.headers["content-type"].startswith("text/event-stream")
-    events = [json.loads(block[len("data: "):]) for block in response.text.split("\n\n") if block]
+    events = [json.loads(block[len("data: ") :]) for block in response.text.split("\n\n") if block]
     assert [e["type"] for e in events[:-1]] == ["speech.audio.delta"] * (len(events) - 1)
     assert events[-1]["type"] == "speech.audio.done"
     assert set(events[-1]["usage"]) == {"input_tokens", "output_tokens", "total_tokens"}

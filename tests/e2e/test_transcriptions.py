@@ -5,6 +5,7 @@ from __future__ import annotations
 import av
 import openai
 import pytest
+
 from livesupport import LiveServer
 from speech import SpeechSample, espeak, reencode, word_error_rate
 
@@ -93,8 +94,18 @@ def test_verbose_json_with_words(server: LiveServer, speech: dict[str, SpeechSam
     assert result.language == "english"
     assert result.duration == pytest.approx(sample.duration, abs=0.1)
     assert result.segments and result.words
-    fields = ("id", "seek", "start", "end", "text", "tokens", "temperature", "avg_logprob",
-              "compression_ratio", "no_speech_prob")
+    fields = (
+        "id",
+        "seek",
+        "start",
+        "end",
+        "text",
+        "tokens",
+        "temperature",
+        "avg_logprob",
+        "compression_ratio",
+        "no_speech_prob",
+    )
     for index, segment in enumerate(result.segments):
         data = segment.model_dump()
         assert all(data.get(field) is not None for field in fields), data
@@ -137,7 +148,9 @@ def test_streaming_sends_deltas_while_decoding(
 
 def test_language_hint(server: LiveServer, speech: dict[str, SpeechSample]) -> None:
     result = server.client().audio.transcriptions.create(
-        model="whisper-1", file=speech["beckett"].path, language="en",
+        model="whisper-1",
+        file=speech["beckett"].path,
+        language="en",
         response_format="verbose_json",
     )
     assert result.language == "english"

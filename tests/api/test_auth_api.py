@@ -1,0 +1,122 @@
+"""Auth on every ``/v1`` route (found from the app, so a new route is covered too);
+health and metrics stay open; the admin API wants an admin key."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+
+from appserver import AppServer, fake_settings, serve_app
+from bragi.config import ModelConfig
+from fakes import FakeSttBackend, FakeTtsBackend, make_model_dir
+
+#: The routes the OpenAI Audio API has here; every one must be found below.
+EXPECTED_V1 = {
+    ("GET", "/v1/models"),
+    ("GET", "/v1/models/{model_id}"),
+    ("POST", "/v1/audio/transcriptions"),
+    ("POST", "/v1/audio/translations"),
+    ("POST", "/v1/audio/speech"),
+    ("GET", "/v1/audio/voices"),
+}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
+    root = tmp_path_factory.mktemp("auth")
+    models = {
+        "stt": ModelConfig(model=str(make_model_dir(root, "fake-stt"))),
+        "tts": ModelConfig(model=str(make_model_dir(root, "fake-tts"))),
+    }
+    with serve_app(
+        fake_settings(root / "data", models), [FakeSttBackend(), FakeTtsBackend()]
+    ) as live:
+        yield live
+
+
+def routes(server: AppServer, prefix: str) -> list[tuple[str, str]]:
+    """(method, path template) of the app's routes under ``prefix``, from its OpenAPI schema."""
+    paths = server.app.openapi()["paths"]
+    return sorted(
+        (method.upper(), path)
+        for path, operations in paths.items()
+        if path.startswith(prefix)
+        for method in operations
+    )
+
+
+def concrete(path: str) -> str:
+    """A real URL for a path template: every path parameter names the model ``stt``."""
+    return re.sub(r"\{[^}]+\}", "stt", path)
+
+
+def assert_401(response: httpx.Response) -> None:
+    assert response.status_code == 401, f"{response.request.url}: {response.status_code}"
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["code"] == "invalid_api_key"
+    assert error["type"] == "invalid_request_error"
+
+
+def test_the_app_has_the_openai_routes(server: AppServer) -> None:
+    assert set(routes(server, "/v1/")) >= EXPECTED_V1
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer sk-bragi-not-a-real-key"},
+        {"Authorization": "Basic dXNlcjpwYXNz"},
+        {"Authorization": "Bearer"},
+    ],
+    ids=["no-key", "wrong-key", "not-bearer", "bearer-without-key"],
+)
+def test_every_v1_route_needs_a_key(server: AppServer, headers: dict[str, str]) -> None:
+    with httpx.Client(base_url=server.base_url, headers=headers, timeout=10) as http:
+        for method, path in routes(server, "/v1/"):
+            assert_401(http.request(method, concrete(path)))
+
+
+def test_the_openai_client_without_a_valid_key_gets_authentication_error(
+    server: AppServer,
+) -> None:
+    with pytest.raises(openai.AuthenticationError) as caught:
+        server.client(api_key="sk-bragi-wrong").models.list()
+    assert caught.value.code == "invalid_api_key"
+
+
+def test_a_revoked_key_stops_working(server: AppServer) -> None:
+    keystore = server.app.state.keystore
+    created = keystore.create("short-lived", "user")
+    client = server.client(api_key=created.key)
+    assert [m.id for m in client.models.list()] == ["stt", "tts"]
+    keystore.revoke(created.record.id)
+    with pytest.raises(openai.AuthenticationError):
+        client.models.list()
+
+
+def test_user_and_admin_keys_both_use_v1(server: AppServer) -> None:
+    for key in (server.user_key, server.admin_key):
+        assert server.client(api_key=key).models.retrieve("tts").id == "tts"
+
+
+@pytest.mark.parametrize("path", ["/health", "/health/ready", "/metrics"])
+def test_health_and_metrics_are_open(server: AppServer, path: str) -> None:
+    response = httpx.get(f"{server.base_url}{path}", timeout=10)
+    assert response.status_code == 200, response.text
+
+
+def test_admin_routes_need_a_key_and_an_admin_role(server: AppServer) -> None:
+    admin_routes = routes(server, "/admin/")
+    assert ("GET", "/admin/models") in admin_routes
+    anonymous, user = server.http(auth=False), server.http()
+    for method, path in admin_routes:
+        assert_401(anonymous.request(method, concrete(path)))
+        denied = user.request(method, concrete(path), json={"model": "stt"})
+        assert denied.status_code == 403, f"{method} {path}: {denied.status_code}"
+        assert denied.json()["error"]["code"] == "permission_denied"
