@@ -5,9 +5,10 @@ Requests are held in flight by the fakes' gates (no sleeping); every wait is bou
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,9 +17,10 @@ from typing import Any
 import openai
 import pytest
 
-from appserver import AppServer, fake_settings, serve_app
+from appserver import AppServer, Metrics, fake_settings, serve_app
 from bragi.config import ModelConfig
 from fakes import (
+    SECONDS_PER_SENTENCE,
     FailingBackend,
     FakeBackend,
     FakeSttBackend,
@@ -223,36 +225,39 @@ def test_metrics_count_what_was_sent(tmp_path: Path) -> None:
         with pytest.raises(openai.BadRequestError):
             client.audio.speech.create(model="tts", voice="alloy", input="One.", speed=9)
 
-        expected: list[tuple[Callable[[Any], float], float]] = [
-            (
-                lambda m: m.value(
-                    "bragi_requests_total", route=TRANSCRIPTIONS, model="stt", status="200"
+        def counted(m: Metrics) -> dict[str, float]:
+            requests = "bragi_requests_total"
+            return {
+                "transcriptions 200": m.value(
+                    requests, route=TRANSCRIPTIONS, model="stt", status="200"
                 ),
-                2,
-            ),
-            (
-                lambda m: m.value(
-                    "bragi_requests_total", route=TRANSCRIPTIONS, model="nope", status="404"
+                "transcriptions 404": m.value(
+                    requests, route=TRANSCRIPTIONS, model="nope", status="404"
                 ),
-                1,
-            ),
-            (lambda m: m.value("bragi_requests_total", route=SPEECH, model="tts", status="200"), 1),
-            (lambda m: m.value("bragi_requests_total", route=SPEECH, status="400"), 1),
-            (
-                lambda m: m.value(
+                "speech 200": m.value(requests, route=SPEECH, model="tts", status="200"),
+                "speech 400": m.value(requests, route=SPEECH, status="400"),
+                "latency observations": m.value(
                     "bragi_request_duration_seconds_count", route=TRANSCRIPTIONS, model="stt"
                 ),
-                2,
-            ),
-            (lambda m: m.value("bragi_audio_seconds_total", model="stt", direction="in"), 2.0),
-            (lambda m: m.value("bragi_audio_seconds_total", model="tts", direction="out"), 1.0),
-            (lambda m: m.value("bragi_models_loaded"), 2),
-        ]
-        # The counters move as each response ends; wait (bounded) for the last ones.
-        wait_until(
-            lambda: all(read(server.metrics()) == pytest.approx(want) for read, want in expected),
-            what="the metrics to count the requests",
-        )
+                "seconds in": m.value("bragi_audio_seconds_total", model="stt", direction="in"),
+                "seconds out": m.value("bragi_audio_seconds_total", model="tts", direction="out"),
+                "models loaded": m.value("bragi_models_loaded"),
+            }
+
+        expected = {
+            "transcriptions 200": 2,
+            "transcriptions 404": 1,
+            "speech 200": 1,
+            "speech 400": 1,
+            "latency observations": 2,
+            "seconds in": 1.5 + 0.5,
+            "seconds out": 2 * SECONDS_PER_SENTENCE,
+            "models loaded": 2,
+        }
+        # Each counter moves as its response ends, a moment after the client has it all.
+        with contextlib.suppress(AssertionError):
+            wait_until(lambda: counted(server.metrics()) == expected, what="the counts")
+        assert counted(server.metrics()) == expected
         after = server.metrics()
         for alias in ("stt", "tts"):
             assert after.has("bragi_queue_depth")
