@@ -123,6 +123,8 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     upload_limit_mb: float = Field(default=25.0, gt=0)
     """Largest accepted upload, in MiB (OpenAI's limit is 25)."""
+    max_audio_minutes: float = Field(default=120.0, gt=0)
+    """Longest audio accepted for transcription (a small compressed file can hold hours)."""
     auth: Literal["enabled", "disabled"] = "enabled"
     """``disabled`` turns API keys off: for local use only."""
     keep_alive: float = 300.0

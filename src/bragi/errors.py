@@ -10,6 +10,7 @@ code}}``) with the status the class declares::
     ├── InvalidRequestError         400 invalid_request_error
     │   ├── AudioDecodeError        400  the upload is not decodable audio
     │   ├── EmptyAudioError         400  no samples, or silence only
+    │   ├── AudioTooLongError       400  decodes to more than max_audio_minutes
     │   ├── UnsupportedCapabilityError 400  e.g. translation on an English-only model
     │   └── UnknownVoiceError       400  names the voices that exist
     ├── AuthenticationError         401 invalid_api_key
@@ -34,6 +35,7 @@ from typing import ClassVar
 
 __all__ = [
     "AudioDecodeError",
+    "AudioTooLongError",
     "AuthenticationError",
     "BackendUnavailableError",
     "BragiError",
@@ -97,6 +99,10 @@ class AudioDecodeError(InvalidRequestError):
 
 class EmptyAudioError(InvalidRequestError):
     default_code = "empty_audio"
+
+
+class AudioTooLongError(InvalidRequestError):
+    default_code = "audio_too_long"
 
 
 class UnsupportedCapabilityError(InvalidRequestError):

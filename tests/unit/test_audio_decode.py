@@ -291,3 +291,16 @@ def test_resample_changes_rate_and_keeps_duration(beckett_16k: Audio) -> None:
     assert len(up.samples) == len(beckett_16k.samples) * 3 // 2
     assert_same_speech(resample(up, 16_000), beckett_16k)
     assert resample(Audio.empty(16_000), 8_000).duration == 0
+
+
+def test_decoded_length_is_bounded() -> None:
+    from bragi.errors import AudioTooLongError
+
+    rate = 16_000
+    tone = (0.3 * np.sin(np.arange(rate * 3) * 2 * np.pi * 440 / rate)).astype(np.float32)
+    from bragi.audio import encode_audio
+
+    wav = encode_audio(Audio(tone, rate), "wav")
+    assert decode_audio(wav, rate, max_seconds=5).duration == pytest.approx(3.0, abs=0.05)
+    with pytest.raises(AudioTooLongError, match="limit"):
+        decode_audio(wav, rate, max_seconds=1)

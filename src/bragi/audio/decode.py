@@ -9,7 +9,7 @@ import av.error
 import numpy as np
 
 from bragi.audio.types import Audio, Samples
-from bragi.errors import AudioDecodeError, EmptyAudioError
+from bragi.errors import AudioDecodeError, AudioTooLongError, EmptyAudioError
 
 __all__ = ["SILENCE_PEAK", "SUPPORTED_INPUT_FORMATS", "decode_audio"]
 
@@ -46,12 +46,13 @@ _AV_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
-def decode_audio(data: bytes, sample_rate: int) -> Audio:
+def decode_audio(data: bytes, sample_rate: int, max_seconds: float | None = None) -> Audio:
     """Decode ``data`` (any container and codec FFmpeg reads) to mono at ``sample_rate``.
 
     Raises :class:`EmptyAudioError` for empty, zero-length or silent audio and
     :class:`AudioDecodeError` for anything that is not decodable audio. A file cut
-    short decodes as far as it goes, as ffmpeg does.
+    short decodes as far as it goes, as ffmpeg does. ``max_seconds`` bounds the decoded
+    length (a small, highly compressed upload can hold hours of audio).
     """
     if sample_rate <= 0:
         raise ValueError("sample_rate must be positive")
@@ -67,7 +68,8 @@ def decode_audio(data: bytes, sample_rate: int) -> Audio:
                 f"The file has no audio stream. Supported formats: {list(SUPPORTED_INPUT_FORMATS)}",
                 param="file",
             )
-        chunks, failed = _decode_stream(container, sample_rate)
+        limit = None if max_seconds is None else int(max_seconds * sample_rate)
+        chunks, failed = _decode_stream(container, sample_rate, limit)
     finally:
         container.close()
 
@@ -80,7 +82,9 @@ def decode_audio(data: bytes, sample_rate: int) -> Audio:
     return Audio(_normalize(samples), sample_rate)
 
 
-def _decode_stream(container: av.container.InputContainer, rate: int) -> tuple[list[Samples], bool]:
+def _decode_stream(
+    container: av.container.InputContainer, rate: int, limit: int | None
+) -> tuple[list[Samples], bool]:
     """The decoded chunks, and whether any packet failed to demux or decode."""
     stream = container.streams.audio[0]
     mono = _MonoResampler(rate)
@@ -104,6 +108,12 @@ def _decode_stream(container: av.container.InputContainer, rate: int) -> tuple[l
             frames = []
         for frame in frames:
             failed |= not mono.push(frame)
+        if limit is not None and mono.samples > limit:
+            raise AudioTooLongError(
+                f"The audio is longer than the server's limit of {limit / rate / 60:.0f} "
+                "minutes (max_audio_minutes).",
+                param="file",
+            )
         if packet is None:
             break
     failed |= not mono.flush()
@@ -116,6 +126,7 @@ class _MonoResampler:
     def __init__(self, rate: int) -> None:
         self.rate = rate
         self.chunks: list[Samples] = []
+        self.samples = 0
         self._resampler: av.AudioResampler | None = None
         self._setup: tuple[str, str, int] | None = None
 
@@ -151,6 +162,7 @@ class _MonoResampler:
             plane: Samples = out.to_ndarray()[0]
             if len(plane):
                 self.chunks.append(plane)
+                self.samples += len(plane)
         return True
 
 

@@ -139,7 +139,8 @@ async def _start(
         if not isinstance(engine, SpeechToText):
             raise InvalidRequestError(f"Model `{params.model}` cannot transcribe.", param="model")
         _check_capabilities(engine, options, params.model)
-        audio: Audio = await to_thread.run_sync(decode_audio, data, engine.capabilities.sample_rate)
+        rate, max_seconds = engine.capabilities.sample_rate, manager.settings.max_audio_minutes * 60
+        audio: Audio = await to_thread.run_sync(decode_audio, data, rate, max_seconds)
         segments, info = await to_thread.run_sync(engine.transcribe, audio, options)
         request.app.state.metrics.audio_seconds.labels(params.model, "in").inc(audio.duration)
     except BaseException:
