@@ -11,8 +11,10 @@ every gate at teardown.
 
 from __future__ import annotations
 
+import io
 import threading
 import time
+import wave
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,9 +102,6 @@ def sine(seconds: float, sample_rate: int, frequency: float = 440.0) -> Audio:
 
 def wav_bytes(seconds: float = 1.0, sample_rate: int = 16_000) -> bytes:
     """A mono 16-bit WAV file holding a tone: something every decoder accepts."""
-    import io
-    import wave
-
     pcm = (sine(seconds, sample_rate).samples * 32767).astype("<i2").tobytes()
     buffer = io.BytesIO()
     with wave.open(buffer, "wb") as out:

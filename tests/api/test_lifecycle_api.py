@@ -24,6 +24,7 @@ from fakes import (
     FailingBackend,
     FakeBackend,
     FakeSttBackend,
+    FakeSttEngine,
     FakeTtsBackend,
     SlowLoadingBackend,
     make_model_dir,
@@ -146,10 +147,14 @@ def test_ten_concurrent_first_requests_load_the_model_once(tmp_path: Path) -> No
 # --- a client that leaves stops its work ------------------------------------------
 
 
-def test_a_client_leaving_an_sse_transcription_stops_the_engine(tmp_path: Path) -> None:
+@pytest.mark.parametrize("keep_alive", [300, 0])
+def test_a_client_leaving_an_sse_transcription_stops_the_engine(
+    tmp_path: Path, keep_alive: float
+) -> None:
     gate = threading.Event()
     stt = FakeSttBackend(segments=50, gate=gate, gate_from=2)
-    with server_with(tmp_path, [stt], stt={"backend": "fake-stt"}) as server:
+    model_config = {"backend": "fake-stt", "keep_alive": keep_alive}
+    with server_with(tmp_path, [stt], stt=model_config) as server:
         deltas = []
         with (
             server.http() as http,
@@ -177,6 +182,13 @@ def test_a_client_leaving_an_sse_transcription_stops_the_engine(tmp_path: Path) 
         assert call.produced < 5, f"{call.produced} of 50 segments decoded after the client left"
         model = server.manager.get("stt")
         wait_until(lambda: model.in_use == 0, what="the lease to be released")
+        (engine,) = stt.engines
+        if keep_alive == 0:  # unloaded after the request, even one cut short: engine closed
+            assert model.state.value == "available"
+            assert isinstance(engine, FakeSttEngine)
+            wait_until(lambda: engine.closed, what="the engine to be closed")
+        else:
+            assert model.state.value == "loaded"
         assert transcribe(server.client(), "stt") == " ".join(f"word{i}" for i in range(50))
 
 

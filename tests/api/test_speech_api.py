@@ -301,6 +301,17 @@ def test_bad_requests_get_a_400_before_any_audio(
     server.assert_healthy()
 
 
+def test_a_body_that_is_not_json_is_a_400_saying_so(server: AppServer) -> None:
+    response = server.http().post(
+        "/v1/audio/speech",
+        content=b'{"model": "tts", input',
+        headers={"content-type": "application/json"},
+    )
+    error = assert_openai_error(response, 400)
+    assert error["param"] is None
+    assert "could not parse the JSON body" in error["message"]
+
+
 def test_exactly_4096_characters_are_accepted(client: openai.OpenAI) -> None:
     response = client.audio.speech.create(
         model="tts", voice="af_alloy", input="a" * 4096, response_format="pcm"

@@ -12,12 +12,14 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
+import anyio
 import pytest
 
 from bragi.backends.protocol import ModelKind
 from bragi.backends.registry import BackendRegistry
 from bragi.config import ModelConfig, Settings
 from bragi.errors import (
+    ConfigError,
     InvalidRequestError,
     ModelNotFoundError,
     ModelUnavailableError,
@@ -149,6 +151,26 @@ def test_keep_alive_zero_unloads_after_each_request(tmp_path: Path) -> None:
         assert stt.loads == 2
 
     run(scenario)
+
+
+def test_keep_alive_zero_closes_the_engine_of_a_cancelled_request(tmp_path: Path) -> None:
+    """A request cancelled mid-way (its client left) releases its lease inside a cancelled
+    scope; the unload that follows must still close the engine, not just forget it."""
+    manager, _, _ = manager_for(tmp_path, {"m": {"keep_alive": 0}})
+
+    async def scenario() -> Lease:
+        with anyio.CancelScope() as scope:
+            lease = await manager.acquire("m", STT)
+            try:
+                scope.cancel()  # the client leaves
+                await anyio.sleep_forever()
+            finally:
+                await lease.release()
+        return lease
+
+    lease = run(scenario)
+    assert manager.get("m").state is ModelState.AVAILABLE
+    assert engine_of(lease).closed
 
 
 def test_a_model_in_use_is_not_unloaded_past_its_keep_alive(tmp_path: Path) -> None:
@@ -395,3 +417,21 @@ def test_stop_unloads_and_closes_every_engine(tmp_path: Path) -> None:
     run(scenario)
     assert all(m.state is ModelState.AVAILABLE for m in manager.models())
     assert [engine.closed for engine in stt.engines] == [True, True]  # type: ignore[attr-defined]
+
+
+def test_unknown_engine_options_stop_the_build(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        manager_for(tmp_path, {"m": {"options": {"colour": "red"}}})
+    assert caught.value.message == "invalid configuration: models.m.options.colour: unknown option"
+
+
+def test_a_model_dir_nobody_recognises_stops_the_build(tmp_path: Path) -> None:
+    stray = tmp_path / "stray"
+    stray.mkdir()
+    settings = Settings(
+        models={"m": ModelConfig(model=str(stray))}, data_dir=tmp_path, device="cpu"
+    )
+    with pytest.raises(ConfigError) as caught:
+        build_manager(settings, BackendRegistry([FakeSttBackend(), FakeTtsBackend()]))
+    assert "'m'" in caught.value.message
+    assert "installed backends: fake-stt, fake-tts" in caught.value.message

@@ -37,6 +37,11 @@ async def _bragi_error(request: Request, exc: Exception) -> JSONResponse:
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+    if first.get("type") == "json_invalid":  # its loc is a character offset, not a field
+        context = first.get("ctx")
+        reason = context.get("error", first["msg"]) if isinstance(context, dict) else first["msg"]
+        message = f"We could not parse the JSON body of your request: {reason}"
+        return error_response(InvalidRequestError(message))
     location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query")]
     param = ".".join(location) or None
     message = f"{param}: {first['msg']}" if param else str(first["msg"])

@@ -10,7 +10,7 @@ from starlette.requests import Request
 
 from bragi.errors import InvalidRequestError
 
-__all__ = ["form_params", "read_form", "upload_bytes"]
+__all__ = ["form_params", "invalid_request", "json_params", "read_form", "upload_bytes"]
 
 Params = TypeVar("Params", bound=BaseModel)
 
@@ -44,15 +44,33 @@ def form_params(form: FormData, model: type[Params]) -> Params:
     try:
         return model.model_validate(values)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        param = ".".join(str(part) for part in first["loc"]) or None
-        if first["type"] == "extra_forbidden":
-            message = f"Unrecognized request argument supplied: {param}"
-        elif first["type"] == "missing":
-            message = f"Missing required parameter: '{param}'."
-        else:
-            message = f"Invalid value for '{param}': {first['msg']}."
-        raise InvalidRequestError(message, param=param) from None
+        raise invalid_request(exc) from None
+
+
+def json_params(body: bytes, model: type[Params]) -> Params:
+    """Validate a JSON body (read by the route itself, so auth is checked first)."""
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        raise invalid_request(exc) from None
+
+
+def invalid_request(error: ValidationError) -> InvalidRequestError:
+    """The OpenAI-style 400 for the first problem pydantic found."""
+    first = error.errors()[0]
+    param = ".".join(str(part) for part in first["loc"]) or None
+    if first["type"] == "json_invalid":
+        reason = first.get("ctx", {}).get("error", first["msg"])
+        return InvalidRequestError(f"We could not parse the JSON body of your request: {reason}")
+    if first["type"] == "model_type" and param is None:
+        return InvalidRequestError("The request body must be a JSON object.")
+    if first["type"] == "extra_forbidden":
+        message = f"Unrecognized request argument supplied: {param}"
+    elif first["type"] == "missing":
+        message = f"Missing required parameter: '{param}'."
+    else:
+        message = f"Invalid value for '{param}': {first['msg']}."
+    return InvalidRequestError(message, param=param)
 
 
 async def upload_bytes(form: FormData, field: str = "file") -> bytes:

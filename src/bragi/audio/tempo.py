@@ -1,8 +1,8 @@
 """Changing speaking speed without changing pitch, for engines with no native speed.
 
 FFmpeg's ``atempo`` filter (WSOLA), run through PyAV's filter graph, streams: chunks in,
-stretched chunks out. One ``atempo`` stage is kept within 0.5–2.0, its best-quality
-range, and stages are chained for factors beyond it (0.25 = 0.5 × 0.5).
+stretched chunks out. One ``atempo`` stage is kept within 0.5-2.0, its best-quality
+range, and stages are chained for factors beyond it (0.25 = 0.5 x 0.5).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ __all__ = ["TempoStretcher", "stretch", "tempo_stages"]
 
 
 def tempo_stages(factor: float) -> list[float]:
-    """``factor`` as a product of factors within 0.5–2.0."""
+    """``factor`` as a product of factors within 0.5-2.0."""
     if factor <= 0:
         raise ValueError("tempo factor must be positive")
     stages = []

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from types import TracebackType
 
-from anyio import to_thread
+from anyio import CancelScope, to_thread
 
 from bragi.backends.protocol import (
     Backend,
@@ -255,7 +255,10 @@ class ModelManager:
         model.requests_served += 1
         model.slots(model.config.max_concurrency or self.settings.max_concurrency).release()
         if model.in_use == 0 and model.keep_alive(self.settings.keep_alive) == 0:
-            await self._unload(model)
+            # Shielded: a request cancelled because its client left releases its lease in
+            # a cancelled scope, and the engine must still be closed, not just dropped.
+            with CancelScope(shield=True):
+                await self._unload(model)
 
     def _check_kind(self, model: ServedModel, kind: ModelKind) -> None:
         if model.kind is not None and model.kind is not kind:

@@ -19,13 +19,20 @@ async def health() -> dict[str, str]:
 
 @router.get("/health/ready")
 async def ready(manager: Manager) -> JSONResponse:
-    """200 once every configured model can serve; 503 with what is missing until then."""
-    models = {m.alias: m.state.value for m in manager.models()}
-    pending = {
-        m.alias: (m.error if m.state is ModelState.FAILED else m.progress_text())
-        for m in manager.models()
-        if m.state not in (ModelState.AVAILABLE, ModelState.LOADED)
-    }
-    if not pending:
-        return JSONResponse({"status": "ready", "models": models})
-    return JSONResponse({"status": "not_ready", "models": models, "pending": pending}, 503)
+    """503 while configured models are still being fetched (saying what is missing), or
+    when none can serve; 200 otherwise. A model that failed is reported ("degraded")
+    without holding the others out of service."""
+    models = manager.models()
+    states = {m.alias: m.state.value for m in models}
+    pending = {m.alias: m.progress_text() for m in models if m.state is ModelState.DOWNLOADING}
+    failed = {m.alias: m.error for m in models if m.state is ModelState.FAILED}
+    body: dict[str, object] = {"models": states}
+    if pending:
+        body |= {"status": "not_ready", "pending": pending}
+    elif failed and len(failed) == len(models):
+        body |= {"status": "not_ready"}
+    else:
+        body |= {"status": "degraded" if failed else "ready"}
+    if failed:
+        body["failed"] = failed
+    return JSONResponse(body, 503 if body["status"] == "not_ready" else 200)

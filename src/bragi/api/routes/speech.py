@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from anyio import to_thread
-from fastapi import APIRouter, Body, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bragi.api.deps import ApiKey, Manager, SettingsDep
+from bragi.api.forms import json_params
 from bragi.api.sse import SSE_HEADERS, sse_event
 from bragi.audio import CONTENT_TYPES, Audio
 from bragi.audio.speech_encoder import SpeechEncoder
@@ -127,14 +128,24 @@ class _Synthesis:
         yield sse_event({"type": "speech.audio.done", "usage": usage})
 
 
-@router.post("/v1/audio/speech", response_model=None)
+@router.post(
+    "/v1/audio/speech",
+    response_model=None,
+    # The body is read by the route (after the key check), so describe it here.
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": SpeechParams.model_json_schema()}},
+        }
+    },
+)
 async def create_speech(
     request: Request,
-    params: Annotated[SpeechParams, Body()],
     manager: Manager,
     settings: SettingsDep,
     _: ApiKey,
 ) -> StreamingResponse:
+    params = json_params(await request.body(), SpeechParams)
     request.state.model = params.model
     lease = await manager.acquire(params.model, ModelKind.TTS)
     try:
