@@ -120,3 +120,18 @@ def test_admin_routes_need_a_key_and_an_admin_role(server: AppServer) -> None:
         denied = user.request(method, concrete(path), json={"model": "stt"})
         assert denied.status_code == 403, f"{method} {path}: {denied.status_code}"
         assert denied.json()["error"]["code"] == "permission_denied"
+
+
+def test_the_key_is_checked_before_the_body_is_parsed(server: AppServer) -> None:
+    with server.http(auth=False) as http:
+        response = http.post(
+            "/v1/audio/speech", content=b"{not json", headers={"Content-Type": "application/json"}
+        )
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_api_key"
+    with server.http() as http:
+        malformed = http.post(
+            "/v1/audio/speech", content=b"{not json", headers={"Content-Type": "application/json"}
+        )
+    assert malformed.status_code == 400
+    assert "could not parse the JSON" in malformed.json()["error"]["message"]

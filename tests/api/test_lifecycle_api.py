@@ -124,6 +124,12 @@ def test_a_model_that_fails_to_load_answers_503_while_the_others_serve(tmp_path:
         assert transcribe(client, "stt") == "word0 word1 word2"
         assert client.models.retrieve("stt").model_dump()["state"] == "loaded"
         server.assert_healthy()
+        # One broken model does not take the server out of service; it is reported.
+        with server.http(auth=False) as http:
+            readiness = http.get("/health/ready")
+        assert readiness.status_code == 200
+        assert readiness.json()["status"] == "degraded"
+        assert "weights file is truncated" in readiness.json()["failed"]["broken"]
 
 
 def test_ten_concurrent_first_requests_load_the_model_once(tmp_path: Path) -> None:
