@@ -7,11 +7,12 @@ after that, audio goes out as each sentence is ready, encoded incrementally.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Literal
 
-from anyio import to_thread
+from anyio import CancelScope, to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -92,28 +93,35 @@ class _Synthesis:
         self.encoder = encoder
         self.seconds = 0.0
 
-    async def _next_chunk(self) -> Audio | None:
-        if self.first is not None:
-            first, self.first = self.first, None
-            return first
-        chunk: Audio | None = await to_thread.run_sync(next, self.chunks, None)
-        return chunk
+    def _engine_next(self) -> Audio | None:
+        return next(self.chunks, None)
 
     async def encoded(self) -> AsyncIterator[bytes]:
+        upcoming: asyncio.Task[Audio | None] | None = None
         try:
-            while (chunk := await self._next_chunk()) is not None:
+            chunk, self.first = self.first, None
+            while chunk is not None:
+                # The engine synthesizes the next sentence while this one is encoded.
+                upcoming = asyncio.ensure_future(to_thread.run_sync(self._engine_next))
                 self.seconds += chunk.duration
                 if encoded := await to_thread.run_sync(self.encoder.feed, chunk):
                     yield encoded
+                # Shielded, so a client leaving never abandons the engine mid-sentence.
+                chunk, upcoming = await asyncio.shield(upcoming), None
             if tail := self.encoder.finish():
                 yield tail
         finally:
-            close = getattr(self.chunks, "close", None)
-            if callable(close):  # a client that left stops the synthesis now
-                close()
-            self.encoder.close()
-            self.on_done(self.seconds)
-            await self.lease.release()
+            # Shielded: when the client leaves, this runs in a cancelled scope, and the
+            # engine's sentence in flight must end before its generator can be closed.
+            with CancelScope(shield=True):
+                if upcoming is not None:
+                    await asyncio.gather(upcoming, return_exceptions=True)
+                close = getattr(self.chunks, "close", None)
+                if callable(close):  # a client that left stops the synthesis now
+                    close()
+                self.encoder.close()
+                self.on_done(self.seconds)
+                await self.lease.release()
 
     async def sse_events(self, text: str) -> AsyncIterator[bytes]:
         async for piece in self.encoded():
