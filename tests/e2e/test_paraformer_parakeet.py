@@ -9,7 +9,6 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
-from importlib.metadata import entry_points
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -39,24 +38,6 @@ SEGMENT_FIELDS = {
     "compression_ratio",
     "no_speech_prob",
 }
-BACKENDS = {"paraformer": "paraformer:BACKEND", "parakeet": "parakeet:BACKEND"}
-
-
-def _plugin_path(root: Path) -> dict[str, str]:
-    """PYTHONPATH for a stand-in distribution declaring the entry points that pyproject.toml
-    does not declare yet: the registry loads them exactly as it loads any plugin."""
-    registered = {entry.name for entry in entry_points(group="bragi.backends")}
-    missing = {name: value for name, value in BACKENDS.items() if name not in registered}
-    if not missing:
-        return {}
-    info = root / "bragi_test_engines-0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: bragi-test-engines\nVersion: 0\n")
-    lines = [f"{name} = bragi.backends.{value}" for name, value in missing.items()]
-    (info / "entry_points.txt").write_text("[bragi.backends]\n" + "\n".join(lines) + "\n")
-    return {"PYTHONPATH": str(root)}
-
-
 @pytest.fixture(scope="module")
 def tiny_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """A server configured with three tiny models, listed by path with their backend."""
@@ -73,8 +54,7 @@ def tiny_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         }
     }
     (root / "config.yaml").write_text(json.dumps(config))  # JSON is YAML
-    env = _plugin_path(root / "plugins")
-    with start_server(root / "data", root / "models", config=root / "config.yaml", env=env) as live:
+    with start_server(root / "data", root / "models", config=root / "config.yaml") as live:
         yield live
 
 
