@@ -22,9 +22,17 @@ def _created(model: ServedModel) -> int:
         return _STARTED
 
 
+def _engine_languages(model: ServedModel) -> list[str] | None:
+    """What a loaded engine says it understands (None: many, or not loaded yet)."""
+    if model.engine is None:
+        return None
+    languages = model.engine.capabilities.languages
+    return sorted(languages) if languages else None
+
+
 def describe_model(model: ServedModel, manager: ModelManager) -> dict[str, Any]:
     entry = model.source.catalog
-    languages = list(entry.languages) if entry and entry.languages else None
+    languages = list(entry.languages) if entry and entry.languages else _engine_languages(model)
     description: dict[str, Any] = {
         "id": model.alias,
         "object": "model",
