@@ -85,11 +85,25 @@ class ModelConfig(BaseModel):
     """Requests run at once on this model (default: the server's ``max_concurrency``)."""
     max_queue: int | None = Field(default=None, ge=0)
     """Requests waiting for this model before 429 (default: the server's ``max_queue``)."""
+    runner: Literal["auto", "process", "worker"] = "auto"
+    """Where the engine runs: ``worker``, a child process (restarted when it crashes or
+    hangs); ``process``, inside the server; ``auto``, a worker for engines with their own
+    environment (torch engines, ``bragi backend install``), else inside the server."""
+    worker_timeout: float = Field(default=120.0, gt=0)
+    """Seconds a worker may take to answer one step (a segment, an audio chunk) before it
+    is killed and restarted; the requests it was serving get 503."""
+    worker_load_timeout: float = Field(default=600.0, gt=0)
+    """Seconds a worker may take to start and load the model."""
 
     @field_validator("keep_alive", mode="before")
     @classmethod
     def _duration(cls, value: object) -> float | None:
         return None if value is None else parse_duration(value)
+
+    @field_validator("worker_timeout", "worker_load_timeout", mode="before")
+    @classmethod
+    def _timeout(cls, value: object) -> float:
+        return parse_duration(value)
 
 
 class VoiceMapping(BaseModel):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import av
 import pytest
+
 from livesupport import LiveServer
 from speech import SpeechSample, word_error_rate
 

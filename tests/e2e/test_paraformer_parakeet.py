@@ -38,6 +38,8 @@ SEGMENT_FIELDS = {
     "compression_ratio",
     "no_speech_prob",
 }
+
+
 @pytest.fixture(scope="module")
 def tiny_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """A server configured with three tiny models, listed by path with their backend."""

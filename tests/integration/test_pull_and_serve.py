@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from hubstub import WHISPER_REPO, HubStub
 from livesupport import start_server
 from speech import SpeechSample, word_error_rate

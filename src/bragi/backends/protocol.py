@@ -23,6 +23,7 @@ __all__ = [
     "BackendOptions",
     "Device",
     "Engine",
+    "IsolatedBackend",
     "ModelKind",
     "Segment",
     "SpeechToText",
@@ -187,6 +188,20 @@ class Backend(Protocol):
         ``options`` is an instance of ``options_model``, validated at config time.
         """
         ...
+
+
+@runtime_checkable
+class IsolatedBackend(Protocol):
+    """A backend whose engine runs in a worker process from its own environment (torch
+    engines). ``bragi backend install <name>`` creates that environment with
+    ``requirements`` plus Bragi itself; the backend module is still imported by the
+    server, so it must import its library only inside ``load()``, and its
+    ``is_available()`` says True (the environment is checked when the model loads).
+    """
+
+    #: Pinned pip requirements of the engine's environment, e.g. ``("torch==2.13.0",
+    #: "speechbrain==1.0.3")``; torch packages come from the device's torch index.
+    requirements: Sequence[str]
 
 
 @runtime_checkable

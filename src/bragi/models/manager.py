@@ -45,6 +45,7 @@ from bragi.models.catalog import Catalog
 from bragi.models.prepare import prepare_model
 from bragi.models.served import ModelState, ServedModel
 from bragi.models.store import DownloadProgress, ModelStore
+from bragi.runners import RunnerConfig, create_engine
 
 __all__ = ["Lease", "ModelManager", "resident_memory"]
 
@@ -327,7 +328,8 @@ class ModelManager:
     def _load_engine(self, model: ServedModel, backend: Backend) -> Engine:
         assert model.model_dir is not None and model.options is not None
         device: Device = "cpu" if self.device == "cpu" else "cuda"
-        return backend.load(model.model_dir, device, model.options)
+        runner = RunnerConfig.for_model(model.alias, model.config, self.settings)
+        return create_engine(backend, model.model_dir, device, model.options, runner)
 
     async def _make_room(self, incoming: ServedModel) -> None:
         limit = self.settings.max_loaded_models

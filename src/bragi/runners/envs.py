@@ -1,0 +1,247 @@
+"""Engine environments: one virtualenv per torch engine, under ``<data_dir>/envs/<name>``.
+
+``install`` creates the venv with the server's Python, installs the torch packages
+among the backend's ``requirements`` from the device's torch index, then the rest of
+the requirements with the few libraries Bragi's worker imports (:data:`WORKER_CORE`,
+at the versions the server's Bragi asks for), then Bragi itself without its
+dependencies (the same source tree, editable, when the server's Bragi is an editable
+install). pip's own output is streamed. ``bragi-env.json`` records what was installed;
+an environment without it is incomplete and is not used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, distribution, requires
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from bragi import __version__
+from bragi.errors import BackendUnavailableError, ConfigError, NotFoundError
+
+__all__ = [
+    "MANIFEST_NAME",
+    "TORCH_INDEXES",
+    "WORKER_CORE",
+    "EngineEnvs",
+    "EnvManifest",
+    "bragi_requirement",
+    "project_name",
+    "torch_index_for",
+]
+
+MANIFEST_NAME = "bragi-env.json"
+#: What the worker imports besides the engine: ``bragi.backends.protocol`` needs numpy
+#: and pydantic, and importing ``bragi.audio`` loads av and soxr.
+WORKER_CORE = ("numpy", "pydantic", "av", "soxr")
+TORCH_PACKAGES = frozenset({"torch", "torchaudio", "torchvision"})
+#: Where torch comes from, by device (``BRAGI_TORCH_INDEX`` overrides; ``pypi`` means
+#: pip's configured index: PyPI's Linux torch wheels are the CUDA builds).
+TORCH_INDEXES: dict[str, str | None] = {"cpu": "https://download.pytorch.org/whl/cpu", "cuda": None}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_PROJECT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+Output = Callable[[str], None]
+
+
+def project_name(requirement: str) -> str:
+    match = _PROJECT.match(requirement)
+    return re.sub(r"[-_.]+", "-", match.group(1)).lower() if match else ""
+
+
+def torch_index_for(device: str, override: str | None = None) -> str | None:
+    """The index torch is installed from; None for pip's configured index."""
+    chosen = override if override is not None else os.environ.get("BRAGI_TORCH_INDEX")
+    if chosen is not None:
+        return None if chosen.strip().lower() in {"", "pypi", "default"} else chosen
+    return TORCH_INDEXES.get(device)
+
+
+def bragi_requirement() -> list[str]:
+    """pip arguments installing this Bragi: its source tree (editable when this one is),
+    the file it was installed from, else ``bragi==<version>`` from the index."""
+    try:
+        dist = distribution("bragi")
+    except PackageNotFoundError:
+        return [f"bragi=={__version__}"]
+    text = dist.read_text("direct_url.json")
+    if not text:
+        return [f"bragi=={dist.version}"]
+    origin = json.loads(text)
+    url = str(origin.get("url", ""))
+    if url.startswith("file://"):
+        path = unquote(urlparse(url).path)
+        return ["-e", path] if origin.get("dir_info", {}).get("editable") else [path]
+    return [f"bragi @ {url}"]
+
+
+def _worker_core() -> list[str]:
+    """WORKER_CORE with the version bounds the installed Bragi declares."""
+    try:
+        declared = requires("bragi") or []
+    except PackageNotFoundError:
+        declared = []
+    pinned = {project_name(r): r for r in declared if "extra ==" not in r and "extra==" not in r}
+    return [pinned.get(name, name).split(";")[0].strip() for name in WORKER_CORE]
+
+
+def _size(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):  # a file removed while counting
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total
+
+
+@dataclass(frozen=True, slots=True)
+class EnvManifest:
+    """What ``bragi backend install`` put in an environment."""
+
+    name: str
+    device: str
+    created: str  # ISO 8601, UTC
+    bragi_version: str
+    bragi_source: list[str]  # the pip arguments that installed Bragi
+    python_version: str
+    requirements: list[str]
+    torch_index: str | None
+    packages: dict[str, str]  # every installed distribution: version
+    size_bytes: int
+
+
+class EngineEnvs:
+    """The engine environments under ``root`` (``<data_dir>/envs``)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def path(self, name: str) -> Path:
+        if not _NAME.match(name):
+            raise ConfigError(f"{name!r} is not a backend name")
+        return self.root / name
+
+    def python(self, name: str) -> Path:
+        scripts = "Scripts/python.exe" if sys.platform == "win32" else "bin/python"
+        return self.path(name) / scripts
+
+    def manifest(self, name: str) -> EnvManifest | None:
+        try:
+            data = json.loads((self.path(name) / MANIFEST_NAME).read_text(encoding="utf-8"))
+            return EnvManifest(**data)
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def installed(self) -> list[tuple[str, EnvManifest | None]]:
+        """Every environment, with its manifest (None: incomplete or broken)."""
+        if not self.root.is_dir():
+            return []
+        names = sorted(p.name for p in self.root.iterdir() if p.is_dir() and _NAME.match(p.name))
+        return [(name, self.manifest(name)) for name in names]
+
+    def require(self, name: str) -> Path:
+        """The environment's interpreter; BackendUnavailableError with the install command."""
+        if self.manifest(name) is None or not self.python(name).exists():
+            raise BackendUnavailableError(
+                f"the {name} engine runs in its own environment, which is not installed in "
+                f"{self.root}: run `bragi backend install {name}`"
+            )
+        return self.python(name)
+
+    def remove(self, name: str) -> int:
+        """Delete the environment; returns the bytes freed."""
+        path = self.path(name)
+        if not path.is_dir():
+            raise NotFoundError(f"no environment named {name!r} in {self.root}")
+        freed = _size(path)
+        shutil.rmtree(path)
+        return freed
+
+    def install(
+        self,
+        name: str,
+        requirements: Sequence[str],
+        device: str,
+        *,
+        torch_index: str | None = None,
+        bragi: Sequence[str] | None = None,
+        python: str | None = None,
+        output: Output = print,
+    ) -> EnvManifest:
+        """(Re)create the environment ``name``; pip's output goes to ``output``."""
+        path = self.path(name)
+        if path.exists():
+            output(f"removing the old {name} environment")
+            shutil.rmtree(path)
+        self.root.mkdir(parents=True, exist_ok=True)
+        source = list(bragi) if bragi is not None else bragi_requirement()
+        index = torch_index_for(device, torch_index)
+        try:
+            self._run(
+                name,
+                "creating the venv",
+                [python or sys.executable, "-m", "venv", str(path)],
+                output,
+            )
+            pip = [str(self.python(name)), "-m", "pip", "install", "--no-input"]
+            torch = [r for r in requirements if project_name(r) in TORCH_PACKAGES]
+            if torch:
+                where = ["--index-url", index] if index else []
+                self._run(name, "installing torch", [*pip, *where, *torch], output)
+            self._run(
+                name, "installing the requirements", [*pip, *requirements, *_worker_core()], output
+            )
+            self._run(name, "installing Bragi", [*pip, "--no-deps", *source], output)
+            manifest = EnvManifest(
+                name=name,
+                device=device,
+                created=datetime.now(UTC).isoformat(timespec="seconds"),
+                bragi_version=__version__,
+                bragi_source=source,
+                python_version=self._python_version(name),
+                requirements=list(requirements),
+                torch_index=index if torch else None,
+                packages=self._packages(name),
+                size_bytes=_size(path),
+            )
+            text = json.dumps(asdict(manifest), indent=2) + "\n"
+            (path / MANIFEST_NAME).write_text(text, encoding="utf-8")
+        except BaseException:
+            shutil.rmtree(path, ignore_errors=True)
+            raise
+        return manifest
+
+    def _run(self, name: str, step: str, command: list[str], output: Output) -> None:
+        output("$ " + " ".join(command))
+        with subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        ) as process:
+            assert process.stdout is not None
+            for raw in process.stdout:
+                output(raw.decode(errors="replace").rstrip())
+        if process.returncode != 0:
+            raise BackendUnavailableError(
+                f"installing the {name} environment failed while {step}: "
+                f"{Path(command[0]).name} exited with code {process.returncode} (output above)"
+            )
+
+    def _python_version(self, name: str) -> str:
+        command = [
+            str(self.python(name)),
+            "-c",
+            "import platform; print(platform.python_version())",
+        ]
+        return subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
+
+    def _packages(self, name: str) -> dict[str, str]:
+        command = [str(self.python(name)), "-m", "pip", "list", "--format=json"]
+        listed = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        return {item["name"]: item["version"] for item in json.loads(listed)}

@@ -1,0 +1,185 @@
+"""``bragi backend install|list|remove`` for real, with a fake engine plugin whose
+requirements are tiny (``six==1.16.0``), then a worker started from that environment.
+
+The plugin is a real project (pyproject, module, ``bragi.backends`` entry point): pip
+installs it into the environment, as a third-party torch engine would be; the server
+sees it through a dist-info directory put on its path for the test.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bragi.backends.protocol import TranscribeOptions
+from bragi.cli.main import main
+from bragi.errors import BackendUnavailableError
+from bragi.runners import EngineEnvs, RunnerConfig, create_engine
+from bragi.runners.envs import MANIFEST_NAME, bragi_requirement, torch_index_for
+from fakes import make_model_dir
+from runnerkit import SPEECH, process_exists
+
+PLUGIN = '''
+"""A fake engine plugin whose library (six) exists only in its own environment."""
+
+import sys
+from pathlib import Path
+
+from bragi.backends.protocol import BackendOptions, ModelKind, Segment, SttCapabilities
+from bragi.backends.protocol import TranscriptionInfo
+
+
+class SixEngine:
+    capabilities = SttCapabilities(languages=frozenset({"en"}))
+
+    def __init__(self, version):
+        self.version = version
+
+    def transcribe(self, audio, options):
+        text = f" six {self.version} from {sys.prefix}"
+        return iter([Segment(0, 0.0, audio.duration, text)]), TranscriptionInfo("en", 1.0)
+
+    def close(self):
+        pass
+
+
+class SixBackend:
+    name = "fake-six"
+    kind = ModelKind.STT
+    extra = "fake-six"
+    options_model = BackendOptions
+    requirements = ("six==1.16.0", PLUGIN_DIR)
+
+    def is_available(self):
+        return True
+
+    def detect(self, model_dir):
+        return (Path(model_dir) / "fake-six.json").is_file()
+
+    def load(self, model_dir, device, options):
+        import six  # the engine library, imported only in load()
+
+        return SixEngine(six.__version__)
+
+
+BACKEND = SixBackend()
+'''
+
+PYPROJECT = """
+[build-system]
+requires = ["setuptools>=69"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "bragi-fakeplugin"
+version = "0.1.0"
+
+[project.entry-points."bragi.backends"]
+fake-six = "bragi_fakeplugin:BACKEND"
+
+[tool.setuptools]
+py-modules = ["bragi_fakeplugin"]
+"""
+METADATA = "Metadata-Version: 2.1\nName: bragi-fakeplugin\nVersion: 0.1.0\n"
+ENTRY_POINTS = "[bragi.backends]\nfake-six = bragi_fakeplugin:BACKEND\n"
+
+
+@pytest.fixture
+def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """The plugin as a project (for pip) and as a module with entry point (for the server)."""
+    project = tmp_path / "plugin"
+    project.mkdir()
+    source = PLUGIN.replace("PLUGIN_DIR", repr(str(project)))
+    (project / "bragi_fakeplugin.py").write_text(source)
+    (project / "pyproject.toml").write_text(PYPROJECT)
+    site = tmp_path / "site"
+    info = site / "bragi_fakeplugin-0.1.0.dist-info"
+    info.mkdir(parents=True)
+    (site / "bragi_fakeplugin.py").write_text(source)
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: bragi-fakeplugin\nVersion: 0.1.0\n"
+    )
+    (info / "entry_points.txt").write_text(
+        "[bragi.backends]\nfake-six = bragi_fakeplugin:BACKEND\n"
+    )
+    monkeypatch.syspath_prepend(str(site))
+    import bragi_fakeplugin  # type: ignore[import-not-found]
+
+    yield bragi_fakeplugin.BACKEND
+    del sys.modules["bragi_fakeplugin"]
+
+
+def test_install_list_run_and_remove_an_engine_environment(
+    tmp_path: Path, plugin: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    envs = EngineEnvs(data / "envs")
+    common = ["--data-dir", str(data), "--device", "cpu"]
+
+    assert main(["backend", "install", "fake-six", *common]) == 0
+    out, err = capsys.readouterr()
+    assert "installed fake-six" in out and "Successfully installed" in err  # pip's own output
+    manifest = json.loads((envs.path("fake-six") / MANIFEST_NAME).read_text())
+    assert manifest["device"] == "cpu" and manifest["packages"]["six"] == "1.16.0"
+    assert manifest["packages"]["bragi"] == "0.1.0" and manifest["size_bytes"] > 1_000_000
+    assert manifest["bragi_source"] == bragi_requirement()
+
+    assert main(["backend", "list", *common]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    row = next(line for line in listing if line.startswith("fake-six"))
+    assert " cpu " in row and " MB " in row and "six 1.16.0" in row and "bragi 0.1.0" in row
+
+    model_dir = make_model_dir(tmp_path / "models", "fake-six")
+    options = plugin.options_model()  # type: ignore[attr-defined]
+    config = RunnerConfig(label="six", envs_dir=envs.root)
+    engine = create_engine(plugin, model_dir, "cpu", options, config)  # type: ignore[arg-type]
+    try:
+        segments, _ = engine.transcribe(SPEECH, TranscribeOptions())  # type: ignore[union-attr]
+        env_prefix = str(envs.path("fake-six"))
+        assert [s.text for s in segments] == [f" six 1.16.0 from {env_prefix}"]
+        assert engine.ping()["python"] == str(envs.python("fake-six"))  # type: ignore[union-attr]
+        pid = engine.pid  # type: ignore[union-attr]
+    finally:
+        engine.close()
+    assert not process_exists(pid)
+
+    assert main(["backend", "remove", "fake-six", *common]) == 0
+    assert "removed the fake-six environment" in capsys.readouterr().out
+    assert not envs.path("fake-six").exists() and envs.installed() == []
+    with pytest.raises(BackendUnavailableError, match="bragi backend install fake-six"):
+        create_engine(plugin, model_dir, "cpu", options, config)  # type: ignore[arg-type]
+
+
+def test_torch_comes_from_the_devices_index_unless_told_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("BRAGI_TORCH_INDEX", raising=False)
+    assert torch_index_for("cpu") == "https://download.pytorch.org/whl/cpu"
+    assert torch_index_for("cuda") is None  # PyPI's Linux torch wheels are CUDA builds
+    assert torch_index_for("cpu", "pypi") is None
+    monkeypatch.setenv("BRAGI_TORCH_INDEX", "https://mirror.example/torch")
+    assert torch_index_for("cpu") == "https://mirror.example/torch"
+
+
+def test_an_engine_in_the_server_needs_no_environment(tmp_path: Path) -> None:
+    assert main(["backend", "install", "faster-whisper", "--data-dir", str(tmp_path)]) == 2
+    assert main(["backend", "remove", "nothing", "--data-dir", str(tmp_path)]) == 1
+
+
+def test_bragi_installs_into_an_environment_from_where_this_one_came_from() -> None:
+    requirement = bragi_requirement()
+    repo = Path(__file__).parents[2]
+    assert requirement in (["-e", str(repo)], [str(repo)]) or requirement[0].startswith("bragi")
+
+
+def test_an_incomplete_environment_is_listed_and_not_used(tmp_path: Path) -> None:
+    envs = EngineEnvs(tmp_path / "envs")
+    (envs.path("half") / "bin").mkdir(parents=True)
+    assert envs.installed() == [("half", None)]
+    with pytest.raises(BackendUnavailableError, match="bragi backend install half"):
+        envs.require("half")
+    assert envs.remove("half") == 0 and envs.installed() == []
