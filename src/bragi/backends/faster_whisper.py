@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from bragi.audio.types import Audio
+from bragi.backends.checks import check_transcription
 from bragi.backends.protocol import (
     BackendOptions,
     Device,
@@ -34,9 +35,7 @@ from bragi.errors import (
     BackendUnavailableError,
     EngineError,
     ModelUnavailableError,
-    UnsupportedCapabilityError,
 )
-from bragi.languages import language_code
 
 __all__ = [
     "BACKEND",
@@ -160,24 +159,7 @@ class FasterWhisperEngine:
 
     def _check(self, options: TranscribeOptions) -> str | None:
         """Refuse, before any decoding, what this model cannot do; return the language code."""
-        languages = self.capabilities.languages
-        if options.task == "translate" and not self.capabilities.translate:
-            raise UnsupportedCapabilityError(
-                "this model is English-only and cannot translate; use a multilingual Whisper model",
-                param="model",
-            )
-        if not options.language:
-            return None
-        code = language_code(options.language)
-        if languages is not None and code not in languages:
-            supported = ", ".join(sorted(languages))
-            if languages == {"en"}:
-                supported = "en (the model is English-only)"
-            raise UnsupportedCapabilityError(
-                f"language {options.language!r} is not supported; supported: {supported}",
-                param="language",
-            )
-        return code
+        return check_transcription(options, self.capabilities, "This Whisper model")
 
 
 class FasterWhisperBackend:

@@ -25,6 +25,7 @@ import numpy as np
 from pydantic import ConfigDict, Field
 
 from bragi.audio.types import Audio, Samples
+from bragi.backends.checks import check_transcription
 from bragi.backends.protocol import (
     BackendOptions,
     Device,
@@ -40,9 +41,7 @@ from bragi.errors import (
     BackendUnavailableError,
     EngineError,
     ModelUnavailableError,
-    UnsupportedCapabilityError,
 )
-from bragi.languages import language_code
 
 __all__ = ["BACKEND", "MoonshineBackend", "MoonshineEngine", "MoonshineOptions", "read_vocabulary"]
 
@@ -98,14 +97,7 @@ class MoonshineEngine:
         self, audio: Audio, options: TranscribeOptions
     ) -> tuple[Generator[Segment, None, None], TranscriptionInfo]:
         """Check the request, then start; each segment is decoded as the iterator is read."""
-        if options.task == "translate":
-            raise UnsupportedCapabilityError("Moonshine is English-only", param="model")
-        if options.language and language_code(options.language) != "en":
-            message = f"language {options.language!r} is not supported: Moonshine is English-only"
-            raise UnsupportedCapabilityError(message, param="language")
-        if options.word_timestamps:
-            message = "Moonshine gives no word timestamps"
-            raise UnsupportedCapabilityError(message, param="timestamp_granularities")
+        check_transcription(options, self.capabilities, "Moonshine")
         if self._decoder is None:
             raise EngineError("this Moonshine engine has been closed")
         if audio.sample_rate != SAMPLE_RATE:

@@ -21,6 +21,7 @@ import numpy as np
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from bragi.audio.types import Samples
+from bragi.backends.checks import check_transcription
 from bragi.backends.protocol import (
     BackendOptions,
     Segment,
@@ -28,7 +29,6 @@ from bragi.backends.protocol import (
     TranscribeOptions,
     Word,
 )
-from bragi.errors import UnsupportedCapabilityError
 from bragi.languages import language_code
 
 __all__ = [
@@ -275,17 +275,7 @@ def reported_language(requested: str | None, option: str | None, spoken: frozens
 
 def check_request(options: TranscribeOptions, capabilities: SttCapabilities, engine: str) -> None:
     """Refuse, before any decoding, a translation or a language the model does not speak."""
-    if options.task == "translate":
-        raise UnsupportedCapabilityError(
-            f"{engine} models transcribe only; they cannot translate", param="model"
-        )
-    languages = capabilities.languages
-    if options.language and languages and language_code(options.language) not in languages:
-        raise UnsupportedCapabilityError(
-            f"language {options.language!r} is not supported by this {engine} model; "
-            f"supported: {', '.join(sorted(languages))}",
-            param="language",
-        )
+    check_transcription(options, capabilities, f"This {engine} model")
 
 
 def usable_cpus() -> int:

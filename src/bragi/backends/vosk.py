@@ -24,6 +24,7 @@ import numpy as np
 from pydantic import ConfigDict, field_validator
 
 from bragi.audio.types import Audio
+from bragi.backends.checks import check_transcription
 from bragi.backends.protocol import (
     BackendOptions,
     Device,
@@ -38,7 +39,6 @@ from bragi.errors import (
     BackendUnavailableError,
     EngineError,
     ModelUnavailableError,
-    UnsupportedCapabilityError,
 )
 from bragi.languages import language_code
 
@@ -85,15 +85,7 @@ class VoskEngine:
     ) -> tuple[Generator[Segment, None, None], TranscriptionInfo]:
         """Check the request, then start; segments come as Vosk finalises them."""
         languages = self.capabilities.languages
-        if options.task == "translate":
-            raise UnsupportedCapabilityError("Vosk models cannot translate", param="model")
-        code = language_code(options.language) if options.language else None
-        if code is not None and languages is not None and code not in languages:
-            supported = ", ".join(sorted(languages))
-            raise UnsupportedCapabilityError(
-                f"language {options.language!r} is not supported; supported: {supported}",
-                param="language",
-            )
+        code = check_transcription(options, self.capabilities, "This Vosk model")
         model = self._model
         if model is None:
             raise EngineError("this Vosk engine has been closed")

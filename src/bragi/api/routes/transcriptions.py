@@ -17,6 +17,7 @@ from bragi.api.forms import form_params, read_form, upload_bytes
 from bragi.api.sse import SSE_HEADERS, sse_event
 from bragi.api.transcript_formats import render_transcript
 from bragi.audio import Audio, decode_audio
+from bragi.backends.checks import check_transcription
 from bragi.backends.protocol import (
     ModelKind,
     Segment,
@@ -24,7 +25,7 @@ from bragi.backends.protocol import (
     TranscribeOptions,
     TranscriptionInfo,
 )
-from bragi.errors import InvalidRequestError, UnsupportedCapabilityError
+from bragi.errors import InvalidRequestError
 from bragi.languages import language_code
 from bragi.models.manager import Lease
 
@@ -68,23 +69,7 @@ ParamsT = TypeVar("ParamsT", bound=_CommonParams)
 
 
 def _check_capabilities(engine: SpeechToText, options: TranscribeOptions, alias: str) -> None:
-    capabilities = engine.capabilities
-    if options.task == "translate" and not capabilities.translate:
-        raise UnsupportedCapabilityError(
-            f"Model `{alias}` cannot translate; use a multilingual Whisper model.", param="model"
-        )
-    languages = capabilities.languages
-    if options.language and languages is not None and options.language not in languages:
-        supported = ", ".join(sorted(languages))
-        raise UnsupportedCapabilityError(
-            f"Model `{alias}` does not support language '{options.language}'; "
-            f"it supports: {supported}.",
-            param="language",
-        )
-    if options.word_timestamps and not capabilities.word_timestamps:
-        raise UnsupportedCapabilityError(
-            f"Model `{alias}` does not give word timestamps.", param="timestamp_granularities"
-        )
+    check_transcription(options, engine.capabilities, f"Model `{alias}`")
 
 
 async def _cancel_on_disconnect(request: Request, cancel: threading.Event) -> None:
