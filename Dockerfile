@@ -19,12 +19,14 @@
 # proxy. It is mounted only while pip runs and never stored in a layer.
 
 ARG BASE_IMAGE=python:3.11-slim-bookworm
+# Every torch-free engine. Adding one to the images is adding its extra here.
+ARG EXTRAS=faster-whisper,piper,kokoro,moonshine,vosk,paraformer,parakeet
 
 # ---------------------------------------------------------------------------------------
 # deps: a virtual environment at /opt/bragi with bragi's dependencies. The package itself
 # is a stub here, so this (slow, large) layer is rebuilt only when pyproject.toml changes.
 FROM ${BASE_IMAGE} AS deps
-ARG EXTRAS=faster-whisper,piper,kokoro
+ARG EXTRAS
 ARG PIP_INDEX_URL=https://pypi.org/simple
 ENV PATH=/opt/bragi/bin:$PATH \
     PIP_NO_CACHE_DIR=1 \
@@ -37,11 +39,11 @@ RUN apt-get update -qq \
     && rm -rf /var/lib/apt/lists/* \
     && python3 -m venv /opt/bragi
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml ./
 RUN --mount=type=secret,id=pip-ca \
     if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
-    && mkdir -p src/bragi && : > src/bragi/__init__.py \
-    && pip install --only-binary=:all: --no-binary=bragi ".[${EXTRAS}]" \
+    && mkdir -p src/bragi && : > src/bragi/__init__.py && : > README.md \
+    && pip install --prefer-binary ".[${EXTRAS}]" \
     && pip uninstall --yes bragi \
     && rm -rf src build
 
@@ -56,6 +58,8 @@ RUN --mount=type=secret,id=pip-ca \
 # pip has already byte-compiled everything: /opt/bragi is read-only to the server's
 # user, so without .pyc files every start would compile the imports again.
 FROM deps AS venv
+ARG EXTRAS
+COPY README.md ./
 COPY src ./src
 RUN --mount=type=secret,id=pip-ca \
     if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
@@ -69,7 +73,14 @@ RUN --mount=type=secret,id=pip-ca \
     && find /opt/bragi -name '*.so*' -type f -exec sh -c \
          'for f; do readelf -S "$f" 2>/dev/null | grep -q "[.]debug_" && strip --strip-debug "$f"; done; true' \
          strip {} + \
-    && python3 -c 'import bragi.cli, faster_whisper, ctranslate2, onnxruntime, piper, kokoro_onnx, av, soxr, uvloop, yaml'
+    && python3 -c 'import av, httptools, numpy, pydantic_core, soxr, uvloop, yaml, bragi.cli' \
+    # Fail here when an engine named in EXTRAS is not usable in the image.
+    && python3 -c "import os, sys; from bragi.backends.registry import BackendRegistry; \
+        wanted = set(os.environ['EXTRAS'].split(',')); \
+        found = {b.extra: b.is_available() for b in BackendRegistry.from_entry_points()}; \
+        print('engines (extra: usable):', found); \
+        missing = sorted(e for e in wanted if e in found and not found[e]); \
+        sys.exit(f'engines missing from the image: {missing}' if missing else 0)"
 
 # ---------------------------------------------------------------------------------------
 # venv-cuda: the CUDA builds. PyPI's CTranslate2 wheels already carry CUDA support and load

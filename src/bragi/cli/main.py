@@ -61,6 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BragiError as exc:
         print(f"bragi: {exc.message}", file=sys.stderr)
         return 1
+    except OSError as exc:  # a directory that cannot be written, a file that cannot be read
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"bragi: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return code

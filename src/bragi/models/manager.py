@@ -37,6 +37,7 @@ from bragi.devices import resolve_device
 from bragi.errors import (
     BragiError,
     InvalidRequestError,
+    ModelFetchError,
     ModelNotFoundError,
     ModelUnavailableError,
     RateLimitError,
@@ -52,6 +53,7 @@ __all__ = ["Lease", "ModelManager", "resident_memory"]
 log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 
+_RETRY_FIRST, _RETRY_MAX = 15.0, 600.0
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _KIND_ROUTE = {ModelKind.STT: "/v1/audio/transcriptions", ModelKind.TTS: "/v1/audio/speech"}
 _KIND_NAME = {ModelKind.STT: "a speech-to-text", ModelKind.TTS: "a text-to-speech"}
@@ -109,6 +111,8 @@ class ModelManager:
         self.clock = clock
         self._models: dict[str, ServedModel] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.retry_fetches = False
+        self.retry_first_delay = _RETRY_FIRST
         self._device = None if settings.device == "auto" else settings.device
 
     # --- configuration ------------------------------------------------------
@@ -155,8 +159,10 @@ class ModelManager:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def start(self, *, reap_interval: float = 1.0) -> None:
-        """Fetch every model in the background, then preload those asked for."""
+    async def start(self, *, reap_interval: float = 1.0, retry_fetches: bool = True) -> None:
+        """Fetch every model in the background, then preload those asked for. A failed
+        download is tried again with backoff (15 s doubling to 10 min) while the server runs."""
+        self.retry_fetches = retry_fetches
         self._spawn(self._prepare_all())
         if reap_interval > 0:
             self._spawn(self._reap_forever(reap_interval))
@@ -191,12 +197,29 @@ class ModelManager:
             prepared = await to_thread.run_sync(
                 prepare_model, model, self.registry, self.store, on_progress
             )
+        except ModelFetchError as exc:
+            # Hub unreachable, not cached yet, disk full: worth trying again later.
+            model.fail(exc.message)
+            delay = min(_RETRY_MAX, self.retry_first_delay * 2**model.fetch_failures)
+            model.fetch_failures += 1
+            log.error(
+                "model %s is unavailable: %s (retrying in %.0f s)", model.alias, exc.message, delay
+            )
+            if self.retry_fetches:
+                self._spawn(self._retry_prepare(model, delay))
+            return
         except BragiError as exc:
             model.fail(exc.message)
             log.error("model %s is unavailable: %s", model.alias, exc.message)
             return
+        model.fetch_failures = 0
         model.set_prepared(*prepared)
         log.info("model %s ready (%s, %s)", model.alias, model.backend_name, model.model_dir)
+
+    async def _retry_prepare(self, model: ServedModel, delay: float) -> None:
+        await asyncio.sleep(delay)
+        if model.state is ModelState.FAILED:
+            await self.prepare(model)
 
     async def _reap_forever(self, interval: float) -> None:
         while True:

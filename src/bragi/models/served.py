@@ -42,6 +42,7 @@ class ServedModel:
     running: int = 0  # requests admitted past the concurrency gate
     waiting: int = 0  # requests queued at the gate
     requests_served: int = 0
+    fetch_failures: int = 0  # consecutive failed downloads (for the retry backoff)
     memory_bytes: int | None = None  # resident memory the load added (approximate)
     load_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _slots: asyncio.Semaphore | None = None

@@ -7,14 +7,25 @@ fresh install works offline.
 from __future__ import annotations
 
 from bragi.config import ModelConfig
+from bragi.models.catalog import Catalog
+from bragi.models.packaged import is_installed
 
 __all__ = ["starter_models"]
 
 
-def starter_models() -> dict[str, ModelConfig]:
+def _offline_kokoro(catalog: Catalog) -> bool:
+    entry = catalog.get("kokoro-int8-ja")
+    return entry is not None and entry.packaged is not None and is_installed(entry.packaged)
+
+
+def starter_models(catalog: Catalog | None = None) -> dict[str, ModelConfig]:
+    """The starter set. Every entry but Kokoro has a hub fallback in the catalog; the
+    offline Kokoro (Japanese voices only) gives way to the hub's full Kokoro when its
+    PyPI packages are not installed."""
+    catalog = catalog or Catalog.builtin()
     return {
         "whisper-1": ModelConfig(model="whisper-base"),
         "whisper-tiny.en": ModelConfig(model="whisper-tiny.en"),
         "tts-1": ModelConfig(model="piper:en_US-joe-medium"),
-        "kokoro": ModelConfig(model="kokoro-int8-ja"),
+        "kokoro": ModelConfig(model="kokoro-int8-ja" if _offline_kokoro(catalog) else "kokoro"),
     }
