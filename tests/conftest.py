@@ -38,5 +38,7 @@ def models_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def server(tmp_path_factory: pytest.TempPathFactory, models_cache: Path) -> Iterator[LiveServer]:
     """``bragi serve`` in a subprocess on 127.0.0.1 with the starter set and auth on."""
     data_dir = tmp_path_factory.mktemp("data")
-    with start_server(data_dir, models_cache) as live:
+    private_tmp = data_dir / "tmp"  # the server's own TMPDIR, so tests can see what it leaves
+    private_tmp.mkdir()
+    with start_server(data_dir, models_cache, env={"TMPDIR": str(private_tmp)}) as live:
         yield live
