@@ -100,12 +100,20 @@ class _Synthesis:
         upcoming: asyncio.Task[Audio | None] | None = None
         try:
             chunk, self.first = self.first, None
+            first = True
             while chunk is not None:
-                # The engine synthesizes the next sentence while this one is encoded.
-                upcoming = asyncio.ensure_future(to_thread.run_sync(self._engine_next))
+                # The engine synthesizes the next sentence while this one is encoded,
+                # except for the first, whose bytes go out before anything competes
+                # with them for the CPU (time to first audio).
+                if not first:
+                    upcoming = asyncio.ensure_future(to_thread.run_sync(self._engine_next))
                 self.seconds += chunk.duration
                 if encoded := await to_thread.run_sync(self.encoder.feed, chunk):
                     yield encoded
+                if first:
+                    first = False
+                    upcoming = asyncio.ensure_future(to_thread.run_sync(self._engine_next))
+                assert upcoming is not None
                 # Shielded, so a client leaving never abandons the engine mid-sentence.
                 chunk, upcoming = await asyncio.shield(upcoming), None
             if tail := self.encoder.finish():
