@@ -32,14 +32,14 @@ class Client:
             raise RuntimeError(f"{self.base_url} returned no words for {path.name}")
         return str(result.text).strip()
 
-    def speech(self, model: str, voice: str, text: str, fmt: str) -> bytes:
+    def speech(self, model: str, voice: str, text: str, fmt: Any) -> bytes:
         """The whole encoded file."""
         response = self.openai.audio.speech.create(
             model=model, voice=voice, input=text, response_format=fmt
         )
         return bytes(response.content)
 
-    def first_audio(self, model: str, voice: str, text: str, fmt: str) -> tuple[float, bytes]:
+    def first_audio(self, model: str, voice: str, text: str, fmt: Any) -> tuple[float, bytes]:
         """Streamed speech: (seconds to the first audio byte, the whole body)."""
         started = time.perf_counter()
         first = None

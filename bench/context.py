@@ -1,4 +1,4 @@
-"""What every suite gets: the run's options, the server client, the direct engines."""
+"""What every suite gets: the run's options and the process instances it measures."""
 
 from __future__ import annotations
 
@@ -6,9 +6,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bench.client import Client
-from bench.direct import DirectEngines
+from bench.instances import Instance, Instances
+
+if TYPE_CHECKING:
+    from bench.p7_startup import Startup
 
 __all__ = ["Context", "Options"]
 
@@ -21,37 +24,52 @@ class Options:
     stt_model: str
     tts_models: dict[str, str]  # engine (piper, kokoro) -> model name on the server
     voices: dict[str, str]  # engine -> voice on the server
+    instances: int = 3
     image_size_json: Path | None = None
+    server_env: dict[str, str] = field(default_factory=dict)  # for the bench's bragi serve
 
     @property
     def reps(self) -> int:
-        """Repetitions kept per figure (after the warm-up)."""
-        return 3 if self.quick else 5
+        """Rounds kept per figure (after the warm-up): two per instance, at least 5;
+        --quick: one per instance, at least 3."""
+        if self.quick:
+            return max(3, self.instances)
+        return max(5, 2 * self.instances)
 
 
 @dataclass
 class Context:
     options: Options
-    direct: DirectEngines
     models_dir: Path
-    client: Client | None = None  # None when no suite needs a server
-    #: engines (per side) that have run at least once: no more warm-up needed in --quick
+    instances: Instances = field(default_factory=Instances)
+    #: engines (per side) that have run on every instance: no more warm-up needed
     warm: set[str] = field(default_factory=set)
     #: (side, recording key) -> transcript, from P1, reused by P8
     transcripts: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: P7's server starts, reused by P6
+    startups: list[Startup] | None = None
     started: float = field(default_factory=time.perf_counter)
 
-    @property
-    def server(self) -> Client:
-        if self.client is None:
-            raise RuntimeError("this suite needs a server")
-        return self.client
+    def instance(self, index: int) -> Instance:
+        if not len(self.instances):
+            raise RuntimeError("this suite needs the server and direct processes")
+        return self.instances[index]
 
-    def warmup(self, *engines: str) -> int:
-        """Warm-up rounds before timing: 1, or 0 in --quick when every engine already ran."""
-        needed = not self.options.quick or not set(engines) <= self.warm
+    @property
+    def local(self) -> bool:
+        """Whether the servers are `bragi serve` processes this run started."""
+        return self.options.base_url is None
+
+    @property
+    def count(self) -> int:
+        """How many instances each side has."""
+        return len(self.instances)
+
+    def warmup(self, *engines: str) -> bool:
+        """Whether to warm up: unless every engine named has run on every instance."""
+        needed = not set(engines) <= self.warm
         self.warm.update(engines)
-        return 1 if needed else 0
+        return needed
 
     def log(self, message: str) -> None:
         elapsed = time.perf_counter() - self.started

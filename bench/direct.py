@@ -1,4 +1,5 @@
-"""The "direct engine" side: the engine libraries called in this process, as a user would.
+"""The "direct engine" side: the engine libraries called as a user would (in a worker
+process, :mod:`bench.worker`).
 
 Same model files as the server (the starter set, assembled from its PyPI packages by
 :func:`bragi.models.packaged.materialize`) and the same settings the server's backends
@@ -20,7 +21,7 @@ import numpy as np
 
 from bench.machine import usable_cpus
 
-__all__ = ["STARTER", "DirectEngines", "materialize_starter"]
+__all__ = ["STARTER", "VOICES", "DirectEngines", "materialize_starter"]
 
 #: catalog name of each starter model (src/bragi/models/starter.py)
 STARTER = {
@@ -32,6 +33,8 @@ STARTER = {
 #: faster-whisper's (and Bragi's) fallback temperatures for OpenAI's temperature 0
 TEMPERATURES = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
 KOKORO_LANGUAGE = "en-us"  # the starter's option: the Japanese voices speak English
+#: the engine voice each direct call uses; also the server's default voice
+VOICES = {"piper": "en_US-joe-medium", "kokoro": "jf_alpha"}
 
 
 def materialize_starter(models_dir: Path) -> dict[str, Path]:
@@ -71,7 +74,7 @@ class DirectEngines:
             local_files_only=True,
         )
 
-    def transcribe(self, path: Path, *, words: bool = False) -> str:
+    def transcribe(self, path: Path | str, *, words: bool = False) -> str:
         """Decode the file (faster-whisper does it) and read every segment; the text."""
         segments, _info = self.whisper.transcribe(
             str(path),
@@ -125,18 +128,17 @@ class DirectEngines:
         )
         return Kokoro.from_session(session, str(next(model_dir.glob("*.npz"))))
 
-    def kokoro_samples(self, text: str, voice: str) -> int:
-        samples, _rate = self.kokoro.create(text, voice=voice, lang=KOKORO_LANGUAGE)
+    def kokoro_samples(self, text: str) -> int:
+        samples, _rate = self.kokoro.create(text, voice=VOICES["kokoro"], lang=KOKORO_LANGUAGE)
         return len(samples)
 
-    def kokoro_wav(self, text: str, voice: str) -> float:
+    def kokoro_wav(self, text: str) -> float:
         """Synthesize ``text`` and write it as 16-bit WAV in memory; seconds of audio."""
-        samples, rate = self.kokoro.create(text, voice=voice, lang=KOKORO_LANGUAGE)
+        samples, rate = self.kokoro.create(text, voice=VOICES["kokoro"], lang=KOKORO_LANGUAGE)
         pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2")
         with wave.open(io.BytesIO(), "wb") as wav_file:
             wav_file.setnchannels(1)
             wav_file.setsampwidth(2)
             wav_file.setframerate(rate)
             wav_file.writeframes(pcm.tobytes())
-        return len(pcm) / rate
-
+        return len(pcm) / float(rate)

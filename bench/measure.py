@@ -1,13 +1,29 @@
-"""Interleaved repetitions and the statistics every figure uses."""
+"""Interleaved rounds over several process instances, and the statistics every figure uses."""
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["interleave", "median", "paired_ratios", "timed"]
+__all__ = [
+    "CpuProbe",
+    "Measured",
+    "cpu_note",
+    "interleave",
+    "median",
+    "paired_ratios",
+    "spread_note",
+    "timed",
+]
+
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+#: What one call of a side gives: wall seconds (or the figure's own number, e.g. a
+#: throughput), optionally with the CPU seconds it used.
+Measured = float | tuple[float, float | None]
 
 
 def timed(function: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[float, Any]:
@@ -17,18 +33,52 @@ def timed(function: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[floa
     return time.perf_counter() - started, result
 
 
+class CpuProbe:
+    """CPU seconds used so far by a local server process (user + system, all threads) plus
+    this process (the client side). Wall time is what the figures judge; CPU time is kept
+    beside it because it hardly moves when other work shares the machine."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.server_pid = server_pid
+
+    def _server(self) -> float:
+        with open(f"/proc/{self.server_pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime
+
+    def __call__(self) -> float:
+        return self._server() + time.process_time()
+
+
 def interleave(
-    sides: Mapping[str, Callable[[], float]], reps: int, warmup: int = 1
+    sides: Mapping[str, Callable[[int], Measured]],
+    reps: int,
+    instances: int,
+    warmup: bool = True,
 ) -> dict[str, list[float]]:
-    """Run each side once per round, in the given order (A B A B ...), ``warmup`` rounds
-    first and not kept. Each callable measures itself and returns its number."""
-    for _ in range(warmup):
-        for run in sides.values():
-            run()
+    """Rounds of one call per side, in the given order (A B A B ...).
+
+    Round ``r`` runs on process instance ``r % instances`` of each side (each side's
+    callable gets that index), so a per-process bias is sampled, not inherited. The
+    warm-up calls every side once on every instance and is not kept. CPU seconds, when a
+    side reports them, are kept as ``<side>_cpu``; ``instance`` records the rotation.
+    """
+    if warmup:
+        for index in range(instances):
+            for run in sides.values():
+                run(index)
     kept: dict[str, list[float]] = {name: [] for name in sides}
-    for _ in range(reps):
+    for round_ in range(reps):
+        index = round_ % instances
         for name, run in sides.items():
-            kept[name].append(run())
+            value = run(index)
+            cpu = None
+            if isinstance(value, tuple):
+                value, cpu = value
+            kept[name].append(value)
+            if cpu is not None:
+                kept.setdefault(f"{name}_cpu", []).append(cpu)
+    kept["instance"] = [float(r % instances) for r in range(reps)]
     return kept
 
 
@@ -39,3 +89,26 @@ def median(values: list[float]) -> float:
 def paired_ratios(numerators: list[float], denominators: list[float]) -> list[float]:
     """Round by round: each round's two numbers were taken next to each other."""
     return [a / b for a, b in zip(numerators, denominators, strict=True)]
+
+
+def cpu_note(samples: dict[str, list[float]], server: str = "server") -> str:
+    """``CPU-time ratio 1.02`` (median of the per-round ratios), if CPU was measured."""
+    numerators, denominators = samples.get(f"{server}_cpu"), samples.get("direct_cpu")
+    if not numerators or not denominators or len(numerators) != len(denominators):
+        return ""
+    ratios = [a / b for a, b in zip(numerators, denominators, strict=True) if b > 0]
+    return f"CPU-time ratio {median(ratios):.3f}" if ratios else ""
+
+
+def spread_note(samples: dict[str, list[float]], side: str) -> str:
+    """How far apart the process instances of one side were (median per instance)."""
+    instances = samples.get("instance")
+    values = samples.get(side)
+    if not instances or not values or len(set(instances)) < 2:
+        return ""
+    per_instance = [
+        median([v for v, i in zip(values, instances, strict=True) if i == index])
+        for index in sorted(set(instances))
+    ]
+    low, high = min(per_instance), max(per_instance)
+    return f"{side} instances spread {100 * (high - low) / low:.0f} %" if low > 0 else ""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from bench.assets import recording
 from bench.context import Context
-from bench.measure import interleave, median, paired_ratios, timed
+from bench.measure import Measured, cpu_note, interleave, median, paired_ratios, spread_note
 from bench.report import Figure, judge
 
 __all__ = ["run"]
@@ -18,43 +18,54 @@ __all__ = ["run"]
 
 def run(ctx: Context) -> list[Figure]:
     keys = ["beckett"] if ctx.options.quick else ["beckett", "two_cities"]
-    figures = []
-    for key in keys:
-        rec, path = recording(key)
-        for words in (False, True):
-            label = "verbose_json + words" if words else "json"
-            texts: dict[str, str] = {}
+    return [_figure(ctx, key, words) for key in keys for words in (False, True)]
 
-            def server(words: bool = words) -> float:
-                model = ctx.options.stt_model
-                seconds, texts["server"] = timed(ctx.server.transcribe, model, path, words=words)
-                return seconds
 
-            def direct(words: bool = words) -> float:
-                seconds, texts["direct"] = timed(ctx.direct.transcribe, path, words=words)
-                return seconds
+def _figure(ctx: Context, key: str, words: bool) -> Figure:
+    rec, path = recording(key)
+    label = "verbose_json + words" if words else "json"
+    texts: dict[str, str] = {}
 
-            ctx.log(f"P1 {rec.label} {label}")
-            warmup = ctx.warmup("server:stt", "direct:stt")
-            samples = interleave({"server": server, "direct": direct}, ctx.options.reps, warmup)
-            ratios = paired_ratios(samples["server"], samples["direct"])
-            score = median(ratios)
-            target = "<= 1.10" if words else "<= 1.05"
-            if not words:
-                ctx.transcripts[("server", key)] = texts["server"]
-                ctx.transcripts[("direct", key)] = texts["direct"]
-            figures.append(
-                Figure(
-                    id="P1",
-                    name=f"STT overhead, {rec.label}, {label}",
-                    unit="s",
-                    bragi=median(samples["server"]),
-                    direct=median(samples["direct"]),
-                    score=score,
-                    score_kind="ratio",
-                    target=target,
-                    passed=judge(score, target),
-                    samples=samples | {"ratio": ratios},
-                )
-            )
-    return figures
+    def server(index: int) -> Measured:
+        instance = ctx.instance(index)
+        model = ctx.options.stt_model
+        wall, texts["server"], cpu = instance.server_call(
+            instance.client.transcribe, model, path, words=words
+        )
+        return wall, cpu
+
+    def direct(index: int) -> Measured:
+        wall, cpu, texts["direct"] = ctx.instance(index).direct.call(
+            "transcribe", path, words=words
+        )
+        return wall, cpu
+
+    ctx.log(f"P1 {rec.label} {label}")
+    kind = "stt+words" if words else "stt"  # word alignment is its own first call
+    warmup = ctx.warmup(f"server:{kind}", f"direct:{kind}")
+    sides = {"server": server, "direct": direct}
+    samples = interleave(sides, ctx.options.reps, ctx.count, warmup)
+    ratios = paired_ratios(samples["server"], samples["direct"])
+    score = median(ratios)
+    target = "<= 1.10" if words else "<= 1.05"
+    if not words:
+        ctx.transcripts[("server", key)] = texts["server"]
+        ctx.transcripts[("direct", key)] = texts["direct"]
+    notes = [
+        cpu_note(samples),
+        spread_note(samples, "server") if ctx.local else "",
+        spread_note(samples, "direct"),
+    ]
+    return Figure(
+        id="P1",
+        name=f"STT overhead, {rec.label}, {label}",
+        unit="s",
+        bragi=median(samples["server"]),
+        direct=median(samples["direct"]),
+        score=score,
+        score_kind="ratio",
+        target=target,
+        passed=judge(score, target),
+        samples=samples | {"ratio": ratios},
+        note="; ".join(n for n in notes if n),
+    )

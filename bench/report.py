@@ -115,14 +115,18 @@ def header(run: dict[str, Any]) -> str:
         if versions.get(name)
     )
     load = run.get("load_average") or {}
-    loads = " → ".join(
-        f"{load[k][0]:.2f}" for k in ("start", "end") if load.get(k) is not None
-    )
+    loads = " → ".join(f"{load[k][0]:.2f}" for k in ("start", "end") if load.get(k) is not None)
+    others = run.get("other_processes_cores")
+    noise = f"; 1-min load average {loads}" if loads else ""
+    if others is not None:
+        noise += f"; other processes kept {others:.2f} of {machine['cores']} cores busy"
+        if str(run.get("server", "")).startswith("http"):
+            noise += " (the server under test among them)"
     lines = [
         f"### Bragi benchmark, {run['date']} ({run['mode']})",
         "",
         f"- machine: `{machine['host']}`, {machine['cores']} cores ({machine['cpu_model']}), "
-        f"{machine['platform']}" + (f"; 1-min load average {loads}" if loads else ""),
+        f"{machine['platform']}{noise}",
         f"- Python {machine['python']}; bragi {versions.get('bragi')}; {engines}; "
         f"openai {versions.get('openai')}",
         f"- server: {run['server']}; STT model `{run['settings']['stt_model']}`, TTS "
@@ -131,9 +135,7 @@ def header(run: dict[str, Any]) -> str:
     ]
     if run.get("durations"):
         total = run["durations"].get("total", 0.0)
-        parts = ", ".join(
-            f"{k} {v:.0f} s" for k, v in run["durations"].items() if k != "total"
-        )
+        parts = ", ".join(f"{k} {v:.0f} s" for k, v in run["durations"].items() if k != "total")
         lines.append(f"- wall time: {total:.0f} s ({parts})")
     return "\n".join(lines)
 

@@ -75,16 +75,20 @@ class BragiServer:
 
     def environment(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("BRAGI_", "HF_"))}
-        return env | {
-            "BRAGI_DATA_DIR": str(self.data_dir),
-            "BRAGI_MODEL_CACHE_DIR": str(self.models_dir),
-            "BRAGI_PORT": str(self.port),
-            "BRAGI_HOST": "127.0.0.1",
-            "BRAGI_DEVICE": "cpu",
-            "BRAGI_AUTH": "enabled",
-            "HF_HUB_OFFLINE": "1",
-            "BRAGI_CONFIG": str(self.data_dir / "no-config.yaml"),  # never /etc/bragi
-        } | self.extra_env
+        return (
+            env
+            | {
+                "BRAGI_DATA_DIR": str(self.data_dir),
+                "BRAGI_MODEL_CACHE_DIR": str(self.models_dir),
+                "BRAGI_PORT": str(self.port),
+                "BRAGI_HOST": "127.0.0.1",
+                "BRAGI_DEVICE": "cpu",
+                "BRAGI_AUTH": "enabled",
+                "HF_HUB_OFFLINE": "1",
+                "BRAGI_CONFIG": str(self.data_dir / "no-config.yaml"),  # never /etc/bragi
+            }
+            | self.extra_env
+        )
 
     def start(self) -> None:
         """Spawn the process (no waiting); ``started_at`` is taken just before the spawn."""

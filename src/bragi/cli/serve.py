@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,11 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
 
 
 def run(args: argparse.Namespace) -> int:
+    # CTranslate2's OpenMP threads otherwise spin at every barrier: with two requests in
+    # one process, or anything else on the cores, that burned half the server's CPU
+    # (docs/benchmarks.md, P2). Set before anything imports ctranslate2; a user's own
+    # setting wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import uvicorn
 
     from bragi.api import create_app

@@ -75,6 +75,19 @@ def synthesis_plan(
     return SynthesisRequest(text=text, voice=voice, speed=native), speed / native
 
 
+_FIRST_PIECE_SECONDS = 0.25
+
+
+def _split(chunk: Audio, seconds: float) -> tuple[Audio, Audio | None]:
+    """``chunk`` cut after ``seconds`` (the tail is None when there is nothing left)."""
+    cut = int(seconds * chunk.sample_rate)
+    if len(chunk.samples) <= cut:
+        return chunk, None
+    return Audio(chunk.samples[:cut], chunk.sample_rate), Audio(
+        chunk.samples[cut:], chunk.sample_rate
+    )
+
+
 class _Synthesis:
     """One request's synthesis: engine chunks in, encoded bytes out; owns the lease."""
 
@@ -100,20 +113,26 @@ class _Synthesis:
         upcoming: asyncio.Task[Audio | None] | None = None
         try:
             chunk, self.first = self.first, None
-            first = True
+            if chunk is not None:
+                # Time to first audio: the first quarter second is encoded and sent on
+                # its own, before the engine starts on the next sentence and competes
+                # with the encoder for the CPU (docs/benchmarks.md, P3).
+                head, rest = _split(chunk, _FIRST_PIECE_SECONDS)
+                if encoded := await to_thread.run_sync(self.encoder.feed, head):
+                    yield encoded
+                upcoming = asyncio.ensure_future(to_thread.run_sync(self._engine_next))
+                if rest is not None and (
+                    encoded := await to_thread.run_sync(self.encoder.feed, rest)
+                ):
+                    yield encoded
+                self.seconds += chunk.duration
+                chunk, upcoming = await asyncio.shield(upcoming), None
             while chunk is not None:
-                # The engine synthesizes the next sentence while this one is encoded,
-                # except for the first, whose bytes go out before anything competes
-                # with them for the CPU (time to first audio).
-                if not first:
-                    upcoming = asyncio.ensure_future(to_thread.run_sync(self._engine_next))
+                # The engine synthesizes the next sentence while this one is encoded.
+                upcoming = asyncio.ensure_future(to_thread.run_sync(self._engine_next))
                 self.seconds += chunk.duration
                 if encoded := await to_thread.run_sync(self.encoder.feed, chunk):
                     yield encoded
-                if first:
-                    first = False
-                    upcoming = asyncio.ensure_future(to_thread.run_sync(self._engine_next))
-                assert upcoming is not None
                 # Shielded, so a client leaving never abandons the engine mid-sentence.
                 chunk, upcoming = await asyncio.shield(upcoming), None
             if tail := self.encoder.finish():
