@@ -30,20 +30,18 @@ from bragi.backends.protocol import (
     TranscriptionInfo,
 )
 from bragi.backends.sherpa import (
+    SAMPLE_RATE,
     ChunkedOptions,
     Token,
-    check_request,
     make_segment,
+    plan_chunks,
     read_onnx_header,
-    reported_language,
-    speech_chunks,
     usable_cpus,
 )
 from bragi.errors import BackendUnavailableError, EngineError, ModelUnavailableError
 
 __all__ = ["BACKEND", "ParaformerBackend", "ParaformerEngine", "ParaformerOptions"]
 
-SAMPLE_RATE = 16_000
 _MODEL_FILES = ("model.int8.onnx", "model.onnx")
 #: Keys sherpa-onnx reads from the model; it ends the process when one is missing.
 _REQUIRED = ("vocab_size", "lfr_window_size", "lfr_window_shift", "neg_mean", "inv_stddev")
@@ -81,15 +79,10 @@ class ParaformerEngine:
         self, audio: Audio, options: TranscribeOptions
     ) -> tuple[Generator[Segment, None, None], TranscriptionInfo]:
         """Check the request, find the speech, then decode it piece by piece as it is read."""
-        check_request(options, self.capabilities, "Paraformer")
-        if self._recognizer is None:
-            raise EngineError("this Paraformer engine has been closed")
-        if audio.sample_rate != SAMPLE_RATE:
-            raise EngineError(f"Paraformer needs {SAMPLE_RATE} Hz audio, got {audio.sample_rate}")
-        languages = self.capabilities.languages or frozenset()
-        language = reported_language(options.language, self._options.language, languages)
-        chunks = speech_chunks(audio.samples, SAMPLE_RATE, self._options.max_chunk_seconds)
-        info = TranscriptionInfo(language=language, duration=audio.duration)
+        closed = self._recognizer is None
+        chunks, info = plan_chunks(
+            "Paraformer", closed, audio, options, self.capabilities, self._options
+        )
         return self._segments(audio.samples, chunks), info
 
     def close(self) -> None:

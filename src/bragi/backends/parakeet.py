@@ -33,19 +33,17 @@ from bragi.backends.protocol import (
     TranscriptionInfo,
 )
 from bragi.backends.sherpa import (
+    SAMPLE_RATE,
     ChunkedOptions,
     Token,
-    check_request,
     make_segment,
-    reported_language,
-    speech_chunks,
+    plan_chunks,
     usable_cpus,
 )
 from bragi.errors import BackendUnavailableError, EngineError, ModelUnavailableError
 
 __all__ = ["BACKEND", "ParakeetBackend", "ParakeetEngine", "ParakeetOptions"]
 
-SAMPLE_RATE = 16_000
 #: onnx-asr model types of NeMo transducers (config.json ``model_type``).
 MODEL_TYPES = frozenset({"nemo-conformer-tdt", "nemo-conformer-rnnt"})
 _MAX_CONFIG_BYTES = 1 << 20
@@ -80,15 +78,10 @@ class ParakeetEngine:
         self, audio: Audio, options: TranscribeOptions
     ) -> tuple[Generator[Segment, None, None], TranscriptionInfo]:
         """Check the request, find the speech, then decode it piece by piece as it is read."""
-        check_request(options, self.capabilities, "Parakeet")
-        if self._model is None:
-            raise EngineError("this Parakeet engine has been closed")
-        if audio.sample_rate != SAMPLE_RATE:
-            raise EngineError(f"Parakeet needs {SAMPLE_RATE} Hz audio, got {audio.sample_rate}")
-        languages = self.capabilities.languages or frozenset()
-        language = reported_language(options.language, self._options.language, languages)
-        chunks = speech_chunks(audio.samples, SAMPLE_RATE, self._options.max_chunk_seconds)
-        info = TranscriptionInfo(language=language, duration=audio.duration)
+        closed = self._model is None
+        chunks, info = plan_chunks(
+            "Parakeet", closed, audio, options, self.capabilities, self._options
+        )
         return self._segments(audio.samples, chunks), info
 
     def close(self) -> None:

@@ -20,23 +20,29 @@ from typing import Self
 import numpy as np
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from bragi.audio.types import Samples
+from bragi.audio.types import Audio, Samples
 from bragi.backends.checks import check_transcription
 from bragi.backends.protocol import (
     BackendOptions,
     Segment,
     SttCapabilities,
     TranscribeOptions,
+    TranscriptionInfo,
     Word,
 )
+from bragi.errors import EngineError
 from bragi.languages import language_code
 
+SAMPLE_RATE = 16_000  # both chunked engines take 16 kHz mono
+
 __all__ = [
+    "SAMPLE_RATE",
     "ChunkedOptions",
     "OnnxHeader",
     "Token",
     "check_request",
     "make_segment",
+    "plan_chunks",
     "read_onnx_header",
     "reported_language",
     "speech_chunks",
@@ -283,3 +289,24 @@ def usable_cpus() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
+
+
+def plan_chunks(
+    engine: str,
+    closed: bool,
+    audio: Audio,
+    options: TranscribeOptions,
+    capabilities: SttCapabilities,
+    engine_options: ChunkedOptions,
+) -> tuple[list[tuple[int, int]], TranscriptionInfo]:
+    """What a chunked engine does before decoding: refuse what it cannot do, check the
+    audio, and cut it at pauses. Decoding then goes chunk by chunk, lazily."""
+    check_request(options, capabilities, engine)
+    if closed:
+        raise EngineError(f"this {engine} engine has been closed")
+    if audio.sample_rate != SAMPLE_RATE:
+        raise EngineError(f"{engine} needs {SAMPLE_RATE} Hz audio, got {audio.sample_rate}")
+    languages = capabilities.languages or frozenset()
+    language = reported_language(options.language, engine_options.language, languages)
+    chunks = speech_chunks(audio.samples, SAMPLE_RATE, engine_options.max_chunk_seconds)
+    return chunks, TranscriptionInfo(language=language, duration=audio.duration)
