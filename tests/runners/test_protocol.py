@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import struct
 import time
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 from bragi import errors
+from bragi.audio.types import Audio
 from bragi.backends.protocol import (
     Segment,
     SttCapabilities,
@@ -20,6 +22,7 @@ from bragi.backends.protocol import (
     TranscriptionInfo,
     TtsCapabilities,
     Voice,
+    VoiceReference,
     Word,
 )
 from bragi.errors import BragiError, EngineError, RateLimitError, UnknownVoiceError
@@ -85,7 +88,34 @@ def test_the_protocol_types_round_trip_through_json() -> None:
     options = TranscribeOptions(task="translate", language="fr", prompt="p", word_timestamps=True)
     assert codec.transcribe_options(codec.encode(options)) == options
     request = SynthesisRequest("Hallo.", "alba", 1.5, "de")
-    assert codec.synthesis_request(codec.encode(request)) == request
+    header, payload = codec.synthesis_header(request)
+    assert payload == b""
+    assert codec.synthesis_request(json.loads(json.dumps(header)), payload) == request
+    tts = TtsCapabilities(24_000, native_speed=False, languages=frozenset({"ja"}), cloning=True)
+    assert codec.tts_capabilities(codec.encode(tts)) == tts
+
+
+def test_a_cloned_voice_travels_as_a_json_header_and_raw_samples() -> None:
+    samples = np.linspace(-0.5, 0.5, 4000, dtype=np.float32)
+    reference = VoiceReference("voice_1f", Audio(samples, 22_050), transcript="Hello there.")
+    request = SynthesisRequest("Hi.", "anna", 1.0, None, reference=reference)
+    header, payload = codec.synthesis_header(request)
+    assert header["reference"] == {
+        "id": "voice_1f",
+        "sample_rate": 22_050,
+        "transcript": "Hello there.",
+    }
+    assert len(payload) == 4 * len(samples)
+    decoded = codec.synthesis_request(json.loads(json.dumps(header)), bytes(payload))
+    assert decoded.reference is not None
+    assert decoded.reference.id == "voice_1f"
+    assert decoded.reference.transcript == "Hello there."
+    assert decoded.reference.audio.sample_rate == 22_050
+    np.testing.assert_array_equal(decoded.reference.audio.samples, samples)
+    assert decoded.text == "Hi." and decoded.voice == "anna"
+
+
+def test_the_rest_of_the_protocol_types() -> None:
     voice = Voice("bert", "en-US", "male")
     assert codec.voice(codec.encode(voice)) == voice
     for stt in (SttCapabilities(languages=frozenset({"en", "de"})), SttCapabilities()):

@@ -35,6 +35,7 @@ __all__ = [
     "TtsCapabilities",
     "Voice",
     "VoiceListing",
+    "VoiceReference",
     "Word",
 ]
 
@@ -136,14 +137,31 @@ class TtsCapabilities:
     #: 2x); the server time-stretches the rest. Slower speeds are always native.
     max_native_speed: float = 4.0
     languages: frozenset[str] = field(default_factory=frozenset)
+    #: Whether the engine speaks in a voice cloned from a reference recording
+    #: (``SynthesisRequest.reference``); engines that cannot get a 400 before they run.
+    cloning: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class VoiceReference:
+    """A cloned voice: the recording (and, if known, its transcript) to speak like.
+
+    ``id`` is stable for as long as the stored voice exists, so an engine may cache
+    what it computes from the recording (speaker latents) under it.
+    """
+
+    id: str
+    audio: Audio  # mono float32, at the rate it was stored
+    transcript: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class SynthesisRequest:
     text: str
-    voice: str
+    voice: str  # a built-in voice's id, or the cloned voice's name when ``reference`` is set
     speed: float = 1.0
     language: str | None = None  # override the voice's default language
+    reference: VoiceReference | None = None
 
 
 @runtime_checkable

@@ -23,6 +23,7 @@ from bragi.backends.protocol import (
     TranscriptionInfo,
     TtsCapabilities,
     Voice,
+    VoiceReference,
     Word,
 )
 from bragi.errors import BragiError, EngineError, RateLimitError
@@ -36,6 +37,7 @@ __all__ = [
     "encode_error",
     "segment",
     "stt_capabilities",
+    "synthesis_header",
     "synthesis_request",
     "transcribe_options",
     "transcription_info",
@@ -44,7 +46,7 @@ __all__ = [
 ]
 
 #: Bumped on any incompatible change; the server refuses a worker speaking another.
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: synthesis requests may carry a cloned voice's reference
 _SAMPLE = np.dtype("<f4")
 
 
@@ -82,8 +84,30 @@ def transcribe_options(data: dict[str, Any]) -> TranscribeOptions:
     return TranscribeOptions(**data)
 
 
-def synthesis_request(data: dict[str, Any]) -> SynthesisRequest:
-    return SynthesisRequest(**data)
+def synthesis_header(request: SynthesisRequest) -> tuple[dict[str, Any], memoryview | bytes]:
+    """The request as JSON, and the cloned voice's samples (if any) as the payload."""
+    reference = request.reference
+    data = {f.name: getattr(request, f.name) for f in dataclasses.fields(request)}
+    if reference is None:
+        return data, b""
+    data["reference"] = {
+        "id": reference.id,
+        "sample_rate": reference.audio.sample_rate,
+        "transcript": reference.transcript,
+    }
+    return data, audio_payload(reference.audio)
+
+
+def synthesis_request(data: dict[str, Any], payload: bytes | bytearray = b"") -> SynthesisRequest:
+    reference = data.get("reference")
+    if reference is None:
+        return SynthesisRequest(**data)
+    cloned = VoiceReference(
+        id=str(reference["id"]),
+        audio=audio_from_payload(payload, int(reference["sample_rate"])),
+        transcript=reference.get("transcript"),
+    )
+    return SynthesisRequest(**{**data, "reference": cloned})
 
 
 def voice(data: dict[str, Any]) -> Voice:

@@ -141,8 +141,9 @@ class WorkerTextToSpeech(_WorkerEngine):
 
     def synthesize(self, request: SynthesisRequest) -> Iterator[Audio]:
         stream = self.worker.new_stream()
-        header = {"op": "synthesize", "stream": stream, "request": codec.encode(request)}
-        _, generation = self.worker.call(header)
+        data, payload = codec.synthesis_header(request)
+        header = {"op": "synthesize", "stream": stream, "request": data}
+        _, generation = self.worker.call(header, payload)
         return RemoteStream(self.worker, stream, generation, _chunk)
 
 

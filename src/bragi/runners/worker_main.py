@@ -144,7 +144,8 @@ class WorkerServer:
         engine = self._engine()
         if not isinstance(engine, TextToSpeech):
             raise EngineError("this engine cannot synthesize")
-        chunks = engine.synthesize(codec.synthesis_request(frame.header["request"]))
+        request = codec.synthesis_request(frame.header["request"], frame.payload)
+        chunks = engine.synthesize(request)
         self.streams[int(frame.header["stream"])] = iter(chunks)
         return {"op": "started"}, b""
 
