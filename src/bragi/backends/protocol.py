@@ -220,6 +220,8 @@ class IsolatedBackend(Protocol):
     #: Pinned pip requirements of the engine's environment, e.g. ``("torch==2.13.0",
     #: "speechbrain==1.0.3")``; torch packages come from the device's torch index.
     requirements: Sequence[str]
+    # Optional: ``verify_imports``, modules ``bragi backend install`` imports in the new
+    # environment to prove it works (e.g. ``("torch", "speechbrain.inference.ASR")``).
 
 
 @runtime_checkable

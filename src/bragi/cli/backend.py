@@ -78,6 +78,7 @@ def _install(args: argparse.Namespace) -> int:
         bragi=args.bragi.split() if args.bragi else None,
         python=args.python,
         output=_stderr,
+        verify_imports=tuple(getattr(backend, "verify_imports", ())),
     )
     print(f"installed {backend.name} ({manifest.size_bytes / _MB:.1f} MB, {device})")
     return 0

@@ -175,8 +175,13 @@ class EngineEnvs:
         bragi: Sequence[str] | None = None,
         python: str | None = None,
         output: Output = print,
+        verify_imports: Sequence[str] = (),
     ) -> EnvManifest:
-        """(Re)create the environment ``name``; pip's output goes to ``output``."""
+        """(Re)create the environment ``name``; pip's output goes to ``output``.
+
+        ``verify_imports`` are modules imported in the new environment at the end, so a
+        broken install fails here, not at the first request.
+        """
         path = self.path(name)
         if path.exists():
             output(f"removing the old {name} environment")
@@ -200,6 +205,12 @@ class EngineEnvs:
                 name, "installing the requirements", [*pip, *requirements, *_worker_core()], output
             )
             self._run(name, "installing Bragi", [*pip, "--no-deps", *source], output)
+            if device == "cpu":
+                self._cpu_torchaudio(name, output)
+            if verify_imports:
+                check = "; ".join(f"import {module}" for module in verify_imports)
+                python_cmd = [str(self.python(name)), "-c", check]
+                self._run(name, "checking that the engine imports", python_cmd, output)
             manifest = EnvManifest(
                 name=name,
                 device=device,
@@ -232,6 +243,33 @@ class EngineEnvs:
                 f"installing the {name} environment failed while {step}: "
                 f"{Path(command[0]).name} exited with code {process.returncode} (output above)"
             )
+
+    def _cpu_torchaudio(self, name: str, output: Output) -> None:
+        """Make a CUDA build of torchaudio importable beside a CPU torch.
+
+        PyPI's Linux torchaudio is built for CUDA; beside a CPU torch (from a local wheel,
+        or ``--torch-index pypi`` on a CPU machine) its native library cannot load and
+        ``import torchaudio`` fails. torchaudio works without that library when it is
+        absent (its transforms and resampling are plain torch), so it is removed.
+        """
+        probe = (
+            "import importlib.util, pathlib; spec = importlib.util.find_spec('torchaudio'); "
+            "print(pathlib.Path(spec.origin).parent if spec and spec.origin else '')"
+        )
+        python = str(self.python(name))
+        where = subprocess.run([python, "-c", probe], capture_output=True, text=True)
+        if where.returncode != 0 or not where.stdout.strip():
+            return  # no torchaudio here
+        tried = subprocess.run([python, "-c", "import torchaudio"], capture_output=True, text=True)
+        if tried.returncode == 0 or "cuda" not in tried.stderr.lower():
+            return
+        native = sorted((Path(where.stdout.strip()) / "lib").glob("*.so"))
+        for library in native:
+            library.unlink()
+        output(
+            "torchaudio here is a CUDA build and torch a CPU one: removed torchaudio's native "
+            f"libraries ({', '.join(p.name for p in native)}); its Python parts work without them"
+        )
 
     def _python_version(self, name: str) -> str:
         command = [
