@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import logging
+import os
 from functools import cache
 from importlib.util import find_spec
 from typing import Literal
 
 from bragi.backends.protocol import Device
 
-__all__ = ["cuda_available", "resolve_device"]
+__all__ = ["cuda_available", "resolve_device", "usable_cpus"]
 
 log = logging.getLogger(__name__)
+
+
+def usable_cpus() -> int:
+    """CPU cores this process may run on (its affinity, not the machine's count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 @cache

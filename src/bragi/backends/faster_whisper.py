@@ -12,7 +12,6 @@ from __future__ import annotations
 import gc
 import importlib.util
 import json
-import os
 from collections.abc import Generator, Iterable
 from pathlib import Path
 from typing import Any, Literal
@@ -31,6 +30,7 @@ from bragi.backends.protocol import (
     TranscriptionInfo,
     Word,
 )
+from bragi.devices import usable_cpus
 from bragi.errors import (
     BackendUnavailableError,
     EngineError,
@@ -208,7 +208,7 @@ class FasterWhisperBackend:
                 device=device,
                 device_index=opts.device_index,
                 compute_type=compute_type,
-                cpu_threads=opts.cpu_threads or _usable_cpus(),
+                cpu_threads=opts.cpu_threads or usable_cpus(),
                 num_workers=opts.num_workers,
                 local_files_only=True,
             )
@@ -228,12 +228,6 @@ class FasterWhisperBackend:
 def _temperatures(temperature: float) -> tuple[float, ...]:
     """OpenAI semantics: 0 means "start at 0, raise it while decoding fails"."""
     return FALLBACK_TEMPERATURES if temperature == 0 else (temperature,)
-
-
-def _usable_cpus() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def _segments(raw: Iterable[Any], duration: float) -> Generator[Segment, None, None]:

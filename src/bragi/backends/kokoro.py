@@ -22,7 +22,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -42,6 +41,7 @@ from bragi.backends.protocol import (
     Voice,
 )
 from bragi.backends.sentences import split_sentences
+from bragi.devices import usable_cpus
 from bragi.errors import ConfigError, EngineError, InvalidRequestError, UnknownVoiceError
 from bragi.errors import UnsupportedCapabilityError as UnsupportedError
 
@@ -281,7 +281,7 @@ class KokoroBackend:
             raise EngineError(f"No Kokoro model (an .onnx model and its voices) in {model_dir}")
         path = _pick_model(layout[0], opts.variant, device)
         settings = onnxruntime.SessionOptions()
-        settings.intra_op_num_threads = opts.threads or os.cpu_count() or 1
+        settings.intra_op_num_threads = opts.threads or usable_cpus()
         providers = ["CPUExecutionProvider"]
         if device == "cuda" and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")

@@ -10,7 +10,6 @@ segments and words. None of it imports an engine library.
 from __future__ import annotations
 
 import mmap
-import os
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from bragi.backends.protocol import (
     TranscriptionInfo,
     Word,
 )
+from bragi.devices import usable_cpus
 from bragi.errors import EngineError
 from bragi.languages import language_code
 
@@ -282,13 +282,6 @@ def reported_language(requested: str | None, option: str | None, spoken: frozens
 def check_request(options: TranscribeOptions, capabilities: SttCapabilities, engine: str) -> None:
     """Refuse, before any decoding, a translation or a language the model does not speak."""
     check_transcription(options, capabilities, f"This {engine} model")
-
-
-def usable_cpus() -> int:
-    """CPU cores this process may run on (its affinity, not the machine's count)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def plan_chunks(
