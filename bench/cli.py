@@ -18,6 +18,7 @@ from bench import report
 from bench.context import Context, Options
 from bench.direct import VOICES, materialize_starter
 from bench.machine import CpuShare, load_average, machine_info, usable_cpus
+from bench.stt_models import prepare_stt_models, server_config
 
 __all__ = ["main"]
 
@@ -27,14 +28,18 @@ SUITES = {
     "p1": "bench.p1_stt_overhead",
     "p8": "bench.p8_accuracy",
     "p2": "bench.p2_stt_throughput",
+    "p9": "bench.p9_stt_engines",
     "p3": "bench.p3_tts_first_audio",
     "p4": "bench.p4_tts_throughput",
     "p6": "bench.p6_idle_memory",
     "p7": "bench.p7_startup",
     "p5": "bench.p5_image_size",
 }
-NEEDS_SERVER = {"p1", "p2", "p3", "p4", "p8"}
+NEEDS_SERVER = {"p1", "p2", "p3", "p4", "p8", "p9"}
 LOCAL_BRAGI = {"p6", "p7"}  # about `bragi serve` itself: not run against --base-url
+#: needs models an outside server does not have (P9's aliases and tiny models): not run
+#: against --base-url unless named
+OWN_MODELS = {"p9"}
 TTS_ENGINES = ("piper", "kokoro")
 DEFAULT_TTS_MODELS = {"piper": "tts-1", "kokoro": "kokoro"}
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -123,7 +128,7 @@ def _options(args: argparse.Namespace) -> tuple[Options, list[str]]:
         if unknown:
             raise SystemExit(f"bench: unknown suites {unknown}; known: {sorted(SUITES)}")
     else:
-        wanted = [s for s in SUITES if not (args.base_url and s in LOCAL_BRAGI)]
+        wanted = [s for s in SUITES if not (args.base_url and s in LOCAL_BRAGI | OWN_MODELS)]
     suites = [s for s in SUITES if s in wanted]  # run order
     tts_models = dict(DEFAULT_TTS_MODELS)
     if args.tts_model:
@@ -168,7 +173,7 @@ def _method(options: Options) -> str:
         f"server and direct calls interleaved (A B A B), {options.reps} kept rounds after a "
         f"warm-up call per process and engine, rotating over {options.instances} server and "
         f"{options.instances} direct processes (--quick: P2 one round); "
-        "ratio = median of the per-round ratios; same model files, int8, "
+        "ratio = median of the per-round ratios; same model files (Whisper int8) and "
         f"{usable_cpus()} threads on both sides"
     )
 
@@ -183,6 +188,10 @@ def run(argv: Sequence[str]) -> int:
     models_dir = args.models_dir or _default_models_dir()
     print(f"[bench] assembling the starter models in {models_dir}", file=sys.stderr)
     materialize_starter(models_dir)  # once here, so no process assembles them in a run
+    config = None  # the starter set
+    if "p9" in suites:
+        prepare_stt_models(models_dir)
+        config = server_config(models_dir)  # the starter set and P9's models
     ctx = Context(options, models_dir)
     figures: list[report.Figure] = []
     durations: dict[str, float] = {}
@@ -200,6 +209,7 @@ def run(argv: Sequence[str]) -> int:
                     base_url=options.base_url,
                     api_key=options.api_key,
                     server_env=options.server_env,
+                    config=config,
                 )
             for suite in suites:
                 if suite in LOCAL_BRAGI:
@@ -224,7 +234,9 @@ def run(argv: Sequence[str]) -> int:
         "load_average": {"start": load_start, "end": load_average()},
         "other_processes_cores": share.others(),
         "server": options.base_url
-        or "bragi serve started by the bench (starter set)"
+        or "bragi serve started by the bench (starter set"
+        + (", P9's models" if config else "")
+        + ")"
         + "".join(f", {k}={v}" for k, v in options.server_env.items()),
         "settings": {
             "stt_model": options.stt_model,

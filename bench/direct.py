@@ -5,7 +5,8 @@ Same model files as the server (the starter set, assembled from its PyPI package
 :func:`bragi.models.packaged.materialize`) and the same settings the server's backends
 use: faster-whisper int8 on the CPU, ``cpu_threads`` = usable cores, beam 5; Piper's
 default ONNX Runtime session; Kokoro with ``intra_op_num_threads`` = ``os.cpu_count()``.
-Bragi's own backend classes are not used here.
+Bragi's own backend classes are not used here. P9's four engines are in
+:mod:`bench.direct_stt`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from bench.direct_stt import SttEngines
 from bench.machine import usable_cpus
+from bench.packaged import materialize_all
 
 __all__ = ["STARTER", "VOICES", "DirectEngines", "materialize_starter"]
 
@@ -39,24 +42,15 @@ VOICES = {"piper": "en_US-joe-medium", "kokoro": "jf_alpha"}
 
 def materialize_starter(models_dir: Path) -> dict[str, Path]:
     """Assemble (once; later runs only stat) every starter model under ``models_dir``."""
-    from bragi.models.catalog import Catalog
-    from bragi.models.packaged import materialize
-
-    catalog = Catalog.builtin()
-    dirs = {}
-    for key, name in STARTER.items():
-        entry = catalog.get(name)
-        if entry is None or entry.packaged is None:
-            raise SystemExit(f"bench: catalog entry {name!r} has no PyPI packaging")
-        dirs[key] = materialize(name, entry.packaged, models_dir)
-    return dirs
+    return materialize_all(STARTER, models_dir)
 
 
-class DirectEngines:
-    """The three engine libraries, loaded on first use."""
+class DirectEngines(SttEngines):
+    """The engine libraries, loaded on first use."""
 
-    def __init__(self, dirs: dict[str, Path]) -> None:
+    def __init__(self, dirs: dict[str, Path], models_dir: Path) -> None:
         self.dirs = dirs
+        self.models_dir = models_dir  # P9's models are found there on first use
         self.threads = usable_cpus()
 
     # --- faster-whisper -----------------------------------------------------

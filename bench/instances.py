@@ -62,13 +62,14 @@ class Instances:
         base_url: str | None,
         api_key: str | None,
         server_env: dict[str, str],
+        config: str | None = None,
     ) -> None:
         for index in range(count):
             self.workers.append(DirectWorker(models_dir, work_dir / f"worker-{index}.log"))
             if base_url is None:
                 # keep_alive -1: no unload and reload in the middle of a measurement
                 env = {"BRAGI_KEEP_ALIVE": "-1"} | server_env
-                server = BragiServer(work_dir / f"server-{index}", models_dir, env)
+                server = BragiServer(work_dir / f"server-{index}", models_dir, env, config)
                 server.start()
                 self.servers.append(server)
         for worker in self.workers:

@@ -11,20 +11,30 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
-__all__ = ["CpuShare", "cpu_model", "load_average", "machine_info", "usable_cpus"]
+__all__ = [
+    "ENGINE_PACKAGES",
+    "CpuShare",
+    "cpu_model",
+    "load_average",
+    "machine_info",
+    "usable_cpus",
+]
 
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
-_PACKAGES = (
-    "bragi",
+#: engine libraries whose versions a run records (and the table's header names)
+ENGINE_PACKAGES = (
     "faster-whisper",
     "ctranslate2",
     "piper-tts",
     "kokoro-onnx",
     "onnxruntime",
-    "av",
-    "openai",
+    "moonshine-voice",
+    "vosk",
+    "sherpa-onnx",
+    "onnx-asr",
 )
+_PACKAGES = ("bragi", *ENGINE_PACKAGES, "av", "openai")
 
 
 def usable_cpus() -> int:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from bench.assets import recording
 from bench.context import Context
-from bench.measure import Measured, cpu_note, interleave, median, paired_ratios, spread_note
-from bench.report import Figure, judge
+from bench.measure import Measured, cpu_note, interleave, spread_note
+from bench.report import Figure, ratio_figure
 
 __all__ = ["run"]
 
@@ -45,9 +45,6 @@ def _figure(ctx: Context, key: str, words: bool) -> Figure:
     warmup = ctx.warmup(f"server:{kind}", f"direct:{kind}")
     sides = {"server": server, "direct": direct}
     samples = interleave(sides, ctx.options.reps, ctx.count, warmup)
-    ratios = paired_ratios(samples["server"], samples["direct"])
-    score = median(ratios)
-    target = "<= 1.10" if words else "<= 1.05"
     if not words:
         ctx.transcripts[("server", key)] = texts["server"]
         ctx.transcripts[("direct", key)] = texts["direct"]
@@ -56,16 +53,5 @@ def _figure(ctx: Context, key: str, words: bool) -> Figure:
         spread_note(samples, "server") if ctx.local else "",
         spread_note(samples, "direct"),
     ]
-    return Figure(
-        id="P1",
-        name=f"STT overhead, {rec.label}, {label}",
-        unit="s",
-        bragi=median(samples["server"]),
-        direct=median(samples["direct"]),
-        score=score,
-        score_kind="ratio",
-        target=target,
-        passed=judge(score, target),
-        samples=samples | {"ratio": ratios},
-        note="; ".join(n for n in notes if n),
-    )
+    name = f"STT overhead, {rec.label}, {label}"
+    return ratio_figure("P1", name, "s", samples, "<= 1.10" if words else "<= 1.05", notes)

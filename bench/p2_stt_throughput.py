@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from bench.assets import recording
 from bench.context import Context
-from bench.measure import Measured, cpu_note, interleave, median, paired_ratios, spread_note
-from bench.report import Figure, judge
+from bench.measure import Measured, cpu_note, interleave, spread_note
+from bench.report import Figure, ratio_figure
 
 __all__ = ["CLIENTS", "DIRECT_CALLS", "REQUESTS", "run"]
 
@@ -57,26 +57,10 @@ def run(ctx: Context) -> list[Figure]:
             ctx.instance(index).client.transcribe(model, path)
             ctx.instance(index).direct.call("transcribe", path)
     samples = interleave({"server": server, "direct": direct}, reps, ctx.count, warmup=False)
-    ratios = paired_ratios(samples["server"], samples["direct"])
-    score = median(ratios)
-    target = ">= 1.0"
     notes = [
         f"direct: {DIRECT_CALLS} calls one after another, over {ctx.count} processes",
         cpu_note(samples),
         spread_note(samples, "server") if ctx.local else "",
     ]
-    return [
-        Figure(
-            id="P2",
-            name=f"STT throughput, {CLIENTS} clients, {REQUESTS} x {rec.label}",
-            unit="req/s",
-            bragi=median(samples["server"]),
-            direct=median(samples["direct"]),
-            score=score,
-            score_kind="ratio",
-            target=target,
-            passed=judge(score, target),
-            samples=samples | {"ratio": ratios},
-            note="; ".join(n for n in notes if n),
-        )
-    ]
+    name = f"STT throughput, {CLIENTS} clients, {REQUESTS} x {rec.label}"
+    return [ratio_figure("P2", name, "req/s", samples, ">= 1.0", notes)]

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from bench.assets import TTS_THREE_SENTENCES
 from bench.context import Context
-from bench.measure import Measured, interleave, median, paired_ratios, spread_note
-from bench.report import Figure, judge
+from bench.measure import Measured, interleave, spread_note
+from bench.report import Figure, ratio_figure
 
 __all__ = ["ENGINE_LABELS", "FORMAT", "SYNTHESIZE", "run"]
 
@@ -48,20 +48,6 @@ def _figure(ctx: Context, engine: str, model: str) -> Figure:
     # Piper's calls take a tenth of a second: more rounds cost little and steady the median
     reps = ctx.options.reps * (3 if engine == "piper" else 1)
     samples = interleave({"server": server, "direct": direct}, reps, ctx.count, warmup=False)
-    ratios = paired_ratios(samples["server"], samples["direct"])
-    score = median(ratios)
-    target = "<= 1.25"
     notes = [f"{reps} rounds" if engine == "piper" else "", spread_note(samples, "direct")]
-    return Figure(
-        id="P3",
-        name=f"TTS first audio, {ENGINE_LABELS[engine]}, 3 sentences, {FORMAT} stream",
-        unit="s",
-        bragi=median(samples["server"]),
-        direct=median(samples["direct"]),
-        score=score,
-        score_kind="ratio",
-        target=target,
-        passed=judge(score, target),
-        samples=samples | {"ratio": ratios},
-        note="; ".join(n for n in notes if n),
-    )
+    name = f"TTS first audio, {ENGINE_LABELS[engine]}, 3 sentences, {FORMAT} stream"
+    return ratio_figure("P3", name, "s", samples, "<= 1.25", notes)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from bench.context import Context
-from bench.report import Figure, judge
+from bench.report import Figure, value_figure
 
 __all__ = ["run"]
 
@@ -25,17 +25,4 @@ def run(ctx: Context) -> list[Figure]:
         else:
             raise SystemExit(f"bench: {path} has neither compressed_bytes nor compressed_mb")
         note = f"from {path.name}" + (f" ({data['image']})" if "image" in data else "")
-    return [
-        Figure(
-            id="P5",
-            name="image size, CPU image, compressed",
-            unit="MB",
-            bragi=size,
-            direct=None,
-            score=size,
-            score_kind="value",
-            target=target,
-            passed=judge(size, target),
-            note=note,
-        )
-    ]
+    return [value_figure("P5", "image size, CPU image, compressed", "MB", size, target, note=note)]

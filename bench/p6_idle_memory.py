@@ -8,26 +8,12 @@ from __future__ import annotations
 from bench.context import Context
 from bench.measure import median
 from bench.p7_startup import series
-from bench.report import Figure, judge
+from bench.report import Figure, value_figure
 
 __all__ = ["run"]
 
 
 def run(ctx: Context) -> list[Figure]:
     rss = [s.rss_mb for s in series(ctx)]
-    score = median(rss)
-    target = "<= 150 MB"
-    return [
-        Figure(
-            id="P6",
-            name="idle memory, no model loaded (VmRSS)",
-            unit="MB",
-            bragi=score,
-            direct=None,
-            score=score,
-            score_kind="value",
-            target=target,
-            passed=judge(score, target),
-            samples={"rss_mb": rss},
-        )
-    ]
+    name = "idle memory, no model loaded (VmRSS)"
+    return [value_figure("P6", name, "MB", median(rss), "<= 150 MB", {"rss_mb": rss})]

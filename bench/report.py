@@ -3,11 +3,27 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["Figure", "compare", "load", "render", "save"]
+from bench.machine import ENGINE_PACKAGES
+from bench.measure import median, paired_ratios
+
+__all__ = [
+    "NO_TARGET",
+    "Figure",
+    "compare",
+    "load",
+    "ratio_figure",
+    "render",
+    "save",
+    "value_figure",
+]
+
+#: the target of a figure that is reported but not judged (e.g. random-weight models)
+NO_TARGET = "—"
 
 ScoreKind = Literal["ratio", "value", "difference"]
 _UNITS = {
@@ -16,6 +32,7 @@ _UNITS = {
     "audio s/s": "{:.1f} audio s/s",
     "MB": "{:.1f} MB",
     "% WER": "{:.2f} % WER",
+    "RTF": "{:.4f} RTF",
 }
 
 
@@ -46,8 +63,9 @@ class Figure:
 
 
 def judge(score: float | None, target: str) -> bool | None:
-    """``<= x``, ``>= x`` or ``± x`` (absolute difference) against ``score``."""
-    if score is None:
+    """``<= x``, ``>= x`` or ``± x`` (absolute difference) against ``score``; None when
+    there is no score or no target (:data:`NO_TARGET`)."""
+    if score is None or target == NO_TARGET:
         return None
     op, _, number = target.partition(" ")
     limit = float(number.split()[0])
@@ -58,6 +76,58 @@ def judge(score: float | None, target: str) -> bool | None:
     if op == "±":
         return abs(score) <= limit
     raise ValueError(f"unknown target {target!r}")
+
+
+def ratio_figure(
+    id: str,
+    name: str,
+    unit: str,
+    samples: dict[str, list[float]],
+    target: str,
+    notes: Iterable[str] = (),
+) -> Figure:
+    """The usual speed figure from interleaved ``server`` and ``direct`` samples: the
+    median of the per-round ratios, judged against ``target``; empty notes are dropped."""
+    ratios = paired_ratios(samples["server"], samples["direct"])
+    score = median(ratios)
+    return Figure(
+        id=id,
+        name=name,
+        unit=unit,
+        bragi=median(samples["server"]),
+        direct=median(samples["direct"]),
+        score=score,
+        score_kind="ratio",
+        target=target,
+        passed=judge(score, target),
+        samples=samples | {"ratio": ratios},
+        note="; ".join(n for n in notes if n),
+    )
+
+
+def value_figure(
+    id: str,
+    name: str,
+    unit: str,
+    value: float | None,
+    target: str,
+    samples: dict[str, list[float]] | None = None,
+    note: str = "",
+) -> Figure:
+    """A figure judged on Bragi's own number (a size, a start-up time): no direct side."""
+    return Figure(
+        id=id,
+        name=name,
+        unit=unit,
+        bragi=value,
+        direct=None,
+        score=value,
+        score_kind="value",
+        target=target,
+        passed=judge(value, target),
+        samples=samples or {},
+        note=note,
+    )
 
 
 def _value(value: float | None, unit: str) -> str:
@@ -110,9 +180,7 @@ def header(run: dict[str, Any]) -> str:
     machine = run["machine"]
     versions = machine["versions"]
     engines = ", ".join(
-        f"{name} {versions[name]}"
-        for name in ("faster-whisper", "ctranslate2", "piper-tts", "kokoro-onnx", "onnxruntime")
-        if versions.get(name)
+        f"{name} {versions[name]}" for name in ENGINE_PACKAGES if versions.get(name)
     )
     load = run.get("load_average") or {}
     loads = " → ".join(f"{load[k][0]:.2f}" for k in ("start", "end") if load.get(k) is not None)

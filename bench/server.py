@@ -1,4 +1,5 @@
-"""Running ``bragi serve`` as a subprocess: free port, temp data dir, starter set, auth on."""
+"""Running ``bragi serve`` as a subprocess: free port, temp data dir, starter set (or a
+given config), auth on."""
 
 from __future__ import annotations
 
@@ -55,6 +56,7 @@ class BragiServer:
     data_dir: Path
     models_dir: Path
     extra_env: dict[str, str] = field(default_factory=dict)
+    config: str | None = None  # YAML; None: no config, the starter set
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
@@ -66,6 +68,10 @@ class BragiServer:
     @property
     def log_path(self) -> Path:
         return self.data_dir / "server.log"
+
+    @property
+    def config_path(self) -> Path:
+        return self.data_dir / ("config.yaml" if self.config else "no-config.yaml")
 
     def log(self) -> str:
         try:
@@ -85,7 +91,7 @@ class BragiServer:
                 "BRAGI_DEVICE": "cpu",
                 "BRAGI_AUTH": "enabled",
                 "HF_HUB_OFFLINE": "1",
-                "BRAGI_CONFIG": str(self.data_dir / "no-config.yaml"),  # never /etc/bragi
+                "BRAGI_CONFIG": str(self.config_path),  # never /etc/bragi
             }
             | self.extra_env
         )
@@ -93,7 +99,7 @@ class BragiServer:
     def start(self) -> None:
         """Spawn the process (no waiting); ``started_at`` is taken just before the spawn."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        (self.data_dir / "no-config.yaml").write_text("# starter set\n")
+        self.config_path.write_text(self.config or "# starter set\n")
         self.port = free_port()
         env = self.environment()
         with self.log_path.open("ab") as log:

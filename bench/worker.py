@@ -77,7 +77,8 @@ class DirectWorker:
 def main() -> int:
     from bench.direct import DirectEngines, materialize_starter
 
-    engines = DirectEngines(materialize_starter(Path(sys.argv[1])))
+    models_dir = Path(sys.argv[1])
+    engines = DirectEngines(materialize_starter(models_dir), models_dir)
     print(json.dumps({"ready": os.getpid()}), flush=True)
     for line in sys.stdin:
         request = json.loads(line)
