@@ -1,0 +1,190 @@
+"""Coqui XTTS-v2 for real: ``bragi backend install xtts``, a tiny random-weight checkpoint
+in the hub's layout, a worker started from that environment, and ``bragi serve`` answering
+the official openai client. The weights are random, so the audio is noise: these tests
+check formats, streaming, voices, errors and where torch lives, never the sound.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+
+from bragi.backends.xtts import BACKEND
+from livesupport import LiveServer, start_server
+from tinymodels.xtts import LANGUAGES, SPEAKERS, build_tiny_xtts
+from torchenvs import EngineEnv
+
+pytestmark = pytest.mark.slow
+MODEL = "xtts-tiny"
+
+
+@pytest.fixture(scope="module")
+def xtts_env(engine_env: object) -> EngineEnv:
+    return engine_env("xtts")  # type: ignore[operator, no-any-return]
+
+
+@pytest.fixture(scope="module")
+def xtts_dir(xtts_env: EngineEnv, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_xtts(xtts_env, tmp_path_factory.mktemp("xtts") / "XTTS-v2")
+
+
+@pytest.fixture(scope="module")
+def live(
+    xtts_env: EngineEnv, xtts_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    root = tmp_path_factory.mktemp("xtts-server")
+    data = root / "data"
+    data.mkdir()
+    (data / "envs").symlink_to(xtts_env.data_dir / "envs")  # the installed environment
+    config = {
+        "models": {
+            MODEL: {"model": str(xtts_dir), "options": {"stream_chunk_size": 4, "threads": 1}}
+        }
+    }
+    (root / "config.yaml").write_text(json.dumps(config))  # JSON is YAML
+    with start_server(data, root / "models", config=root / "config.yaml") as server:
+        yield server
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _maps(pid: int) -> str:
+    return Path(f"/proc/{pid}/maps").read_text()
+
+
+def test_the_tiny_checkpoint_is_recognised_as_xtts(xtts_dir: Path, tmp_path: Path) -> None:
+    assert BACKEND.detect(xtts_dir)
+    assert sorted(p.name for p in xtts_dir.iterdir()) == [
+        "config.json",
+        "model.pth",
+        "speakers_xtts.pth",
+        "vocab.json",
+    ]
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({"model": "vits"}))
+    (other / "model.pth").write_bytes(b"")
+    assert not BACKEND.detect(other)
+
+
+def test_models_lists_the_built_in_speakers_and_languages(live: LiveServer) -> None:
+    with live.http() as http:
+        http.post("/v1/audio/speech", json={"model": MODEL, "input": "Hi.", "voice": SPEAKERS[0]})
+        listed = http.get(f"/v1/models/{MODEL}").json()
+        voices = http.get("/v1/audio/voices", params={"model": MODEL}).json()
+    assert {v["id"] for v in listed["voices"]} == set(SPEAKERS)
+    assert {v["id"] for v in voices["data"]} >= set(SPEAKERS)
+
+
+@pytest.mark.parametrize("response_format", ["wav", "mp3", "flac", "opus", "aac", "pcm"])
+def test_speech_in_every_format(live: LiveServer, response_format: str) -> None:
+    client = live.client()
+    with client.audio.speech.with_streaming_response.create(
+        model=MODEL,
+        voice=SPEAKERS[1],  # type: ignore[arg-type]
+        input="Hello there. This is a test.",
+        response_format=response_format,  # type: ignore[arg-type]
+    ) as response:
+        body = response.read()
+    assert len(body) > 200
+    if response_format == "wav":
+        with wave.open(io.BytesIO(body)) as audio:
+            assert audio.getframerate() == 24_000 and audio.getnchannels() == 1
+            assert audio.getnframes() > 2_000  # two sentences of at least 12 audio tokens
+
+
+def test_speech_streams_in_several_chunks(live: LiveServer) -> None:
+    request = {
+        "model": MODEL,
+        "voice": SPEAKERS[0],
+        "input": "One sentence here. And another one there.",
+        "response_format": "pcm",
+        "stream_format": "sse",
+    }
+    with live.http() as http, http.stream("POST", "/v1/audio/speech", json=request) as response:
+        assert response.status_code == 200
+        events = [
+            json.loads(line[len("data: ") :])
+            for line in response.iter_lines()
+            if line.startswith("data: ")
+        ]
+    deltas = [e for e in events if e["type"] == "speech.audio.delta"]
+    assert len(deltas) >= 2 and events[-1]["type"] == "speech.audio.done"
+
+
+def test_speed_and_language_are_honoured(live: LiveServer) -> None:
+    with live.http() as http:
+        slow = http.post(
+            "/v1/audio/speech",
+            json={
+                "model": MODEL,
+                "voice": SPEAKERS[0],
+                "input": "Guten Tag.",
+                "speed": 0.5,
+                "response_format": "pcm",
+                "language": "de",
+            },
+        )
+        fast = http.post(
+            "/v1/audio/speech",
+            json={
+                "model": MODEL,
+                "voice": SPEAKERS[0],
+                "input": "Guten Tag.",
+                "speed": 2.0,
+                "response_format": "pcm",
+                "language": "de",
+            },
+        )
+    assert slow.status_code == fast.status_code == 200
+    # The same 12 tokens stretched 2x versus squeezed 2x: about 4x as many samples.
+    assert len(slow.content) > 2.5 * len(fast.content)
+
+
+def test_bad_requests_are_refused_before_any_audio(live: LiveServer) -> None:
+    client = live.client()
+    with pytest.raises(openai.BadRequestError) as unknown:
+        client.audio.speech.create(model=MODEL, voice="nobody", input="Hello.")  # type: ignore[arg-type]
+    assert "nobody" in unknown.value.message and SPEAKERS[0] in unknown.value.message
+    with live.http() as http:
+        japanese = http.post(
+            "/v1/audio/speech",
+            json={"model": MODEL, "voice": SPEAKERS[0], "input": "Hello.", "language": "ja"},
+        )
+    assert japanese.status_code == 400
+    assert japanese.json()["error"]["param"] == "language"
+    assert all(code in japanese.json()["error"]["message"] for code in LANGUAGES)
+    live.assert_healthy()
+
+
+def test_torch_is_in_the_worker_never_in_the_server(live: LiveServer) -> None:
+    with live.http() as http:
+        assert (
+            http.post(
+                "/v1/audio/speech", json={"model": MODEL, "voice": SPEAKERS[0], "input": "Hi."}
+            ).status_code
+            == 200
+        )
+    server = live.process.pid
+    workers = [pid for pid in _children(server) if "libtorch" in _maps(pid)]
+    assert workers, "no worker process has torch loaded"
+    assert "libtorch" not in _maps(server) and "torch" not in _maps(server)
+    interpreter = Path(f"/proc/{workers[0]}/cmdline").read_bytes().split(b"\0")[0].decode()
+    assert interpreter == str(live.data_dir / "envs" / "xtts" / "bin" / "python")
