@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import anyio
 import pytest
 
-from bragi.backends.protocol import ModelKind
+from bragi.backends.protocol import Engine, ModelKind
 from bragi.backends.registry import BackendRegistry
 from bragi.config import ModelConfig, Settings
 from bragi.errors import (
@@ -26,7 +26,7 @@ from bragi.errors import (
     RateLimitError,
 )
 from bragi.models.configure import build_manager
-from bragi.models.manager import Lease, ModelManager
+from bragi.models.manager import LOAD_RETRY_SECONDS, Lease, ModelManager
 from bragi.models.served import ModelState
 from fakes import (
     FailingBackend,
@@ -360,6 +360,46 @@ def test_a_failed_load_marks_the_model_failed_and_others_still_serve(tmp_path: P
         assert broken.loads == 1
         await use(manager, "good")
         assert manager.get("good").state is ModelState.LOADED
+
+    run(scenario)
+
+
+class FixableBackend(FailingBackend):
+    """Fails to load until ``fixed``, then loads a fake STT engine."""
+
+    fixed = False
+
+    def _make_engine(self, model_dir: Path) -> Engine:
+        if self.fixed:
+            return FakeSttBackend()._make_engine(model_dir)
+        return super()._make_engine(model_dir)
+
+
+def test_a_failed_load_is_tried_again_after_a_while_or_when_asked(tmp_path: Path) -> None:
+    """What broke a load may be fixed without a restart (an engine environment installed,
+    memory freed): the first request after LOAD_RETRY_SECONDS, or an admin load, retries."""
+    broken = FixableBackend("the xtts environment is not installed")
+    manager, clock, _ = manager_for(tmp_path, {"bad": {"backend": "fake-broken"}}, [broken])
+
+    async def scenario() -> None:
+        with pytest.raises(ModelUnavailableError, match="not installed"):
+            await manager.acquire("bad", STT)
+        clock.advance(LOAD_RETRY_SECONDS / 2)
+        with pytest.raises(ModelUnavailableError, match=r"after 15 s tries again"):
+            await manager.acquire("bad", STT)
+        assert broken.loads == 1
+        clock.advance(LOAD_RETRY_SECONDS / 2)
+        with pytest.raises(ModelUnavailableError, match="failed to load"):
+            await manager.acquire("bad", STT)
+        assert broken.loads == 2
+        with pytest.raises(ModelUnavailableError, match="failed to load"):
+            await manager.load("bad")  # the admin API's load does not wait
+        assert broken.loads == 3
+        broken.fixed = True  # the next try loads it
+        clock.advance(LOAD_RETRY_SECONDS)
+        await use(manager, "bad")
+        assert manager.get("bad").state is ModelState.LOADED
+        assert manager.get("bad").error is None
 
     run(scenario)
 

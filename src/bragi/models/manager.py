@@ -51,6 +51,8 @@ from bragi.runners import RunnerConfig, create_engine
 __all__ = ["Lease", "ModelManager", "resident_memory"]
 
 log = logging.getLogger(__name__)
+#: A model that failed to load is tried again by the first request after this many seconds.
+LOAD_RETRY_SECONDS = 30.0
 Clock = Callable[[], float]
 
 _RETRY_FIRST, _RETRY_MAX = 15.0, 600.0
@@ -293,7 +295,17 @@ class ModelManager:
                 code="model_kind_mismatch",
             )
 
-    def _check_serviceable(self, model: ServedModel) -> None:
+    def _check_serviceable(self, model: ServedModel, *, retry_now: bool = False) -> None:
+        failed_at = model.load_failed_at
+        if model.state is ModelState.FAILED and failed_at is not None:
+            wait = LOAD_RETRY_SECONDS - (self.clock() - failed_at)
+            if retry_now or wait <= 0:
+                model.retry_load()
+            else:
+                raise ModelUnavailableError(
+                    f"Model `{model.alias}` is unavailable: {model.error} (the next request "
+                    f"after {wait:.0f} s tries again, or POST /admin/models/{model.alias}/load)"
+                )
         if model.state is ModelState.FAILED:
             raise ModelUnavailableError(f"Model `{model.alias}` is unavailable: {model.error}")
         if model.state is ModelState.DOWNLOADING:
@@ -304,7 +316,7 @@ class ModelManager:
 
     async def load(self, alias: str) -> ServedModel:
         model = self.get(alias)
-        self._check_serviceable(model)
+        self._check_serviceable(model, retry_now=True)
         await self._ensure_loaded(model)
         return model
 
@@ -332,13 +344,13 @@ class ModelManager:
             try:
                 engine = await to_thread.run_sync(self._load_engine, model, backend)
             except BragiError as exc:
-                model.fail(exc.message)
+                model.fail_load(exc.message, self.clock())
                 raise ModelUnavailableError(
                     f"Model `{model.alias}` failed to load: {exc.message}"
                 ) from exc
             except Exception as exc:  # an engine library failing in its own way
                 log.exception("loading %s failed", model.alias)
-                model.fail(f"{type(exc).__name__}: {exc}")
+                model.fail_load(f"{type(exc).__name__}: {exc}", self.clock())
                 raise ModelUnavailableError(
                     f"Model `{model.alias}` failed to load: {model.error}"
                 ) from exc

@@ -43,6 +43,7 @@ class ServedModel:
     waiting: int = 0  # requests queued at the gate
     requests_served: int = 0
     fetch_failures: int = 0  # consecutive failed downloads (for the retry backoff)
+    load_failed_at: float | None = None  # when loading last failed (files on disk)
     memory_bytes: int | None = None  # resident memory the load added (approximate)
     load_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _slots: asyncio.Semaphore | None = None
@@ -89,6 +90,17 @@ class ServedModel:
     def fail(self, reason: str) -> None:
         self.state = ModelState.FAILED
         self.error = reason
+
+    def fail_load(self, reason: str, now: float) -> None:
+        """Loading failed: the files are there, so a later try may work (an engine
+        environment installed meanwhile, memory freed, a driver fixed)."""
+        self.fail(reason)
+        self.load_failed_at = now
+
+    def retry_load(self) -> None:
+        self.state = ModelState.AVAILABLE
+        self.error = None
+        self.load_failed_at = None
 
     def set_prepared(self, backend: Backend, model_dir: Path, options: BackendOptions) -> None:
         self.backend = backend
