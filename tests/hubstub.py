@@ -43,7 +43,7 @@ WHISPER_REPO = "Systran/faster-whisper-tiny.en"
 # The files faster-whisper needs, as a backend would ask for them.
 WHISPER_FILES = ("config.json", "model.bin", "tokenizer.json", "vocabulary.*")
 WHISPER_MODEL_SHA256 = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"
-_LFS_SUFFIXES = {".bin", ".onnx", ".safetensors", ".npz"}
+_LFS_SUFFIXES = {".bin", ".onnx", ".safetensors", ".npz", ".zip"}
 _CHUNK = 1024 * 1024
 _HASHES: dict[tuple[str, int, float], tuple[str, str]] = {}  # path, size, mtime -> hashes
 

@@ -36,6 +36,7 @@ class CatalogEntry:
     repo: str | None = None
     revision: str | None = None
     files: tuple[str, ...] | None = None
+    archive: str | None = None  # a zip in the repo holding the model dir: fetched, unpacked
     languages: tuple[str, ...] = ()
     license: str = ""
     size_mb: float = 0.0
@@ -45,6 +46,10 @@ class CatalogEntry:
 
 def _entry(name: str, data: dict[str, Any]) -> CatalogEntry:
     packaged = data.get("packaged")
+    archive = data.get("archive")
+    if archive is not None and (data.get("files") or not str(archive).lower().endswith(".zip")):
+        # zip is the one format unpacked; files would be ignored beside an archive
+        raise ValueError(f"catalog entry {name!r}: archive must be a .zip, without files")
     return CatalogEntry(
         name=name,
         kind=ModelKind(data["kind"]),
@@ -53,6 +58,7 @@ def _entry(name: str, data: dict[str, Any]) -> CatalogEntry:
         repo=data.get("repo"),
         revision=data.get("revision"),
         files=tuple(data["files"]) if data.get("files") else None,
+        archive=archive,
         languages=tuple(data.get("languages") or ()),
         license=str(data.get("license", "")),
         size_mb=float(data.get("size_mb", 0)),

