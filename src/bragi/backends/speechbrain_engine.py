@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import speechbrain.inference.ASR as sb_asr  # type: ignore[import-not-found, unused-ignore]
+import speechbrain.inference.ASR as sb_asr
 import torch
-from hyperpyyaml import load_hyperpyyaml  # type: ignore[import-not-found, unused-ignore]
-from speechbrain.utils.fetching import (  # type: ignore[import-not-found, unused-ignore]
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.utils.fetching import (
     FetchConfig,
     LocalStrategy,
 )
