@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -139,6 +140,15 @@ class Settings(BaseSettings):
     """Largest accepted upload, in MiB (OpenAI's limit is 25)."""
     max_audio_minutes: float = Field(default=120.0, gt=0)
     """Longest audio accepted for transcription (a small compressed file can hold hours)."""
+    voice_upload_limit_mb: float = Field(default=20.0, gt=0)
+    """Largest reference recording ``POST /v1/audio/voices`` accepts, in MiB (never more
+    than ``upload_limit_mb``)."""
+    voice_min_seconds: float = Field(default=1.0, gt=0)
+    """Least sound a cloned voice's reference recording must hold, in seconds."""
+    voice_max_seconds: float = Field(default=60.0, gt=0)
+    """Longest reference recording, in seconds after decoding (XTTS uses up to 30 s)."""
+    max_voices: int = Field(default=100, ge=1)
+    """Most cloned voices kept in ``<data_dir>/voices``; more are refused until some go."""
     auth: Literal["enabled", "disabled"] = "enabled"
     """``disabled`` turns API keys off: for local use only."""
     keep_alive: float = 300.0
@@ -179,6 +189,16 @@ class Settings(BaseSettings):
     @property
     def upload_limit_bytes(self) -> int:
         return int(self.upload_limit_mb * 1024 * 1024)
+
+    @property
+    def voice_upload_limit_bytes(self) -> int:
+        return int(min(self.voice_upload_limit_mb, self.upload_limit_mb) * 1024 * 1024)
+
+    @model_validator(mode="after")
+    def _voice_limits(self) -> Settings:
+        if self.voice_min_seconds > self.voice_max_seconds:
+            raise ValueError("voice_min_seconds is more than voice_max_seconds")
+        return self
 
     @property
     def auth_enabled(self) -> bool:

@@ -17,6 +17,7 @@ code}}``) with the status the class declares::
     ├── PermissionDeniedError       403  e.g. admin route with a user key
     ├── NotFoundError               404
     │   └── ModelNotFoundError      404 model_not_found
+    ├── ConflictError               409  e.g. a cloned voice's name already taken
     ├── PayloadTooLargeError        413
     ├── RateLimitError              429 (carries Retry-After)
     ├── ModelUnavailableError       503  model still downloading, loading or failed
@@ -40,6 +41,7 @@ __all__ = [
     "BackendUnavailableError",
     "BragiError",
     "ConfigError",
+    "ConflictError",
     "DiskFullError",
     "EmptyAudioError",
     "EngineError",
@@ -133,6 +135,14 @@ class NotFoundError(BragiError):
 
 class ModelNotFoundError(NotFoundError):
     default_code = "model_not_found"
+
+
+class ConflictError(BragiError):
+    """The request clashes with what is stored, e.g. a voice name that is taken."""
+
+    status_code = 409
+    error_type = "invalid_request_error"
+    default_code = "conflict"
 
 
 class PayloadTooLargeError(BragiError):

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bragi import __version__
-from bragi.cli import backend, keys, models, serve, speak, transcribe
+from bragi.cli import backend, keys, models, serve, speak, transcribe, voices
 from bragi.config import Settings, load_settings
 from bragi.errors import BragiError, ConfigError
 
@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"bragi {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (serve, transcribe, speak, keys, models, backend):
+    for module in (serve, transcribe, speak, keys, voices, models, backend):
         module.register(commands, _common)
     return parser
 

@@ -1,0 +1,56 @@
+"""The file-system steps the voice store is built from: durable writes, a lock, sweeping."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["exclusive_lock", "sweep", "sync_dir", "write_file"]
+
+
+def write_file(path: Path, data: bytes) -> None:
+    """Write ``data`` and flush it to the disk before returning."""
+    with open(path, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def sync_dir(path: Path) -> None:
+    """Make a rename in ``path`` survive a power cut."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if missing), across threads and processes.
+
+    ``flock`` locks belong to one open file, so two threads of one process exclude each
+    other as two processes do.
+    """
+    with open(path, "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def sweep(root: Path, prefixes: tuple[str, ...], older_than: float) -> None:
+    """Remove the entries of ``root`` named with one of ``prefixes`` and not touched for
+    ``older_than`` seconds."""
+    cutoff = time.time() - older_than
+    for entry in root.iterdir():
+        if entry.name.startswith(prefixes):
+            with contextlib.suppress(OSError):
+                if entry.stat().st_mtime < cutoff:
+                    shutil.rmtree(entry, ignore_errors=True)

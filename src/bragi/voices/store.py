@@ -1,0 +1,314 @@
+"""Cloned voices on disk: ``<data_dir>/voices/<voice id>/`` with the reference and its facts.
+
+Each voice is a directory named after its id holding ``reference.flac`` (mono, 16-bit,
+:data:`~bragi.voices.reference.STORED_SAMPLE_RATE`) and ``voice.json``. A voice is
+written into a hidden temporary directory and renamed into place, and removed by a
+rename out of the way before it is deleted, so a crash or a failed upload never
+leaves a half-written voice that listings would show. Creating and deleting hold a
+lock file, so two server processes (or the server and ``bragi voices``) sharing a
+data dir never give two voices one name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import shutil
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from bragi.audio import Audio, decode_audio, encode_audio
+from bragi.backends.protocol import VoiceReference
+from bragi.config import Settings
+from bragi.errors import BragiError, ConflictError, InvalidRequestError, NotFoundError
+from bragi.voices.disk import exclusive_lock, sweep, sync_dir, write_file
+from bragi.voices.reference import (
+    ID_PREFIX,
+    STORED_SAMPLE_RATE,
+    ReferenceLimits,
+    check_name,
+    check_transcript,
+    decode_reference,
+)
+
+__all__ = ["REFERENCE_FILE", "VOICE_FILE", "StoreProblem", "StoredVoice", "VoiceStore"]
+
+log = logging.getLogger(__name__)
+
+REFERENCE_FILE = "reference.flac"
+VOICE_FILE = "voice.json"
+_LOCK_FILE = ".lock"
+_TEMP_PREFIX = ".tmp-"
+_TRASH_PREFIX = ".trash-"
+#: Leftovers of a crash older than this are swept away.
+_STALE_SECONDS = 3600.0
+#: Decoded references kept in memory: at most 60 s at 24 kHz float32 (5.8 MB) each.
+_CACHE_SIZE = 8
+
+
+class StoredVoice(BaseModel):
+    """One cloned voice's facts, as ``voice.json`` holds them."""
+
+    # Fields a later Bragi adds are ignored by this one, not fatal.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    version: Literal[1] = 1  # of this file's layout
+    id: str
+    name: str
+    created_at: int  # unix seconds
+    duration: float  # seconds of reference audio
+    sample_rate: int
+    transcript: str | None = None
+    model: str | None = None  # the model alias it was made for, if the creator said
+    consent: str | None = None  # OpenAI's consent recording id, kept as given
+    created_by: str | None = None  # id of the API key that made it; None: CLI or auth off
+
+
+@dataclass(frozen=True, slots=True)
+class StoreProblem:
+    """A directory under the store that is not a usable voice, and why."""
+
+    path: Path
+    reason: str
+
+
+class VoiceStore:
+    """The cloned voices under ``root``; blocking file I/O (run it off the event loop)."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        limits: ReferenceLimits | None = None,
+        max_voices: int = 100,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.root = root
+        self.limits = limits or ReferenceLimits()
+        self.max_voices = max_voices
+        self.clock = clock
+        self._cache: OrderedDict[str, VoiceReference] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._reported: set[tuple[Path, str]] = set()
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> VoiceStore:
+        """The store in ``<data_dir>/voices`` with the configured limits."""
+        return cls(
+            settings.data_dir / "voices",
+            limits=ReferenceLimits(settings.voice_min_seconds, settings.voice_max_seconds),
+            max_voices=settings.max_voices,
+        )
+
+    # --- reading ---------------------------------------------------------------
+
+    def scan(self) -> tuple[list[StoredVoice], list[StoreProblem]]:
+        """Every usable voice (oldest first), and every directory that is not one."""
+        voices: list[StoredVoice] = []
+        problems: list[StoreProblem] = []
+        if not self.root.is_dir():
+            return voices, problems
+        for entry in sorted(self.root.iterdir()):
+            if entry.name.startswith(".") or not entry.is_dir():
+                continue
+            try:
+                voices.append(self._read(entry))
+            except _Unusable as exc:
+                problems.append(StoreProblem(entry, str(exc)))
+        voices.sort(key=lambda voice: (voice.created_at, voice.name))
+        return voices, problems
+
+    def list(self) -> list[StoredVoice]:
+        """Every usable voice, oldest first; unusable directories are skipped (and logged,
+        once each: listings run on every request that names a cloned voice)."""
+        voices, problems = self.scan()
+        for problem in problems:
+            if (problem.path, problem.reason) not in self._reported:
+                self._reported.add((problem.path, problem.reason))
+                log.warning("ignoring %s: %s", problem.path, problem.reason)
+        return voices
+
+    def find(self, name_or_id: str) -> StoredVoice | None:
+        """The voice with this id, or with this name (names compare case-insensitively)."""
+        if name_or_id.startswith(ID_PREFIX):
+            entry = self.root / name_or_id
+            if _is_voice_id(name_or_id) and entry.is_dir():
+                with contextlib.suppress(_Unusable):
+                    return self._read(entry)
+            return None
+        folded = name_or_id.casefold()
+        return next((v for v in self.list() if v.name.casefold() == folded), None)
+
+    def get(self, name_or_id: str) -> StoredVoice:
+        """Like :meth:`find`, but a 404 when there is no such voice."""
+        voice = self.find(name_or_id)
+        if voice is None:
+            raise NotFoundError(
+                f"No cloned voice named or with id '{name_or_id}'. "
+                "GET /v1/audio/voices lists the voices.",
+                param="voice_id",
+                code="voice_not_found",
+            )
+        return voice
+
+    def reference(self, voice: StoredVoice) -> VoiceReference:
+        """The voice's recording and transcript for an engine, from a small in-memory cache."""
+        with self._cache_lock:
+            cached = self._cache.get(voice.id)
+            if cached is not None:
+                self._cache.move_to_end(voice.id)
+                return cached
+        path = self.root / voice.id / REFERENCE_FILE
+        try:
+            audio = decode_audio(path.read_bytes(), STORED_SAMPLE_RATE)
+        except (OSError, BragiError) as exc:
+            # It was checked when it was stored: a failure now is damage on disk.
+            raise BragiError(
+                f"The stored recording of voice '{voice.name}' ({voice.id}) cannot be read "
+                f"({exc}); delete the voice and create it again.",
+                code="voice_damaged",
+            ) from exc
+        reference = VoiceReference(id=voice.id, audio=audio, transcript=voice.transcript)
+        with self._cache_lock:
+            self._cache[voice.id] = reference
+            while len(self._cache) > _CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return reference
+
+    # --- writing ---------------------------------------------------------------
+
+    def create(
+        self,
+        name: str,
+        data: bytes,
+        *,
+        transcript: str | None = None,
+        model: str | None = None,
+        consent: str | None = None,
+        created_by: str | None = None,
+        reserved: Collection[str] = (),
+        param: str = "audio_sample",
+    ) -> StoredVoice:
+        """Check the name and the recording, then store the voice; 400/409 when they fail."""
+        name = check_name(name, reserved)
+        transcript = check_transcript(transcript)
+        audio = decode_reference(data, self.limits, param)
+        return self.add(
+            name,
+            audio,
+            transcript=transcript,
+            model=model,
+            consent=consent,
+            created_by=created_by,
+        )
+
+    def add(
+        self,
+        name: str,
+        audio: Audio,
+        *,
+        transcript: str | None = None,
+        model: str | None = None,
+        consent: str | None = None,
+        created_by: str | None = None,
+    ) -> StoredVoice:
+        """Store an already checked recording (see :meth:`create`) under ``name``."""
+        if audio.sample_rate != STORED_SAMPLE_RATE:
+            raise ValueError(f"references are stored at {STORED_SAMPLE_RATE} Hz")
+        voice = StoredVoice(
+            id=f"{ID_PREFIX}{secrets.token_hex(12)}",
+            name=name,
+            created_at=int(self.clock()),
+            duration=round(audio.duration, 3),
+            sample_rate=audio.sample_rate,
+            transcript=transcript,
+            model=model,
+            consent=consent,
+            created_by=created_by,
+        )
+        self.root.mkdir(parents=True, exist_ok=True)
+        staging = self.root / f"{_TEMP_PREFIX}{voice.id}"
+        try:
+            staging.mkdir()
+            # Encoded outside the lock: only the name check and the rename need it.
+            write_file(staging / REFERENCE_FILE, encode_audio(audio, "flac"))
+            write_file(staging / VOICE_FILE, voice.model_dump_json(indent=2).encode() + b"\n")
+            with self._locked():
+                # What a crash left; young leftovers may be another process's, mid-write.
+                sweep(self.root, (_TEMP_PREFIX, _TRASH_PREFIX), _STALE_SECONDS)
+                self._check_room(voice.name)
+                staging.rename(self.root / voice.id)
+                sync_dir(self.root)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # gone already after the rename
+        log.info("stored cloned voice %s (%s, %.1f s)", voice.name, voice.id, voice.duration)
+        return voice
+
+    def delete(self, name_or_id: str) -> StoredVoice:
+        """Remove a voice; a 404 when there is none."""
+        with self._locked():
+            voice = self.get(name_or_id)
+            trash = self.root / f"{_TRASH_PREFIX}{voice.id}"
+            (self.root / voice.id).rename(trash)
+            sync_dir(self.root)
+        with self._cache_lock:
+            self._cache.pop(voice.id, None)
+        shutil.rmtree(trash, ignore_errors=True)
+        log.info("deleted cloned voice %s (%s)", voice.name, voice.id)
+        return voice
+
+    # --- inside ------------------------------------------------------------------
+
+    def _read(self, entry: Path) -> StoredVoice:
+        try:
+            voice = StoredVoice.model_validate_json((entry / VOICE_FILE).read_bytes())
+        except OSError as exc:
+            raise _Unusable(f"no readable {VOICE_FILE} ({exc.strerror or exc})") from None
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or VOICE_FILE
+            raise _Unusable(f"bad {VOICE_FILE}: {where}: {first['msg']}") from None
+        if voice.id != entry.name:
+            raise _Unusable(f"{VOICE_FILE} says id {voice.id!r}, the directory {entry.name!r}")
+        if not (entry / REFERENCE_FILE).is_file():
+            raise _Unusable(f"no {REFERENCE_FILE}")
+        return voice
+
+    def _check_room(self, name: str) -> None:
+        voices = self.list()
+        folded = name.casefold()
+        taken = next((v for v in voices if v.name.casefold() == folded), None)
+        if taken is not None:
+            raise ConflictError(
+                f"A voice named '{taken.name}' already exists ({taken.id}); delete it "
+                "first or choose another name.",
+                param="name",
+                code="voice_exists",
+            )
+        if len(voices) >= self.max_voices:
+            raise InvalidRequestError(
+                f"The server keeps at most {self.max_voices} cloned voices (max_voices); "
+                "delete one first.",
+                code="voice_limit_reached",
+            )
+
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        return exclusive_lock(self.root / _LOCK_FILE)
+
+
+class _Unusable(Exception):
+    """A directory in the store that is not a voice (its reason is the message)."""
+
+
+def _is_voice_id(text: str) -> bool:
+    suffix = text[len(ID_PREFIX) :]
+    return bool(suffix) and all(c in "0123456789abcdef" for c in suffix)
