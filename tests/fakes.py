@@ -11,6 +11,7 @@ every gate at teardown.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import threading
 import time
@@ -46,6 +47,8 @@ __all__ = [
     "FailingBackend",
     "FakeBackend",
     "FakeClock",
+    "FakeCloningTtsBackend",
+    "FakeCloningTtsEngine",
     "FakeOptions",
     "FakeSttBackend",
     "FakeSttEngine",
@@ -370,3 +373,22 @@ class FakeTtsBackend(FakeBackend):
 
     def gates(self) -> list[threading.Event]:
         return [self.gate] if self.gate is not None else []
+
+
+class FakeCloningTtsEngine(FakeTtsEngine):
+    """:class:`FakeTtsEngine` that also speaks in cloned voices (``capabilities.cloning``)."""
+
+    def __init__(self, backend: FakeTtsBackend):
+        super().__init__(backend)
+        self.capabilities = dataclasses.replace(self.capabilities, cloning=True)
+
+
+class FakeCloningTtsBackend(FakeTtsBackend):
+    """``fake-clone``: :class:`FakeTtsBackend` whose engine clones voices. Each request,
+    with the :class:`~bragi.backends.protocol.VoiceReference` it carried, is in
+    ``requests``."""
+
+    name = "fake-clone"
+
+    def _make_engine(self, model_dir: Path) -> FakeCloningTtsEngine:
+        return FakeCloningTtsEngine(self)

@@ -10,6 +10,7 @@ bounded. Trouble is asked for per request: an STT prompt ``"crash@1"``, ``"hang@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 import re
@@ -42,10 +43,12 @@ from bragi.errors import EngineError, UnknownVoiceError, UnsupportedCapabilityEr
 from fakes import GATE_TIMEOUT, sine, wait_until
 
 __all__ = [
+    "CLONE",
     "ISOLATED",
     "STT",
     "TTS",
     "VOICES",
+    "CloningScripted",
     "IsolatedScripted",
     "Script",
     "ScriptOptions",
@@ -229,3 +232,36 @@ class IsolatedScripted(ScriptedBackend):
 STT = ScriptedBackend("script-stt", ModelKind.STT)
 TTS = ScriptedBackend("script-tts", ModelKind.TTS)
 ISOLATED = IsolatedScripted("script-isolated", ModelKind.STT)
+
+
+class ScriptedCloningTts(ScriptedTts):
+    """A scripted engine that also speaks in cloned voices. For each cloned request it logs
+    ``clone <id> <rate> <samples> <sum of |samples|> <voice> <transcript>``, so a test sees
+    exactly what reference crossed into the worker."""
+
+    def __init__(self, script: Script, options: ScriptOptions, ballast: Any):
+        super().__init__(script, options, ballast)
+        self.capabilities = dataclasses.replace(self.capabilities, cloning=True)
+
+    def synthesize(self, request: SynthesisRequest) -> Iterator[Audio]:
+        reference = request.reference
+        if reference is None:
+            return super().synthesize(request)
+        samples = reference.audio.samples
+        self.script.log(
+            f"clone {reference.id} {reference.audio.sample_rate} {len(samples)} "
+            f"{float(np.abs(samples).sum()):.3f} {request.voice} {reference.transcript}"
+        )
+        return self._chunks(request, split_sentences(request.text))
+
+
+class CloningScripted(ScriptedBackend):
+    """A scripted TTS backend whose engine clones voices (:class:`ScriptedCloningTts`)."""
+
+    def load(self, model_dir: Path, device: Device, options: BackendOptions) -> Engine:
+        engine = super().load(model_dir, device, options)
+        assert isinstance(engine, ScriptedTts)
+        return ScriptedCloningTts(engine.script, engine.options, engine.ballast)
+
+
+CLONE = CloningScripted("script-clone", ModelKind.TTS)

@@ -11,13 +11,14 @@ from fastapi import FastAPI
 from bragi import __version__
 from bragi.api.errors import install_error_handlers
 from bragi.api.metrics import Metrics, MetricsMiddleware
-from bragi.api.routes import admin, health, metrics, models, speech, transcriptions
+from bragi.api.routes import admin, health, metrics, models, speech, transcriptions, voices
 from bragi.api.upload_limit import UploadLimitMiddleware
 from bragi.auth import KeyStore
 from bragi.backends.registry import BackendRegistry
 from bragi.config import Settings
 from bragi.models.configure import build_manager
 from bragi.models.manager import ModelManager
+from bragi.voices import VoiceStore
 
 __all__ = ["create_app"]
 
@@ -43,12 +44,14 @@ def create_app(
     registry: BackendRegistry | None = None,
     manager: ModelManager | None = None,
     keystore: KeyStore | None = None,
+    voice_store: VoiceStore | None = None,
 ) -> FastAPI:
     """Build the app. Everything it needs is passed in or built from ``settings``."""
     registry = registry or BackendRegistry.from_entry_points()
     manager = manager or build_manager(settings, registry)
     if keystore is None and settings.auth_enabled:
         keystore = KeyStore(settings.data_dir / "keys.db")
+    voice_store = voice_store or VoiceStore.for_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -72,11 +75,12 @@ def create_app(
     app.state.manager = manager
     app.state.keystore = keystore
     app.state.registry = registry
+    app.state.voices = voice_store
     install_error_handlers(app)
     app.state.metrics = Metrics(manager)
     app.add_middleware(UploadLimitMiddleware, limit=settings.upload_limit_bytes)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
-    routers = (health, metrics, models, transcriptions, speech, admin)
+    routers = (health, metrics, models, transcriptions, speech, voices, admin)
     for module in routers:
         app.include_router(module.router)
     return app

@@ -5,6 +5,8 @@ A request may name an engine voice (``af_heart``, ``en_US-joe-medium``), an Open
 OpenAI voice with no mapping: then the engine voice of the same name if there is one
 (Kokoro has ``af_nova``, ``am_echo``...), else the first voice of the OpenAI voice's
 gender, else the engine's first voice. The same request always gets the same voice.
+Only when none of these match is a cloned voice looked for (``bragi.voices``), and it
+needs a model whose engine can clone.
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from collections.abc import Mapping, Sequence
 
 from bragi.backends.protocol import Voice
 from bragi.config import VoiceMapping
-from bragi.errors import UnknownVoiceError
+from bragi.errors import UnknownVoiceError, UnsupportedCapabilityError
 
-__all__ = ["OPENAI_VOICES", "resolve_voice"]
+__all__ = ["OPENAI_VOICES", "cannot_clone", "resolve_voice"]
 
 #: OpenAI's built-in voices and the gender they are commonly heard as.
 OPENAI_VOICES: dict[str, str] = {
@@ -66,5 +68,22 @@ def resolve_voice(
     raise UnknownVoiceError(
         f"Voice '{requested}' is not available on model `{alias}`. "
         f"Available voices: {available} (OpenAI voice names are mapped too).",
+        param="voice",
+    )
+
+
+def cannot_clone(alias: str, voice: str, able: Sequence[str]) -> UnsupportedCapabilityError:
+    """The 400 for a cloned voice asked of model ``alias``, whose engine cannot clone.
+
+    ``able`` are the models known to clone: those loaded now whose engine can (whether
+    an engine clones is known once it is loaded).
+    """
+    where = (
+        f"Models that can: {', '.join(sorted(able))}."
+        if able
+        else "Use a model whose engine clones voices (XTTS, for one)."
+    )
+    return UnsupportedCapabilityError(
+        f"'{voice}' is a cloned voice, and model `{alias}` cannot speak in cloned voices. " + where,
         param="voice",
     )

@@ -1,8 +1,9 @@
-"""``POST /v1/audio/speech`` and ``GET /v1/audio/voices``.
+"""``POST /v1/audio/speech``.
 
-Every parameter is checked, the model leased, the voice resolved and the first
-sentence synthesized before the response starts, so any problem is a proper 4xx/5xx;
-after that, audio goes out as each sentence is ready, encoded incrementally.
+Every parameter is checked, the model leased, the voice resolved (a built-in voice,
+else a cloned one on a model that can clone) and the first sentence synthesized before
+the response starts, so any problem is a proper 4xx/5xx; after that, audio goes out as
+each sentence is ready, encoded incrementally.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, Literal
+from typing import Literal
 
 from anyio import CancelScope, to_thread
 from fastapi import APIRouter, Request
@@ -19,13 +20,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bragi.api.deps import ApiKey, Manager, SettingsDep
 from bragi.api.forms import json_params
+from bragi.api.routes.voices import VoiceStoreDep
 from bragi.api.sse import SSE_HEADERS, sse_event
 from bragi.audio import CONTENT_TYPES, Audio
 from bragi.audio.speech_encoder import SpeechEncoder
-from bragi.backends.protocol import ModelKind, SynthesisRequest, TextToSpeech
-from bragi.errors import InvalidRequestError
-from bragi.models.manager import Lease
-from bragi.models.voices import resolve_voice
+from bragi.backends.protocol import ModelKind, SynthesisRequest, TextToSpeech, VoiceReference
+from bragi.config import Settings
+from bragi.errors import InvalidRequestError, UnknownVoiceError
+from bragi.models.manager import Lease, ModelManager
+from bragi.models.voices import cannot_clone, resolve_voice
+from bragi.voices import VoiceStore
 
 router = APIRouter(tags=["audio"])
 
@@ -48,6 +52,9 @@ class SpeechParams(BaseModel):
     response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"
     speed: float = Field(default=1.0, ge=0.25, le=4.0)
     stream_format: Literal["audio", "sse"] = "audio"
+    #: Bragi's own: the language to speak, for engines whose voices speak several (XTTS);
+    #: the engine refuses one it cannot speak before any audio is sent.
+    language: str | None = Field(default=None, min_length=1, max_length=35)
 
     @field_validator("input")
     @classmethod
@@ -62,7 +69,12 @@ class SpeechParams(BaseModel):
 
 
 def synthesis_plan(
-    text: str, voice: str, speed: float, engine: TextToSpeech
+    text: str,
+    voice: str,
+    speed: float,
+    engine: TextToSpeech,
+    reference: VoiceReference | None = None,
+    language: str | None = None,
 ) -> tuple[SynthesisRequest, float]:
     """The engine's request and the tempo the server applies on top (pitch kept).
 
@@ -72,7 +84,41 @@ def synthesis_plan(
     """
     capabilities = engine.capabilities
     native = min(speed, capabilities.max_native_speed) if capabilities.native_speed else 1.0
-    return SynthesisRequest(text=text, voice=voice, speed=native), speed / native
+    request = SynthesisRequest(
+        text=text, voice=voice, speed=native, language=language, reference=reference
+    )
+    return request, speed / native
+
+
+async def choose_voice(
+    requested: str,
+    alias: str,
+    engine: TextToSpeech,
+    settings: Settings,
+    store: VoiceStore,
+    manager: ModelManager,
+) -> tuple[str, VoiceReference | None]:
+    """The engine's voice and, for a cloned voice, its reference recording.
+
+    Built-in voices come first (an engine voice, a configured mapping, an OpenAI name),
+    so a stored voice never changes what an existing request gets; otherwise a cloned
+    voice by name or id, on any model whose engine can clone, whatever model it was
+    made for (a recording is not tied to one engine).
+    """
+    try:
+        return resolve_voice(requested, alias, engine.voices(), settings.voices), None
+    except UnknownVoiceError:
+        cloned = await to_thread.run_sync(store.find, requested)
+        if cloned is None:
+            raise
+    if not engine.capabilities.cloning:
+        able = [
+            model.alias
+            for model in manager.models()
+            if isinstance(model.engine, TextToSpeech) and model.engine.capabilities.cloning
+        ]
+        raise cannot_clone(alias, cloned.name, able)
+    return cloned.name, await to_thread.run_sync(store.reference, cloned)
 
 
 _FIRST_PIECE_SECONDS = 0.25
@@ -178,6 +224,7 @@ async def create_speech(
     request: Request,
     manager: Manager,
     settings: SettingsDep,
+    store: VoiceStoreDep,
     _: ApiKey,
 ) -> StreamingResponse:
     params = json_params(await request.body(), SpeechParams)
@@ -187,8 +234,12 @@ async def create_speech(
         engine = lease.engine
         if not isinstance(engine, TextToSpeech):
             raise InvalidRequestError(f"Model `{params.model}` cannot speak.", param="model")
-        voice = resolve_voice(params.voice_name, params.model, engine.voices(), settings.voices)
-        job, tempo = synthesis_plan(params.input, voice, params.speed, engine)
+        voice, reference = await choose_voice(
+            params.voice_name, params.model, engine, settings, store, manager
+        )
+        job, tempo = synthesis_plan(
+            params.input, voice, params.speed, engine, reference, params.language
+        )
         chunks = await to_thread.run_sync(engine.synthesize, job)
         first = await to_thread.run_sync(next, chunks, None)
         if first is None:
@@ -204,19 +255,3 @@ async def create_speech(
             synthesis.sse_events(params.input), media_type="text/event-stream", headers=SSE_HEADERS
         )
     return StreamingResponse(synthesis.encoded(), media_type=CONTENT_TYPES[params.response_format])
-
-
-@router.get("/v1/audio/voices")
-async def list_voices(manager: Manager, _: ApiKey, model: str | None = None) -> dict[str, Any]:
-    """Voices of each TTS model (or of ``?model=``), with language and gender."""
-    models = [manager.get(model)] if model else manager.models()
-    data: list[dict[str, Any]] = []
-    for served in models:
-        voices = manager.voices_of(served)
-        if voices is None:
-            continue
-        data.extend(
-            {"id": v.id, "model": served.alias, "language": v.language, "gender": v.gender}
-            for v in voices
-        )
-    return {"object": "list", "data": data}

@@ -1,0 +1,251 @@
+"""``/v1/audio/voices``: list built-in and cloned voices; create, read and delete cloned ones.
+
+Creating follows OpenAI's custom-voices API (``POST /v1/audio/voices``, multipart,
+``name`` and ``audio_sample``; ``client.audio.voices.create`` works as is) and takes
+``file`` for the recording too, plus Bragi's ``transcript`` and ``model``. Every key
+may create voices and use them; a user key may delete only the voices it created,
+an admin key any of them.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Annotated, Any, Literal
+
+from anyio import to_thread
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.datastructures import FormData, UploadFile
+from starlette.types import Message, Receive
+
+from bragi.api.deps import ApiKey, Manager, SettingsDep
+from bragi.api.forms import form_params, read_form, upload_bytes
+from bragi.backends.protocol import ModelKind
+from bragi.config import Settings
+from bragi.errors import (
+    InvalidRequestError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    UnsupportedCapabilityError,
+)
+from bragi.models.manager import ModelManager
+from bragi.models.voices import OPENAI_VOICES
+from bragi.voices import StoredVoice, VoiceStore
+
+__all__ = ["VoiceStoreDep", "builtin_voice_names", "router", "voice_object"]
+
+router = APIRouter(tags=["audio"])
+
+#: The multipart parts that may carry the recording: OpenAI's name, and the name
+#: Bragi's other uploads use.
+_AUDIO_FIELDS = ("audio_sample", "file")
+
+
+def _voice_store(request: Request) -> VoiceStore:
+    store: VoiceStore = request.app.state.voices
+    return store
+
+
+VoiceStoreDep = Annotated[VoiceStore, Depends(_voice_store)]
+
+
+class CreateVoiceParams(BaseModel):
+    """The text parts of ``POST /v1/audio/voices``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)  # the characters allowed are checked by the store
+    transcript: str | None = None
+    model: str | None = None
+    consent: str | None = None  # OpenAI's consent recording id; kept, not checked
+    type: Literal["audio_sample"] = "audio_sample"
+
+
+def voice_object(voice: StoredVoice) -> dict[str, Any]:
+    """A cloned voice as the API shows it: OpenAI's voice object plus Bragi's fields."""
+    return {
+        "id": voice.id,
+        "object": "audio.voice",
+        "type": "audio_sample",  # OpenAI's word for a voice cloned from a recording
+        "name": voice.name,
+        "created_at": voice.created_at,
+        "model": voice.model,
+        "language": None,
+        "gender": None,
+        "transcript": voice.transcript,
+        "duration": voice.duration,
+        "sample_rate": voice.sample_rate,
+    }
+
+
+def builtin_voice_names(manager: ModelManager, settings: Settings) -> set[str]:
+    """Names a request resolves to a built-in voice, so a cloned voice may not take them."""
+    names = set(OPENAI_VOICES) | set(settings.voices)
+    for model in manager.models():
+        names.update(voice.id for voice in manager.voices_of(model) or ())
+    return names
+
+
+def _limited(receive: Receive, limit: int) -> Receive:
+    """``receive`` that fails with 413 once the body passes ``limit`` bytes."""
+    received = 0
+
+    async def receive_limited() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise _too_large(limit)
+        return message
+
+    return receive_limited
+
+
+def _too_large(limit: int) -> PayloadTooLargeError:
+    return PayloadTooLargeError(
+        f"Maximum reference recording size ({limit} bytes) exceeded. Send a shorter clip "
+        "or raise voice_upload_limit_mb.",
+        param="audio_sample",
+    )
+
+
+async def _read_create_form(request: Request, limit: int) -> FormData:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        # Read and drop the body (the server-wide limit bounds it) so the client, still
+        # sending, reads this answer instead of a reset connection.
+        async for _ in request.stream():
+            pass
+        raise _too_large(limit)
+    # The body is counted as it arrives, so one without a length stops at the limit too.
+    return await read_form(Request(request.scope, _limited(request.receive, limit)))
+
+
+async def _recording(form: FormData) -> tuple[bytes, str]:
+    given = [field for field in _AUDIO_FIELDS if isinstance(form.get(field), UploadFile)]
+    if len(given) > 1:
+        raise InvalidRequestError(
+            "Send the recording once, as `audio_sample` or as `file`.", param="audio_sample"
+        )
+    field = given[0] if given else _AUDIO_FIELDS[0]
+    return await upload_bytes(form, field), field
+
+
+def _check_model(manager: ModelManager, alias: str) -> None:
+    model = manager.get(alias)  # 404 for an unknown alias
+    if model.kind is ModelKind.STT:
+        raise InvalidRequestError(
+            f"Model `{alias}` is a speech-to-text model; a voice is for a text-to-speech model.",
+            param="model",
+            code="model_kind_mismatch",
+        )
+
+
+@router.post(
+    "/v1/audio/voices",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["name", "audio_sample"],
+                        "properties": {
+                            "name": {"type": "string"},
+                            "audio_sample": {"type": "string", "format": "binary"},
+                            "transcript": {"type": "string"},
+                            "model": {"type": "string"},
+                            "consent": {"type": "string"},
+                        },
+                    }
+                }
+            },
+        }
+    },
+)
+async def create_voice(
+    request: Request,
+    manager: Manager,
+    settings: SettingsDep,
+    store: VoiceStoreDep,
+    key: ApiKey,
+) -> dict[str, Any]:
+    """Clone a voice from a recording of it: checked, stored, and usable by its name or id."""
+    limit = settings.voice_upload_limit_bytes
+    form = await _read_create_form(request, limit)
+    try:
+        if form.get("type") == "prompt":
+            raise UnsupportedCapabilityError(
+                "Bragi clones voices from recordings only (type 'audio_sample'); "
+                "voices described by a prompt are not supported.",
+                param="type",
+            )
+        params = form_params(form, CreateVoiceParams)
+        data, field = await _recording(form)
+    finally:
+        await form.close()
+    if params.model is not None:
+        _check_model(manager, params.model)
+    create = partial(
+        store.create,
+        params.name,
+        data,
+        transcript=params.transcript,
+        model=params.model,
+        consent=params.consent,
+        created_by=key.id if key is not None else None,
+        reserved=builtin_voice_names(manager, settings),
+        param=field,
+    )
+    voice = await to_thread.run_sync(create)
+    return voice_object(voice)
+
+
+@router.get("/v1/audio/voices")
+async def list_voices(
+    manager: Manager, store: VoiceStoreDep, _: ApiKey, model: str | None = None
+) -> dict[str, Any]:
+    """Each TTS model's built-in voices (or ``?model=``'s), then the cloned voices."""
+    models = [manager.get(model)] if model else manager.models()
+    data: list[dict[str, Any]] = []
+    for served in models:
+        voices = manager.voices_of(served)
+        if voices is None:
+            continue
+        data.extend(
+            {
+                "id": v.id,
+                "model": served.alias,
+                "language": v.language,
+                "gender": v.gender,
+                "type": "builtin",
+            }
+            for v in voices
+        )
+    if model is None or models[0].kind is not ModelKind.STT:
+        cloned = await to_thread.run_sync(store.list)
+        # A cloned voice made for one model still shows under no filter and under its own.
+        data.extend(voice_object(v) for v in cloned if model is None or v.model in (None, model))
+    return {"object": "list", "data": data}
+
+
+@router.get("/v1/audio/voices/{voice_id}")
+async def get_voice(voice_id: str, store: VoiceStoreDep, _: ApiKey) -> dict[str, Any]:
+    """One cloned voice, by id (or by name)."""
+    voice = await to_thread.run_sync(store.get, voice_id)
+    return voice_object(voice)
+
+
+@router.delete("/v1/audio/voices/{voice_id}")
+async def delete_voice(voice_id: str, store: VoiceStoreDep, key: ApiKey) -> dict[str, Any]:
+    """Delete a cloned voice (by id, or by name): its creator's key or an admin key."""
+    voice = await to_thread.run_sync(store.get, voice_id)
+    if key is not None and not key.is_admin and voice.created_by != key.id:
+        raise PermissionDeniedError(
+            f"Voice '{voice.name}' was created with another key; only that key or an "
+            "admin key may delete it."
+        )
+    deleted = await to_thread.run_sync(store.delete, voice.id)
+    return {"id": deleted.id, "object": "audio.voice.deleted", "deleted": True}
