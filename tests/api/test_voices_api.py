@@ -318,6 +318,8 @@ def test_a_taken_name_is_a_409_in_any_case(server: AppServer, store: VoiceStore)
     with pytest.raises(openai.ConflictError) as taken:
         server.client().audio.voices.create(name="ada", audio_sample=tone(2.0), consent="c")
     assert taken.value.code == "voice_exists" and first.id in str(taken.value)
+    # openai clients retry a 409 unless told not to; a taken name stays taken.
+    assert taken.value.response.headers["x-should-retry"] == "false"
     assert stored_entries(store) == [first.id]
 
 

@@ -10,8 +10,17 @@ from bragi.auth import KeyRecord, KeyStore
 from bragi.config import Settings
 from bragi.errors import AuthenticationError, PermissionDeniedError
 from bragi.models.manager import ModelManager
+from bragi.voices import VoiceStore
 
-__all__ = ["AdminKey", "ApiKey", "Manager", "SettingsDep", "require_admin", "require_key"]
+__all__ = [
+    "AdminKey",
+    "ApiKey",
+    "Manager",
+    "SettingsDep",
+    "VoiceStoreDep",
+    "require_admin",
+    "require_key",
+]
 
 
 def _settings(request: Request) -> Settings:
@@ -22,6 +31,11 @@ def _settings(request: Request) -> Settings:
 def _manager(request: Request) -> ModelManager:
     manager: ModelManager = request.app.state.manager
     return manager
+
+
+def _voice_store(request: Request) -> VoiceStore:
+    store: VoiceStore = request.app.state.voices
+    return store
 
 
 def _bearer_token(request: Request) -> str | None:
@@ -60,3 +74,4 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 Manager = Annotated[ModelManager, Depends(_manager)]
 ApiKey = Annotated[KeyRecord | None, Depends(require_key)]
 AdminKey = Annotated[KeyRecord | None, Depends(require_admin)]
+VoiceStoreDep = Annotated[VoiceStore, Depends(_voice_store)]

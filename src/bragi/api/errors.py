@@ -24,6 +24,8 @@ def error_response(error: BragiError) -> JSONResponse:
         headers["Retry-After"] = str(error.retry_after)
     if error.status_code >= 500:
         headers["x-should-retry"] = "false" if error.status_code == 500 else "true"
+    elif error.status_code == 409:  # openai clients retry 409s; a taken name stays taken
+        headers["x-should-retry"] = "false"
     return JSONResponse(error.to_body(), status_code=error.status_code, headers=headers)
 
 

@@ -18,9 +18,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from bragi.api.deps import ApiKey, Manager, SettingsDep
+from bragi.api.deps import ApiKey, Manager, SettingsDep, VoiceStoreDep
 from bragi.api.forms import json_params
-from bragi.api.routes.voices import VoiceStoreDep
 from bragi.api.sse import SSE_HEADERS, sse_event
 from bragi.audio import CONTENT_TYPES, Audio
 from bragi.audio.speech_encoder import SpeechEncoder

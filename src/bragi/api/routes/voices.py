@@ -10,15 +10,15 @@ an admin key any of them.
 from __future__ import annotations
 
 from functools import partial
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from anyio import to_thread
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import FormData, UploadFile
 from starlette.types import Message, Receive
 
-from bragi.api.deps import ApiKey, Manager, SettingsDep
+from bragi.api.deps import ApiKey, Manager, SettingsDep, VoiceStoreDep
 from bragi.api.forms import form_params, read_form, upload_bytes
 from bragi.backends.protocol import ModelKind
 from bragi.config import Settings
@@ -30,23 +30,15 @@ from bragi.errors import (
 )
 from bragi.models.manager import ModelManager
 from bragi.models.voices import OPENAI_VOICES
-from bragi.voices import StoredVoice, VoiceStore
+from bragi.voices import StoredVoice
 
-__all__ = ["VoiceStoreDep", "builtin_voice_names", "router", "voice_object"]
+__all__ = ["builtin_voice_names", "router", "voice_object"]
 
 router = APIRouter(tags=["audio"])
 
 #: The multipart parts that may carry the recording: OpenAI's name, and the name
 #: Bragi's other uploads use.
 _AUDIO_FIELDS = ("audio_sample", "file")
-
-
-def _voice_store(request: Request) -> VoiceStore:
-    store: VoiceStore = request.app.state.voices
-    return store
-
-
-VoiceStoreDep = Annotated[VoiceStore, Depends(_voice_store)]
 
 
 class CreateVoiceParams(BaseModel):
