@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -227,3 +229,42 @@ def test_a_cloned_voice_round_trip(live: LiveServer, speech: dict[str, SpeechSam
         client.audio.speech.create(model=MODEL, voice="beckett", input="Hi.")  # type: ignore[arg-type]
     assert gone.value.code == "voice_not_found"
     live.assert_healthy()
+
+
+def test_the_command_line_clones_and_speaks_without_a_server(
+    live: LiveServer, speech: dict[str, SpeechSample], tmp_path: Path
+) -> None:
+    """``bragi voices add`` then ``bragi speak --voice``: the engine runs in a worker from
+    the same environment, in the command's own process tree."""
+    config = live.data_dir.parent / "config.yaml"
+    common = ["--config", str(config), "--data-dir", str(live.data_dir)]
+    bragi = [sys.executable, "-m", "bragi"]
+    added = subprocess.run(
+        [*bragi, "voices", "add", "reader", str(speech["beckett"].path), *common],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert added.returncode == 0, added.stderr
+    out = tmp_path / "reader.wav"
+    speak = [*bragi, "speak", "--model", MODEL, "--voice", "reader", "-o", str(out), *common]
+    spoken = subprocess.run(
+        [*speak, "--language", "fr", "Ever tried."],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert spoken.returncode == 0, spoken.stderr
+    with wave.open(str(out)) as audio:
+        assert audio.getframerate() == 24_000 and audio.getnframes() > 5_000
+    refused = subprocess.run(
+        [*speak, "--language", "ja", "Hi."],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert refused.returncode != 0 and "ja" in refused.stderr and "Traceback" not in refused.stderr
+    removed = subprocess.run(
+        [*bragi, "voices", "rm", "reader", *common], capture_output=True, text=True, timeout=60
+    )
+    assert removed.returncode == 0, removed.stderr

@@ -21,7 +21,10 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
     parser.add_argument("text", nargs="?", help="text to speak (default: read standard input)")
     parser.add_argument("-o", "--output", type=Path, help="output file (default: standard output)")
     parser.add_argument("--model", help="model alias (default: the first TTS model)")
-    parser.add_argument("--voice", default="alloy", help="engine or OpenAI voice name")
+    parser.add_argument(
+        "--voice", default="alloy", help="engine voice, OpenAI voice name, or cloned voice"
+    )
+    parser.add_argument("--language", help="for engines that speak several, e.g. de")
     parser.add_argument(
         "--format",
         choices=["mp3", "opus", "aac", "flac", "wav", "pcm"],
@@ -39,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     from bragi.cli.local import default_alias, with_local_engine
     from bragi.cli.main import settings_from_args
     from bragi.errors import InvalidRequestError
-    from bragi.models.voices import resolve_voice
+    from bragi.voices import VoiceStore
+    from bragi.voices.choose import choose_voice
 
     text = args.text if args.text is not None else sys.stdin.read()
     if not text.strip():
@@ -53,8 +57,11 @@ def run(args: argparse.Namespace) -> int:
 
     def work(engine: Engine) -> bytes:
         assert isinstance(engine, TextToSpeech)
-        voice = resolve_voice(args.voice, alias, engine.voices(), settings.voices)
-        job, tempo = synthesis_plan(text, voice, args.speed, engine)
+        store = VoiceStore.for_settings(settings)
+        voice, reference = choose_voice(
+            args.voice, alias, engine, settings.voices, store, cloning_models=list
+        )
+        job, tempo = synthesis_plan(text, voice, args.speed, engine, reference, args.language)
         encoder = SpeechEncoder(fmt, engine.capabilities.sample_rate, tempo)
         pieces = [encoder.feed(chunk) for chunk in engine.synthesize(job)]
         pieces.append(encoder.finish())

@@ -24,11 +24,9 @@ from bragi.api.sse import SSE_HEADERS, sse_event
 from bragi.audio import CONTENT_TYPES, Audio
 from bragi.audio.speech_encoder import SpeechEncoder
 from bragi.backends.protocol import ModelKind, SynthesisRequest, TextToSpeech, VoiceReference
-from bragi.config import Settings
-from bragi.errors import InvalidRequestError, UnknownVoiceError
+from bragi.errors import InvalidRequestError
 from bragi.models.manager import Lease, ModelManager
-from bragi.models.voices import cannot_clone, resolve_voice
-from bragi.voices import VoiceStore
+from bragi.voices.choose import choose_voice
 
 router = APIRouter(tags=["audio"])
 
@@ -89,35 +87,13 @@ def synthesis_plan(
     return request, speed / native
 
 
-async def choose_voice(
-    requested: str,
-    alias: str,
-    engine: TextToSpeech,
-    settings: Settings,
-    store: VoiceStore,
-    manager: ModelManager,
-) -> tuple[str, VoiceReference | None]:
-    """The engine's voice and, for a cloned voice, its reference recording.
-
-    Built-in voices come first (an engine voice, a configured mapping, an OpenAI name),
-    so a stored voice never changes what an existing request gets; otherwise a cloned
-    voice by name or id, on any model whose engine can clone, whatever model it was
-    made for (a recording is not tied to one engine).
-    """
-    try:
-        return resolve_voice(requested, alias, engine.voices(), settings.voices), None
-    except UnknownVoiceError:
-        cloned = await to_thread.run_sync(store.find, requested)
-        if cloned is None:
-            raise
-    if not engine.capabilities.cloning:
-        able = [
-            model.alias
-            for model in manager.models()
-            if isinstance(model.engine, TextToSpeech) and model.engine.capabilities.cloning
-        ]
-        raise cannot_clone(alias, cloned.name, able)
-    return cloned.name, await to_thread.run_sync(store.reference, cloned)
+def _cloning_models(manager: ModelManager) -> list[str]:
+    """Loaded models whose engine can clone (whether one can is known once it is loaded)."""
+    return [
+        model.alias
+        for model in manager.models()
+        if isinstance(model.engine, TextToSpeech) and model.engine.capabilities.cloning
+    ]
 
 
 _FIRST_PIECE_SECONDS = 0.25
@@ -233,8 +209,14 @@ async def create_speech(
         engine = lease.engine
         if not isinstance(engine, TextToSpeech):
             raise InvalidRequestError(f"Model `{params.model}` cannot speak.", param="model")
-        voice, reference = await choose_voice(
-            params.voice_name, params.model, engine, settings, store, manager
+        voice, reference = await to_thread.run_sync(
+            choose_voice,
+            params.voice_name,
+            params.model,
+            engine,
+            settings.voices,
+            store,
+            lambda: _cloning_models(manager),
         )
         job, tempo = synthesis_plan(
             params.input, voice, params.speed, engine, reference, params.language

@@ -1,0 +1,41 @@
+"""Which voice a speech request gets: a built-in one, else a cloned one.
+
+Shared by ``/v1/audio/speech`` and ``bragi speak``. Built-in voices come first (an engine
+voice, a configured mapping, an OpenAI name), so a stored voice never changes what an
+existing request gets; otherwise a cloned voice by name or id, on any model whose engine
+can clone, whatever model it was made for (a recording is not tied to one engine).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+from bragi.backends.protocol import TextToSpeech, VoiceReference
+from bragi.config import VoiceMapping
+from bragi.errors import UnknownVoiceError
+from bragi.models.voices import cannot_clone, resolve_voice
+from bragi.voices.store import VoiceStore
+
+__all__ = ["choose_voice"]
+
+
+def choose_voice(
+    requested: str,
+    alias: str,
+    engine: TextToSpeech,
+    mappings: Mapping[str, VoiceMapping],
+    store: VoiceStore,
+    cloning_models: Callable[[], Sequence[str]],
+) -> tuple[str, VoiceReference | None]:
+    """The engine's voice and, for a cloned voice, its reference recording (read from
+    disk or the store's cache: call it off the event loop). ``cloning_models`` names the
+    models that can clone, for the 400 a model that cannot gives."""
+    try:
+        return resolve_voice(requested, alias, engine.voices(), mappings), None
+    except UnknownVoiceError:
+        cloned = store.find(requested)
+        if cloned is None:
+            raise
+    if not engine.capabilities.cloning:
+        raise cannot_clone(alias, cloned.name, cloning_models())
+    return cloned.name, store.reference(cloned)
