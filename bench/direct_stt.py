@@ -21,14 +21,12 @@ __all__ = ["DIRECT", "SttEngines"]
 
 #: what the direct call is, for the table's notes
 DIRECT = {
-    "moonshine": "moonshine-voice Transcriber(TINY).transcribe_without_streaming on "
-    "load_wav_file's samples: the package's own C++ runtime and VAD on the same .ort files "
-    "(Bragi runs its own greedy decoder on onnxruntime, cut by Silero VAD)",
-    "vosk": "vosk.KaldiRecognizer(model, rate), SetWords, the WAV fed in 4000-frame reads",
-    "paraformer": "sherpa_onnx.OfflineRecognizer.from_paraformer(threads = cores), the "
-    "whole file in one stream",
-    "parakeet": "onnx_asr.load_model('nemo-conformer-tdt', intra-op threads = cores)"
-    ".recognize(path)",
+    "moonshine": "moonshine-voice Transcriber(TINY).transcribe_without_streaming, its own "
+    "runtime and VAD on the same .ort files (Bragi: its own greedy decoder on onnxruntime, "
+    "Silero VAD)",
+    "vosk": "vosk.KaldiRecognizer, SetWords, 4000-frame reads",
+    "paraformer": "sherpa_onnx.OfflineRecognizer.from_paraformer, whole file in one stream",
+    "parakeet": "onnx_asr.load_model('nemo-conformer-tdt').recognize(path)",
 }
 _VOSK_FRAMES = 4000  # Vosk's own examples read this many frames at a time
 

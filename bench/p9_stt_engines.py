@@ -123,4 +123,6 @@ def _accuracy(engine: str, clip: Clip, texts: dict[str, str]) -> str:
     import jiwer  # on the words as they are: normalize() keeps Latin letters only
 
     apart = 100.0 * float(jiwer.wer(texts["direct"], texts["server"]))
-    return f"transcripts differ: server {apart:.1f} % WER against direct"
+    # Vosk itself does not give the same words twice on this synthetic speech (measured:
+    # one process, the same file read the same way, two calls, two transcripts)
+    return f"transcripts {apart:.1f} % WER apart (Vosk varies from call to call here)"
