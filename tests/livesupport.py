@@ -17,6 +17,21 @@ import httpx
 import openai
 
 KEY_PATTERN = re.compile(r"sk-bragi-[A-Za-z0-9_-]{20,}")
+#: The ten fields of a verbose_json segment, as OpenAI sends them.
+SEGMENT_FIELDS = frozenset(
+    {
+        "id",
+        "seek",
+        "start",
+        "end",
+        "text",
+        "tokens",
+        "temperature",
+        "avg_logprob",
+        "compression_ratio",
+        "no_speech_prob",
+    }
+)
 
 
 def free_port() -> int:

@@ -76,3 +76,22 @@ def run_in_env(env: EngineEnv, script: str, *args: str, timeout: float = 300.0) 
     if done.returncode != 0:
         pytest.fail(f"the script failed in the {env.name} environment:\n{done.stderr[-4000:]}")
     return done.stdout
+
+
+def child_pids(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:  # gone meanwhile
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def mapped_files(pid: int) -> str:
+    """What a process has mapped: its shared libraries among them."""
+    return Path(f"/proc/{pid}/maps").read_text()

@@ -16,7 +16,7 @@ from typing import Any
 import openai
 import pytest
 
-from livesupport import LiveServer, start_server
+from livesupport import SEGMENT_FIELDS, LiveServer, start_server
 from speech import SpeechSample
 from tinymodels import write_paraformer, write_parakeet
 
@@ -25,19 +25,6 @@ pytestmark = [
     # openai 3.x marks audio.translations.create as deprecated; servers still offer it.
     pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning"),
 ]
-
-SEGMENT_FIELDS = {
-    "id",
-    "seek",
-    "start",
-    "end",
-    "text",
-    "tokens",
-    "temperature",
-    "avg_logprob",
-    "compression_ratio",
-    "no_speech_prob",
-}
 
 
 @pytest.fixture(scope="module")

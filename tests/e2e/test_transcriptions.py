@@ -6,7 +6,7 @@ import av
 import openai
 import pytest
 
-from livesupport import LiveServer
+from livesupport import SEGMENT_FIELDS, LiveServer
 from speech import SpeechSample, espeak, reencode, word_error_rate
 
 pytestmark = [
@@ -94,21 +94,9 @@ def test_verbose_json_with_words(server: LiveServer, speech: dict[str, SpeechSam
     assert result.language == "english"
     assert result.duration == pytest.approx(sample.duration, abs=0.1)
     assert result.segments and result.words
-    fields = (
-        "id",
-        "seek",
-        "start",
-        "end",
-        "text",
-        "tokens",
-        "temperature",
-        "avg_logprob",
-        "compression_ratio",
-        "no_speech_prob",
-    )
     for index, segment in enumerate(result.segments):
         data = segment.model_dump()
-        assert all(data.get(field) is not None for field in fields), data
+        assert all(data.get(field) is not None for field in SEGMENT_FIELDS), data
         assert segment.id == index
         assert 0 <= segment.start < segment.end <= sample.duration + 0.5
     starts = [word.start for word in result.words]

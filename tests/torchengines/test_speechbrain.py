@@ -19,11 +19,11 @@ import pytest
 from bragi.backends.registry import BackendRegistry
 from bragi.backends.speechbrain import BACKEND, card_languages, inspect_model
 from bragi.errors import ModelUnavailableError
-from livesupport import LiveServer, start_server
+from livesupport import SEGMENT_FIELDS, LiveServer, start_server
 from speech import SpeechSample
 from tinymodels import write_paraformer
 from tinymodels.speechbrain import CARD, CTC, SEQ2SEQ, write_speechbrain
-from torchenvs import EngineEnv
+from torchenvs import EngineEnv, child_pids, mapped_files
 
 pytestmark = [
     pytest.mark.slow,
@@ -32,18 +32,6 @@ pytestmark = [
 ]
 
 MODELS = ("sb-seq2seq", "sb-ctc")
-SEGMENT_FIELDS = {
-    "id",
-    "seek",
-    "start",
-    "end",
-    "text",
-    "tokens",
-    "temperature",
-    "avg_logprob",
-    "compression_ratio",
-    "no_speech_prob",
-}
 
 
 # --- recognising a model from its files (no torch) -------------------------------------
@@ -228,23 +216,6 @@ def test_a_missing_checkpoint_fails_to_load_with_the_reason(
     live.assert_healthy()
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def _maps(pid: int) -> str:
-    return Path(f"/proc/{pid}/maps").read_text()
-
-
 def test_torch_is_in_the_workers_never_in_the_server(
     live: LiveServer, tiny_models: dict[str, Path], speech: dict[str, SpeechSample]
 ) -> None:
@@ -252,9 +223,9 @@ def test_torch_is_in_the_workers_never_in_the_server(
     for model in MODELS:
         live.client().audio.transcriptions.create(model=model, file=speech["beckett"].path)
     server = live.process.pid
-    workers = [pid for pid in _children(server) if "libtorch" in _maps(pid)]
+    workers = [pid for pid in child_pids(server) if "libtorch" in mapped_files(pid)]
     assert len(workers) == 2, "each model has a worker with torch loaded"
-    assert "libtorch" not in _maps(server) and "torch" not in _maps(server)
+    assert "libtorch" not in mapped_files(server) and "torch" not in mapped_files(server)
     for pid in workers:
         interpreter = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
         assert interpreter == str(live.data_dir / "envs" / "speechbrain" / "bin" / "python")

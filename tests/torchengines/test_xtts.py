@@ -21,7 +21,7 @@ from bragi.backends.xtts import BACKEND
 from livesupport import LiveServer, start_server
 from speech import SpeechSample
 from tinymodels.xtts import LANGUAGES, SPEAKERS, build_tiny_xtts
-from torchenvs import EngineEnv
+from torchenvs import EngineEnv, child_pids, mapped_files
 
 pytestmark = pytest.mark.slow
 MODEL = "xtts-tiny"
@@ -53,23 +53,6 @@ def live(
     (root / "config.yaml").write_text(json.dumps(config))  # JSON is YAML
     with start_server(data, root / "models", config=root / "config.yaml") as server:
         yield server
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def _maps(pid: int) -> str:
-    return Path(f"/proc/{pid}/maps").read_text()
 
 
 def test_the_tiny_checkpoint_is_recognised_as_xtts(xtts_dir: Path, tmp_path: Path) -> None:
@@ -186,9 +169,9 @@ def test_torch_is_in_the_worker_never_in_the_server(live: LiveServer) -> None:
             == 200
         )
     server = live.process.pid
-    workers = [pid for pid in _children(server) if "libtorch" in _maps(pid)]
+    workers = [pid for pid in child_pids(server) if "libtorch" in mapped_files(pid)]
     assert workers, "no worker process has torch loaded"
-    assert "libtorch" not in _maps(server) and "torch" not in _maps(server)
+    assert "libtorch" not in mapped_files(server) and "torch" not in mapped_files(server)
     interpreter = Path(f"/proc/{workers[0]}/cmdline").read_bytes().split(b"\0")[0].decode()
     assert interpreter == str(live.data_dir / "envs" / "xtts" / "bin" / "python")
 
