@@ -203,12 +203,7 @@ class ModelStore:
         freed = 0
         if self.hub_dir.is_dir():
             cache = hf.scan_cache_dir(self.hub_dir)
-            commits = [
-                revision.commit_hash
-                for repo in cache.repos
-                if repo.repo_id == repo_id and repo.repo_type == "model"
-                for revision in repo.revisions
-            ]
+            commits = _commits(cache, repo_id)
             if commits:
                 strategy = cache.delete_revisions(*commits)
                 strategy.execute()
@@ -304,14 +299,7 @@ class ModelStore:
     def _discard(self, repo_id: str, commit: str) -> None:
         """Delete a downloaded revision (the whole repo if it is the only one)."""
         cache = hf.scan_cache_dir(self.hub_dir)
-        others = [
-            revision.commit_hash
-            for repo in cache.repos
-            if repo.repo_id == repo_id and repo.repo_type == "model"
-            for revision in repo.revisions
-            if revision.commit_hash != commit
-        ]
-        if not others:
+        if _commits(cache, repo_id) == [commit]:
             self.remove(repo_id)
             return
         cache.delete_revisions(commit).execute()
@@ -362,6 +350,16 @@ class ModelStore:
         except hf_errors.CachedRepoTreeNotFoundError:
             return None
         return {file.path: file.size for file in tree}
+
+
+def _commits(cache: hf.HFCacheInfo, repo_id: str) -> list[str]:
+    """The commits of a model repo that the cache holds."""
+    return [
+        revision.commit_hash
+        for repo in cache.repos
+        if repo.repo_id == repo_id and repo.repo_type == "model"
+        for revision in repo.revisions
+    ]
 
 
 def _size(path: Path) -> int:
