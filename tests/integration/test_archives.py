@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from bragi.backends.vosk import BACKEND as VOSK
+from bragi.cli.main import main
 from bragi.errors import ModelFetchError
 from bragi.models.archive import ArchiveLimits, unpack_zip
 from bragi.models.catalog import Catalog
@@ -86,7 +87,9 @@ def test_the_catalog_names_archives_and_plans_them_as_such() -> None:
         assert hub is not None and hub.patterns == [entry.archive]
 
 
-def test_pull_unpacks_once_into_the_store(hub: HubStub, tmp_path: Path) -> None:
+def test_pull_unpacks_once_into_the_store(
+    hub: HubStub, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     store = ModelStore(tmp_path / "models")
 
     model_dir = store.fetch(SOURCE)
@@ -111,6 +114,14 @@ def test_pull_unpacks_once_into_the_store(hub: HubStub, tmp_path: Path) -> None:
     assert stored.unpacked == (model_dir,)
     unpacked = sum(file.stat().st_size for file in files_under(VOSK_KO))
     assert stored.size_bytes > unpacked  # the zip is kept beside what it unpacked to
+    # `bragi list` finds the engine in what was unpacked, not in the repo of zips
+    env = {"BRAGI_MODEL_CACHE_DIR": str(store.root), "BRAGI_DATA_DIR": str(tmp_path / "d")}
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        assert main(["list"]) == 0
+    [row] = [line for line in capsys.readouterr().out.splitlines() if line.startswith(REPO)]
+    assert row.split()[1] == "vosk"
 
     # Offline, a lost unpacked copy is made again from the kept zip.
     hub.requests.clear()

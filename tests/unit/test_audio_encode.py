@@ -24,6 +24,7 @@ from bragi.audio import (
     encode_audio,
     resample,
 )
+from bragi.audio.encode import to_pcm16
 from bragi.errors import InvalidRequestError
 
 ASSETS = files("moonshine_voice") / "assets"
@@ -113,14 +114,14 @@ def test_container_headers_are_what_players_expect(speech: Audio) -> None:
 
 def test_flac_is_lossless_at_16_bits(speech: Audio) -> None:
     audio, _, _ = decode_all(encode_audio(speech, "flac"))
-    expected = (np.clip(speech.samples, -1, 1) * 32767).astype(np.int16) / 32768
+    expected = to_pcm16(speech.samples) / 32768
     np.testing.assert_array_equal(audio.samples, expected.astype(np.float32))
 
 
 def test_pcm_is_headerless_s16le(speech: Audio) -> None:
     pcm = encode_audio(speech, "pcm")
     assert len(pcm) == 2 * len(speech.samples)  # 2 bytes x 24000 Hz x duration
-    expected = (speech.samples * 32767).astype("<i2")
+    expected = np.clip(np.rint(speech.samples * 32768), -32768, 32767).astype("<i2")
     np.testing.assert_array_equal(np.frombuffer(pcm, dtype="<i2"), expected)
 
 
@@ -188,7 +189,7 @@ def test_stream_resamples_engine_rate_to_24k(speech: Audio, fmt: str) -> None:
 def test_out_of_range_samples_are_clipped_not_wrapped() -> None:
     loud = np.array([0.0, 2.0, -2.0, 1.0, -1.0, 0.5, np.nan, np.inf], dtype=np.float32)
     pcm = encode_audio(Audio(loud, 24_000), "pcm")
-    assert np.frombuffer(pcm, "<i2").tolist() == [0, 32767, -32767, 32767, -32767, 16383, 0, 32767]
+    assert np.frombuffer(pcm, "<i2").tolist() == [0, 32767, -32768, 32767, -32768, 16384, 0, 32767]
     assert np.isnan(loud[6])  # the caller's array is left alone
 
 
@@ -247,3 +248,11 @@ def test_stream_resampler_passes_through_at_equal_rates(speech: Audio) -> None:
     resampler = StreamResampler(24_000, 24_000)
     assert resampler.process(speech.samples) is speech.samples
     assert len(resampler.flush()) == 0
+
+
+def test_16_bit_samples_survive_the_trip_through_float() -> None:
+    every = np.arange(-32768, 32768, dtype=np.int16)
+    as_float = (every.astype(np.float32) / 32768.0).astype(np.float32)
+    np.testing.assert_array_equal(to_pcm16(as_float), every)
+    loud = np.array([1.5, -1.5, np.nan, 1.0], dtype=np.float32)
+    assert to_pcm16(loud).tolist() == [32767, -32768, 0, 32767]

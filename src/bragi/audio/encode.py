@@ -22,7 +22,14 @@ from bragi.audio.resample import StreamResampler
 from bragi.audio.types import Audio, Samples
 from bragi.errors import InvalidRequestError
 
-__all__ = ["CONTENT_TYPES", "OUTPUT_FORMATS", "OUTPUT_SAMPLE_RATE", "StreamEncoder", "encode_audio"]
+__all__ = [
+    "CONTENT_TYPES",
+    "OUTPUT_FORMATS",
+    "OUTPUT_SAMPLE_RATE",
+    "StreamEncoder",
+    "encode_audio",
+    "to_pcm16",
+]
 
 OUTPUT_SAMPLE_RATE = 24_000
 
@@ -98,9 +105,12 @@ def _clip(samples: Samples) -> Samples:
     return np.nan_to_num(out, copy=False)
 
 
-def _to_s16(samples: Samples) -> npt.NDArray[np.int16]:
-    """Clip to [-1, 1] and scale to little-endian int16."""
-    return (_clip(samples) * 32767.0).astype("<i2")
+def to_pcm16(samples: Samples) -> npt.NDArray[np.int16]:
+    """Little-endian int16 samples: clipped, scaled by 32768 and rounded, so 16-bit audio
+    decoded to float (``n / 32768``) comes back exactly; NaN becomes silence."""
+    scaled = np.rint(_clip(samples) * 32768.0)
+    pcm: npt.NDArray[np.int16] = np.clip(scaled, -32768, 32767).astype("<i2")
+    return pcm
 
 
 def _wav_header(sample_rate: int, data_bytes: int | None = None) -> bytes:
@@ -210,11 +220,11 @@ class StreamEncoder:
 
     def _write(self, chunk: Samples) -> bytes:
         if self._pcm:
-            return self._pcm_header() + _to_s16(chunk).tobytes() if len(chunk) else b""
+            return self._pcm_header() + to_pcm16(chunk).tobytes() if len(chunk) else b""
         assert self._stream is not None and self._container is not None
         if len(chunk):
             if self._stream.codec_context.format.name == "s16":
-                data: npt.NDArray[np.int16] | Samples = _to_s16(chunk)
+                data: npt.NDArray[np.int16] | Samples = to_pcm16(chunk)
             else:
                 # Clip the float codecs too, so overshoot sounds the same in every format.
                 data = _clip(chunk)

@@ -20,9 +20,9 @@ from collections.abc import Generator, Iterable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from pydantic import ConfigDict, field_validator
 
+from bragi.audio.encode import to_pcm16
 from bragi.audio.types import Audio
 from bragi.backends.checks import check_transcription
 from bragi.backends.protocol import (
@@ -110,7 +110,7 @@ class VoskEngine:
 
 def _results(recognizer: Any, audio: Audio) -> Generator[tuple[str, list[Word]], None, None]:
     """Feed 16-bit pieces; yield (text, words) for each utterance Vosk finalises."""
-    pcm = (np.clip(audio.samples, -1.0, 1.0) * 32767).astype("<i2")
+    pcm = to_pcm16(audio.samples)
     step = max(int(audio.sample_rate * CHUNK_SECONDS), 1)
     try:
         for offset in range(0, len(pcm), step):

@@ -107,7 +107,10 @@ def _list(args: argparse.Namespace) -> int:
         for path in sorted(p for p in packaged_root.iterdir() if p.is_dir() and p.name[0] != "."):
             rows.append((path.name.replace("--", ":"), _backend_of(path), _size(path), "pypi"))
     for stored in store.list():
-        rows.append((stored.repo_id, _backend_of(stored.path), stored.size_bytes, "hub"))
+        # a repo of archives (Vosk zips) holds its models in what was unpacked from them
+        found = {_backend_of(path) for path in (*stored.unpacked, stored.path)} - {"?"}
+        backend = ",".join(sorted(found)) or "?"
+        rows.append((stored.repo_id, backend, stored.size_bytes, "hub"))
     print(f"{'NAME':<44} {'BACKEND':<16} {'SIZE':>10}  SOURCE")
     for name, backend, size, origin in rows:
         print(f"{name:<44} {backend:<16} {size / _MB:>7.1f} MB  {origin}")
