@@ -9,6 +9,7 @@ sees it through a dist-info directory put on its path for the test.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -152,6 +153,36 @@ def test_install_list_run_and_remove_an_engine_environment(
     assert not envs.path("fake-six").exists() and envs.installed() == []
     with pytest.raises(BackendUnavailableError, match="bragi backend install fake-six"):
         create_engine(plugin, model_dir, "cpu", options, config)  # type: ignore[arg-type]
+
+
+def test_an_installation_whose_source_is_gone_is_copied_into_the_environment(
+    tmp_path: Path, plugin: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In a container image Bragi was installed from a build directory that is not in
+    the image; ``--bragi copy`` (the default then) copies the installed package."""
+    data = tmp_path / "data"
+    envs = EngineEnvs(data / "envs")
+    common = ["--data-dir", str(data), "--device", "cpu", "--bragi", "copy"]
+    assert main(["backend", "install", "fake-six", *common]) == 0
+    assert "copying Bragi 0.1.0" in capsys.readouterr().err
+    probe = (
+        "import bragi, importlib.metadata as m; print(bragi.__file__); "
+        "print(sorted(e.name for e in m.entry_points(group='bragi.backends')))"
+    )
+    where, names = subprocess.run(
+        [str(envs.python("fake-six")), "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert Path(where).is_relative_to(envs.path("fake-six"))
+    assert "faster-whisper" in names and "xtts" in names
+    model_dir = make_model_dir(tmp_path / "models", "fake-six")
+    config = RunnerConfig(label="six", envs_dir=envs.root)
+    options = plugin.options_model()  # type: ignore[attr-defined]
+    engine = create_engine(plugin, model_dir, "cpu", options, config)  # type: ignore[arg-type]
+    try:
+        segments, _ = engine.transcribe(SPEECH, TranscribeOptions())  # type: ignore[union-attr]
+        assert [s.text for s in segments] == [f" six 1.16.0 from {envs.path('fake-six')}"]
+    finally:
+        engine.close()
 
 
 def test_torch_comes_from_the_devices_index_unless_told_otherwise(

@@ -30,7 +30,8 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
     install.add_argument(
         "--bragi",
         metavar="SPEC",
-        help="how to install Bragi in it (default: the same source, wheel or version as this one)",
+        help="how to install Bragi in it: pip arguments, or `copy` to copy this installation "
+        "(default: the same source, wheel or version as this one; copy when that is gone)",
     )
     install.add_argument("--python", metavar="PATH", help="interpreter for the venv")
     install.set_defaults(handler=_install)
@@ -75,13 +76,21 @@ def _install(args: argparse.Namespace) -> int:
         list(backend.requirements),
         device,
         torch_index=args.torch_index,
-        bragi=args.bragi.split() if args.bragi else None,
+        bragi=_bragi_source(args.bragi),
         python=args.python,
         output=_stderr,
         verify_imports=tuple(getattr(backend, "verify_imports", ())),
     )
     print(f"installed {backend.name} ({manifest.size_bytes / _MB:.1f} MB, {device})")
     return 0
+
+
+def _bragi_source(spec: str | None) -> list[str] | None:
+    from bragi.runners.envs import COPY_INSTALLED
+
+    if spec is None:
+        return None
+    return COPY_INSTALLED if spec.strip() == "copy" else spec.split()
 
 
 def _versions(manifest: Any) -> str:

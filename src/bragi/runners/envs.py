@@ -29,6 +29,7 @@ from bragi import __version__
 from bragi.errors import BackendUnavailableError, ConfigError, NotFoundError
 
 __all__ = [
+    "COPY_INSTALLED",
     "MANIFEST_NAME",
     "TORCH_INDEXES",
     "WORKER_CORE",
@@ -40,6 +41,8 @@ __all__ = [
 ]
 
 MANIFEST_NAME = "bragi-env.json"
+#: ``bragi=`` value meaning "copy this installation's package and metadata" (no pip).
+COPY_INSTALLED: list[str] = []
 #: What the worker imports besides the engine: ``bragi.backends.protocol`` needs numpy
 #: and pydantic, and importing ``bragi.audio`` loads av and soxr.
 WORKER_CORE = ("numpy", "pydantic", "av", "soxr")
@@ -67,7 +70,9 @@ def torch_index_for(device: str, override: str | None = None) -> str | None:
 
 def bragi_requirement() -> list[str]:
     """pip arguments installing this Bragi: its source tree (editable when this one is),
-    the file it was installed from, else ``bragi==<version>`` from the index."""
+    the file it was installed from, else ``bragi==<version>`` from the index. Empty when
+    it came from a source that is gone (a container image, built from a tree that is not
+    in it): then the installed package itself is copied (:data:`COPY_INSTALLED`)."""
     try:
         dist = distribution("bragi")
     except PackageNotFoundError:
@@ -79,6 +84,8 @@ def bragi_requirement() -> list[str]:
     url = str(origin.get("url", ""))
     if url.startswith("file://"):
         path = unquote(urlparse(url).path)
+        if not Path(path).exists():
+            return COPY_INSTALLED
         return ["-e", path] if origin.get("dir_info", {}).get("editable") else [path]
     return [f"bragi @ {url}"]
 
@@ -204,7 +211,10 @@ class EngineEnvs:
             self._run(
                 name, "installing the requirements", [*pip, *requirements, *_worker_core()], output
             )
-            self._run(name, "installing Bragi", [*pip, "--no-deps", *source], output)
+            if source:
+                self._run(name, "installing Bragi", [*pip, "--no-deps", *source], output)
+            else:
+                self._copy_installed_bragi(name, output)
             if device == "cpu":
                 self._cpu_torchaudio(name, output)
             if verify_imports:
@@ -243,6 +253,27 @@ class EngineEnvs:
                 f"installing the {name} environment failed while {step}: "
                 f"{Path(command[0]).name} exited with code {process.returncode} (output above)"
             )
+
+    def _copy_installed_bragi(self, name: str, output: Output) -> None:
+        """Put this installation's ``bragi`` package and its metadata (entry points
+        included, so the worker finds the backends) into the environment, as pip would."""
+        dist = distribution("bragi")
+        package = Path(__file__).resolve().parents[1]  # the installed ``bragi`` directory
+        probe = "import sysconfig; print(sysconfig.get_path('purelib'))"
+        site = Path(
+            subprocess.run(
+                [str(self.python(name)), "-c", probe], capture_output=True, text=True, check=True
+            ).stdout.strip()
+        )
+        output(f"copying Bragi {dist.version} from {package} (the source it came from is gone)")
+        shutil.copytree(package, site / "bragi", ignore=shutil.ignore_patterns("__pycache__"))
+        info = site / f"bragi-{dist.version}.dist-info"
+        info.mkdir()
+        for member in ("METADATA", "entry_points.txt", "top_level.txt"):
+            text = dist.read_text(member)
+            if text is not None:
+                (info / member).write_text(text, encoding="utf-8")
+        (info / "INSTALLER").write_text("bragi backend install\n", encoding="utf-8")
 
     def _cpu_torchaudio(self, name: str, output: Output) -> None:
         """Make a CUDA build of torchaudio importable beside a CPU torch.
