@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bragi.api.errors import error_response
 from bragi.errors import PayloadTooLargeError
 
-__all__ = ["UploadLimitMiddleware"]
+__all__ = ["UploadLimitMiddleware", "limited_receive"]
 
 _DRAIN_FACTOR = 8  # read and discard at most this many times the limit
 
@@ -40,18 +40,8 @@ class UploadLimitMiddleware:
             await self._drain(receive, declared)
             await error_response(_too_large(self.limit, declared))(scope, receive, send)
             return
-        received = 0
-
-        async def counting_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise _too_large(self.limit, None)
-            return message
-
-        await self.app(scope, counting_receive, send)
+        limited = limited_receive(receive, self.limit, _too_large(self.limit, None))
+        await self.app(scope, limited, send)
 
     async def _drain(self, receive: Receive, declared: int) -> None:
         if declared > self.limit * _DRAIN_FACTOR:
@@ -60,6 +50,22 @@ class UploadLimitMiddleware:
             message = await receive()
             if message["type"] != "http.request" or not message.get("more_body", False):
                 return
+
+
+def limited_receive(receive: Receive, limit: int, error: PayloadTooLargeError) -> Receive:
+    """``receive`` that raises ``error`` once the body has passed ``limit`` bytes."""
+    received = 0
+
+    async def counting_receive() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise error
+        return message
+
+    return counting_receive
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -16,10 +16,10 @@ from anyio import to_thread
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import FormData, UploadFile
-from starlette.types import Message, Receive
 
 from bragi.api.deps import ApiKey, Manager, SettingsDep, VoiceStoreDep
 from bragi.api.forms import form_params, read_form, upload_bytes
+from bragi.api.upload_limit import limited_receive
 from bragi.backends.protocol import ModelKind
 from bragi.config import Settings
 from bragi.errors import (
@@ -78,22 +78,6 @@ def builtin_voice_names(manager: ModelManager, settings: Settings) -> set[str]:
     return names
 
 
-def _limited(receive: Receive, limit: int) -> Receive:
-    """``receive`` that fails with 413 once the body passes ``limit`` bytes."""
-    received = 0
-
-    async def receive_limited() -> Message:
-        nonlocal received
-        message = await receive()
-        if message["type"] == "http.request":
-            received += len(message.get("body", b""))
-            if received > limit:
-                raise _too_large(limit)
-        return message
-
-    return receive_limited
-
-
 def _too_large(limit: int) -> PayloadTooLargeError:
     return PayloadTooLargeError(
         f"Maximum reference recording size ({limit} bytes) exceeded. Send a shorter clip "
@@ -111,7 +95,8 @@ async def _read_create_form(request: Request, limit: int) -> FormData:
             pass
         raise _too_large(limit)
     # The body is counted as it arrives, so one without a length stops at the limit too.
-    return await read_form(Request(request.scope, _limited(request.receive, limit)))
+    limited = limited_receive(request.receive, limit, _too_large(limit))
+    return await read_form(Request(request.scope, limited))
 
 
 async def _recording(form: FormData) -> tuple[bytes, str]:
