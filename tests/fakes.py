@@ -19,9 +19,10 @@ import wave
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
+import numpy.typing as npt
 
 from bragi.audio.types import Audio
 from bragi.backends.protocol import (
@@ -103,16 +104,20 @@ def sine(seconds: float, sample_rate: int, frequency: float = 440.0) -> Audio:
     return Audio(samples, sample_rate)
 
 
-def wav_bytes(seconds: float = 1.0, sample_rate: int = 16_000) -> bytes:
-    """A mono 16-bit WAV file holding a tone: something every decoder accepts."""
-    pcm = (sine(seconds, sample_rate).samples * 32767).astype("<i2").tobytes()
+def wav_of(samples: npt.NDArray[np.floating[Any]], sample_rate: int = 16_000) -> bytes:
+    """A mono 16-bit WAV file of ``samples`` (clipped to [-1, 1])."""
     buffer = io.BytesIO()
     with wave.open(buffer, "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(sample_rate)
-        out.writeframes(pcm)
+        out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
     return buffer.getvalue()
+
+
+def wav_bytes(seconds: float = 1.0, sample_rate: int = 16_000) -> bytes:
+    """A mono 16-bit WAV file holding a tone: something every decoder accepts."""
+    return wav_of(sine(seconds, sample_rate).samples, sample_rate)
 
 
 def make_model_dir(parent: Path, backend_name: str, name: str | None = None) -> Path:

