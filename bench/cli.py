@@ -23,7 +23,8 @@ from bench.stt_models import prepare_stt_models, server_config
 __all__ = ["main"]
 
 #: suite id -> module; listed in the order they run (P8 reuses P1's transcripts while
-#: Whisper is warm; P6/P7 start their own servers after the main one has stopped)
+#: Whisper is warm; P10 starts more servers beside the main ones and stops them; P6/P7
+#: start their own servers after the main ones have stopped)
 SUITES = {
     "p1": "bench.p1_stt_overhead",
     "p8": "bench.p8_accuracy",
@@ -31,12 +32,16 @@ SUITES = {
     "p9": "bench.p9_stt_engines",
     "p3": "bench.p3_tts_first_audio",
     "p4": "bench.p4_tts_throughput",
+    "p10": "bench.p10_worker_cost",
     "p6": "bench.p6_idle_memory",
     "p7": "bench.p7_startup",
     "p5": "bench.p5_image_size",
 }
-NEEDS_SERVER = {"p1", "p2", "p3", "p4", "p8", "p9"}
+KNOWN = sorted(SUITES, key=report.figure_order)  # p1 ... p10
+NEEDS_SERVER = {"p1", "p2", "p3", "p4", "p8", "p9", "p10"}
 LOCAL_BRAGI = {"p6", "p7"}  # about `bragi serve` itself: not run against --base-url
+#: compares configs of the bench's own `bragi serve`: never against --base-url
+LOCAL_SERVERS = {"p10"}
 #: needs models an outside server does not have (P9's aliases and tiny models): not run
 #: against --base-url unless named
 OWN_MODELS = {"p9"}
@@ -74,7 +79,7 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--suites",
         default=None,
-        help=f"comma-separated subset of {','.join(sorted(SUITES))} (default: all)",
+        help=f"comma-separated subset of {','.join(KNOWN)} (default: all)",
     )
     parser.add_argument(
         "--base-url",
@@ -126,9 +131,14 @@ def _options(args: argparse.Namespace) -> tuple[Options, list[str]]:
         wanted = [s.strip().lower() for s in args.suites.split(",") if s.strip()]
         unknown = [s for s in wanted if s not in SUITES]
         if unknown:
-            raise SystemExit(f"bench: unknown suites {unknown}; known: {sorted(SUITES)}")
+            raise SystemExit(f"bench: unknown suites {unknown}; known: {KNOWN}")
+        if args.base_url and LOCAL_SERVERS & set(wanted):
+            raise SystemExit(
+                "bench: p10 compares two configs of its own bragi serve: no --base-url"
+            )
     else:
-        wanted = [s for s in SUITES if not (args.base_url and s in LOCAL_BRAGI | OWN_MODELS)]
+        skipped = LOCAL_BRAGI | OWN_MODELS | LOCAL_SERVERS if args.base_url else set()
+        wanted = [s for s in SUITES if s not in skipped]
     suites = [s for s in SUITES if s in wanted]  # run order
     tts_models = dict(DEFAULT_TTS_MODELS)
     if args.tts_model:
@@ -192,7 +202,7 @@ def run(argv: Sequence[str]) -> int:
     if "p9" in suites:
         prepare_stt_models(models_dir)
         config = server_config(models_dir)  # the starter set and P9's models
-    ctx = Context(options, models_dir)
+    ctx = Context(options, models_dir, config)
     figures: list[report.Figure] = []
     durations: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="bragi-bench-") as tmp:
@@ -237,6 +247,7 @@ def run(argv: Sequence[str]) -> int:
         or "bragi serve started by the bench (starter set"
         + (", P9's models" if config else "")
         + ")"
+        + (", and as many with runner: worker on every model for P10" if "p10" in suites else "")
         + "".join(f", {k}={v}" for k, v in options.server_env.items()),
         "settings": {
             "stt_model": options.stt_model,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +40,16 @@ class Client:
         )
         return bytes(response.content)
 
-    def first_audio(self, model: str, voice: str, text: str, fmt: Any) -> tuple[float, bytes]:
-        """Streamed speech: (seconds to the first audio byte, the whole body)."""
+    def first_audio(
+        self,
+        model: str,
+        voice: str,
+        text: str,
+        fmt: Any,
+        at_first: Callable[[], object] | None = None,
+    ) -> tuple[float, bytes]:
+        """Streamed speech: (seconds to the first audio byte, the whole body); ``at_first``
+        is called right after the first byte's time is taken."""
         started = time.perf_counter()
         first = None
         parts = []
@@ -50,6 +59,8 @@ class Client:
             for chunk in response.iter_bytes():
                 if chunk and first is None:
                     first = time.perf_counter() - started
+                    if at_first is not None:
+                        at_first()
                 parts.append(chunk)
         if first is None:
             raise RuntimeError(f"{self.base_url} sent no audio for {text[:40]!r}")

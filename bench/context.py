@@ -41,6 +41,8 @@ class Options:
 class Context:
     options: Options
     models_dir: Path
+    #: the config of the bench's own servers (None: no config, the starter set)
+    config: str | None = None
     instances: Instances = field(default_factory=Instances)
     #: engines (per side) that have run on every instance: no more warm-up needed
     warm: set[str] = field(default_factory=set)

@@ -18,7 +18,7 @@ from bench.measure import CpuProbe
 from bench.server import BragiServer
 from bench.worker import DirectWorker
 
-__all__ = ["Instance", "Instances"]
+__all__ = ["Instance", "Instances", "Side"]
 
 
 @dataclass
@@ -38,14 +38,44 @@ class Instance:
         used = self.server_cpu() - cpu if self.server_cpu and cpu is not None else None
         return wall, result, used
 
+    def first_audio(
+        self, model: str, voice: str, text: str, fmt: str
+    ) -> tuple[float, float | None]:
+        """Streamed speech: (seconds to the first audio byte, CPU seconds of server +
+        client up to it); the rest of the stream is read, off the clock."""
+        probe = self.server_cpu
+        if probe is None:
+            return self.client.first_audio(model, voice, text, fmt)[0], None
+        before, at_first = probe(), []
+        first, _body = self.client.first_audio(
+            model, voice, text, fmt, at_first=lambda: at_first.append(probe())
+        )
+        return first, at_first[0] - before
+
+
+#: one side of a figure: round ``r``'s call goes to the instance this gives for ``r``
+Side = Callable[[int], Instance]
+
+
+@dataclass
+class _Launch:
+    """How :meth:`Instances.start` started the local servers, for :meth:`Instances.variant`."""
+
+    models_dir: Path
+    work_dir: Path
+    env: dict[str, str]
+
 
 class Instances:
     """Start, hand out and stop the server and worker processes."""
 
     def __init__(self) -> None:
-        self.servers: list[BragiServer] = []
+        self.servers: list[BragiServer] = []  # every local server, variants included
         self.workers: list[DirectWorker] = []
         self.items: list[Instance] = []
+        #: name -> the servers of a variant and their instances (see :meth:`variant`)
+        self.variants: dict[str, tuple[list[BragiServer], list[Instance]]] = {}
+        self._launch: _Launch | None = None
 
     def __len__(self) -> int:
         return len(self.items)
@@ -64,25 +94,58 @@ class Instances:
         server_env: dict[str, str],
         config: str | None = None,
     ) -> None:
+        # keep_alive -1: no unload and reload in the middle of a measurement
+        self._launch = _Launch(models_dir, work_dir, {"BRAGI_KEEP_ALIVE": "-1"} | server_env)
         for index in range(count):
             self.workers.append(DirectWorker(models_dir, work_dir / f"worker-{index}.log"))
-            if base_url is None:
-                # keep_alive -1: no unload and reload in the middle of a measurement
-                env = {"BRAGI_KEEP_ALIVE": "-1"} | server_env
-                server = BragiServer(work_dir / f"server-{index}", models_dir, env, config)
-                server.start()
-                self.servers.append(server)
+        servers = [] if base_url else self._spawn("server", count, config)
         for worker in self.workers:
             worker.wait_ready()
-        outside = Client(base_url, api_key or "none") if base_url else None
-        for index, worker in enumerate(self.workers):
-            if outside is not None:
-                self.items.append(Instance(outside, worker, None))
-                continue
-            server = self.servers[index]
+        if base_url is not None:
+            outside = Client(base_url, api_key or "none")
+            self.items = [Instance(outside, worker, None) for worker in self.workers]
+        else:
+            self.items = self._connect(servers)
+
+    def _spawn(self, name: str, count: int, config: str | None) -> list[BragiServer]:
+        assert self._launch is not None
+        launch, servers = self._launch, []
+        for index in range(count):
+            data_dir = launch.work_dir / f"{name}-{index}"
+            server = BragiServer(data_dir, launch.models_dir, dict(launch.env), config)
+            server.start()
+            servers.append(server)
+        self.servers.extend(servers)
+        return servers
+
+    def _connect(self, servers: list[BragiServer]) -> list[Instance]:
+        """Wait for each server and pair it with the direct worker of its index."""
+        items = []
+        for server, worker in zip(servers, self.workers, strict=True):
             server.wait_for("/health/ready")
             client = Client(server.base_url, server.api_key())
-            self.items.append(Instance(client, worker, CpuProbe(server.pid)))
+            items.append(Instance(client, worker, CpuProbe(server.pid)))
+        return items
+
+    def variant(self, name: str, config: str) -> Side:
+        """As many more local servers as there are direct workers, with another config
+        (started once; :meth:`stop_variant` stops them), each paired with the worker of its
+        index, as the run's own servers are."""
+        if name not in self.variants:
+            if self._launch is None or not self.servers:
+                raise RuntimeError("server variants need the bench's own local servers")
+            servers = self._spawn(name, len(self.workers), config)
+            self.variants[name] = (servers, self._connect(servers))
+        items = self.variants[name][1]
+        return lambda index: items[index % len(items)]
+
+    def stop_variant(self, name: str) -> None:
+        servers, items = self.variants.pop(name, ([], []))
+        for item in items:
+            item.client.close()
+        for server in servers:
+            server.stop()
+            self.servers.remove(server)
 
     def post_mortem(self) -> str:
         """Exit codes and log tails of servers that died (called when a run fails)."""
@@ -103,6 +166,8 @@ class Instances:
 
     def stop_servers(self) -> None:
         """Stop the local servers (before P6/P7, whose servers must have the CPU alone)."""
+        for name in list(self.variants):
+            self.stop_variant(name)
         for server in self.servers:
             server.stop()
         self.servers.clear()

@@ -33,18 +33,48 @@ def timed(function: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[floa
     return time.perf_counter() - started, result
 
 
+def _children(pid: int) -> list[int]:
+    """The live child processes of ``pid`` (any of its threads may have spawned them)."""
+    children: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as listing:
+                children.extend(int(child) for child in listing.read().split())
+        except OSError:  # the thread ended meanwhile
+            continue
+    return children
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process (all its threads); 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime
+
+
 class CpuProbe:
-    """CPU seconds used so far by a local server process (user + system, all threads) plus
-    this process (the client side). Wall time is what the figures judge; CPU time is kept
-    beside it because it hardly moves when other work shares the machine."""
+    """CPU seconds used so far by a local server process (user + system, all threads) and
+    its live child processes (engine workers, ``runner: worker``), plus this process (the
+    client side). Wall time is what the figures judge; CPU time is kept beside it because
+    it hardly moves when other work shares the machine."""
 
     def __init__(self, server_pid: int) -> None:
         self.server_pid = server_pid
 
     def _server(self) -> float:
-        with open(f"/proc/{self.server_pid}/stat", encoding="ascii") as stat:
-            fields = stat.read().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime
+        pids, total = [self.server_pid], 0.0
+        while pids:
+            pid = pids.pop()
+            total += _cpu_seconds(pid)
+            pids.extend(_children(pid))
+        return total
 
     def __call__(self) -> float:
         return self._server() + time.process_time()
@@ -55,6 +85,7 @@ def interleave(
     reps: int,
     instances: int,
     warmup: bool = True,
+    settle: float = 0.0,
 ) -> dict[str, list[float]]:
     """Rounds of one call per side, in the given order (A B A B ...).
 
@@ -62,6 +93,9 @@ def interleave(
     callable gets that index), so a per-process bias is sampled, not inherited. The
     warm-up calls every side once on every instance and is not kept. CPU seconds, when a
     side reports them, are kept as ``<side>_cpu``; ``instance`` records the rotation.
+    ``settle``: seconds to wait before each kept call, off the clock, so that what the
+    previous call's process still does (ONNX Runtime's threads spin on after a run) is
+    over when the next one starts.
     """
     if warmup:
         for index in range(instances):
@@ -71,6 +105,7 @@ def interleave(
     for round_ in range(reps):
         index = round_ % instances
         for name, run in sides.items():
+            time.sleep(settle)
             value = run(index)
             cpu = None
             if isinstance(value, tuple):
@@ -91,9 +126,10 @@ def paired_ratios(numerators: list[float], denominators: list[float]) -> list[fl
     return [a / b for a, b in zip(numerators, denominators, strict=True)]
 
 
-def cpu_note(samples: dict[str, list[float]], server: str = "server") -> str:
-    """``CPU-time ratio 1.02`` (median of the per-round ratios), if CPU was measured."""
-    numerators, denominators = samples.get(f"{server}_cpu"), samples.get("direct_cpu")
+def cpu_note(samples: dict[str, list[float]], server: str = "server", over: str = "direct") -> str:
+    """``CPU-time ratio 1.02`` of ``server`` ÷ ``over`` (median of the per-round ratios),
+    if CPU was measured."""
+    numerators, denominators = samples.get(f"{server}_cpu"), samples.get(f"{over}_cpu")
     if not numerators or not denominators or len(numerators) != len(denominators):
         return ""
     ratios = [a / b for a, b in zip(numerators, denominators, strict=True) if b > 0]

@@ -15,6 +15,7 @@ __all__ = [
     "NO_TARGET",
     "Figure",
     "compare",
+    "figure_order",
     "load",
     "ratio_figure",
     "render",
@@ -42,7 +43,9 @@ class Figure:
 
     ``score`` is the number judged against ``target``: the ratio server ÷ direct
     (``ratio``), the server's own number (``value``: sizes, start-up time) or the
-    difference server - direct (``difference``, in ``unit``'s points).
+    difference server - direct (``difference``, in ``unit``'s points). ``baseline`` names
+    what the ``direct`` number is when it is not the direct engine (P10: the server with
+    the engine in-process).
     """
 
     id: str
@@ -56,6 +59,7 @@ class Figure:
     passed: bool | None
     samples: dict[str, list[float]] = field(default_factory=dict)
     note: str = ""
+    baseline: str = ""
 
     @property
     def key(self) -> str:
@@ -85,23 +89,29 @@ def ratio_figure(
     samples: dict[str, list[float]],
     target: str,
     notes: Iterable[str] = (),
+    *,
+    side: str = "server",
+    over: str = "direct",
+    baseline: str = "",
 ) -> Figure:
-    """The usual speed figure from interleaved ``server`` and ``direct`` samples: the
-    median of the per-round ratios, judged against ``target``; empty notes are dropped."""
-    ratios = paired_ratios(samples["server"], samples["direct"])
+    """The usual speed figure from interleaved samples of ``side`` (the server) and
+    ``over`` (the direct engine, or the ``baseline`` it names): the median of the
+    per-round ratios, judged against ``target``; empty notes are dropped."""
+    ratios = paired_ratios(samples[side], samples[over])
     score = median(ratios)
     return Figure(
         id=id,
         name=name,
         unit=unit,
-        bragi=median(samples["server"]),
-        direct=median(samples["direct"]),
+        bragi=median(samples[side]),
+        direct=median(samples[over]),
         score=score,
         score_kind="ratio",
         target=target,
         passed=judge(score, target),
         samples=samples | {"ratio": ratios},
         note="; ".join(n for n in notes if n),
+        baseline=baseline,
     )
 
 
@@ -128,6 +138,13 @@ def value_figure(
         samples=samples or {},
         note=note,
     )
+
+
+def figure_order(id: str) -> tuple[int, str]:
+    """Sort key of a figure id: P1, P2, ... P9, P10 (the stable sort keeps suite order
+    within an id)."""
+    number = id.lstrip("Pp")
+    return (int(number), id) if number.isdigit() else (1 << 30, id)
 
 
 def _value(value: float | None, unit: str) -> str:
@@ -159,14 +176,14 @@ def table(figures: list[Figure]) -> str:
         _row(["figure", "Bragi", "direct engine", "ratio", "target", "pass/fail"]),
         "|---|--:|--:|--:|---|---|",
     ]
-    for f in sorted(figures, key=lambda f: f.id):  # stable: suite order within an id
+    for f in sorted(figures, key=lambda f: figure_order(f.id)):
         ratio = "—" if f.score_kind == "value" else _score(f)
         lines.append(
             _row(
                 [
                     f.key,
                     _value(f.bragi, f.unit),
-                    _value(f.direct, f.unit),
+                    _value(f.direct, f.unit) + (f" ({f.baseline})" if f.baseline else ""),
                     ratio,
                     f.target,
                     _result(f.passed),
@@ -209,7 +226,9 @@ def header(run: dict[str, Any]) -> str:
 
 
 def render(run: dict[str, Any], figures: list[Figure]) -> str:
-    notes = [f"- {f.key}: {f.note}" for f in sorted(figures, key=lambda f: f.id) if f.note]
+    notes = [
+        f"- {f.key}: {f.note}" for f in sorted(figures, key=lambda f: figure_order(f.id)) if f.note
+    ]
     text = header(run) + "\n\n" + table(figures) + "\n"
     if notes:
         text += "\nNotes:\n" + "\n".join(notes) + "\n"
@@ -244,7 +263,7 @@ def compare(path_a: Path, path_b: Path) -> str:
         _row(["figure", "A", "B", "B - A", "target", "A", "B"]),
         "|---|--:|--:|--:|---|---|---|",
     ]
-    for key in sorted(keys, key=lambda k: k.split(" ")[0]):
+    for key in sorted(keys, key=lambda k: figure_order(k.split(" ")[0])):
         a, b = by_key_a.get(key), by_key_b.get(key)
         some = a or b
         assert some is not None

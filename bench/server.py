@@ -4,6 +4,7 @@ given config), auth on."""
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import re
 import signal
@@ -14,7 +15,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["BragiServer", "free_port", "get_status", "resident_mb"]
+__all__ = [
+    "BragiServer",
+    "free_port",
+    "get_status",
+    "models_config",
+    "resident_mb",
+    "starter_set",
+    "with_runner",
+]
 
 KEY_PATTERN = re.compile(r"sk-bragi-[A-Za-z0-9_-]{20,}")
 
@@ -38,6 +47,25 @@ def get_status(port: int, path: str, timeout: float = 2.0) -> int | None:
         return None
     finally:
         connection.close()
+
+
+def starter_set() -> dict[str, dict[str, str]]:
+    """The starter set as config entries: alias -> {"model": catalog name}."""
+    from bragi.models.starter import starter_models
+
+    return {alias: {"model": config.model} for alias, config in starter_models().items()}
+
+
+def models_config(models: dict[str, dict[str, str]]) -> str:
+    """A server config with these ``models:`` (JSON is YAML)."""
+    return json.dumps({"models": models}, indent=2) + "\n"
+
+
+def with_runner(config: str | None, runner: str) -> str:
+    """``config`` (one of :func:`models_config`'s; None: the starter set) with ``runner``
+    set on every model, and nothing else changed."""
+    models = json.loads(config)["models"] if config else starter_set()
+    return models_config({alias: entry | {"runner": runner} for alias, entry in models.items()})
 
 
 def resident_mb(pid: int) -> float:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from bench.packaged import materialize_all
+from bench.server import models_config, starter_set
 
 __all__ = [
     "KOREAN_SENTENCES",
@@ -108,18 +109,12 @@ def server_config(models_dir: Path) -> str:
     Real models by catalog name, so the server resolves them itself (into the same
     models dir); the tiny ones by path. JSON is YAML.
     """
-    import json
-
-    from bragi.models.starter import starter_models
-
     dirs = stt_model_dirs(models_dir)
-    models: dict[str, dict[str, str]] = {
-        alias: {"model": config.model} for alias, config in starter_models().items()
-    }
+    models = starter_set()
     for engine, (alias, backend) in SERVER_MODELS.items():
         model = CATALOG.get(engine) or str(dirs[engine])
         models[alias] = {"model": model, "backend": backend}
-    return json.dumps({"models": models}, indent=2) + "\n"
+    return models_config(models)
 
 
 def korean_clip(folder: Path, sentences: int) -> Path:
