@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 __all__ = [
+    "SETTLE",
     "CpuProbe",
     "Measured",
     "cpu_note",
@@ -18,6 +19,11 @@ __all__ = [
     "spread_note",
     "timed",
 ]
+
+#: seconds before each call (``interleave(settle=...)``) where short calls of two processes
+#: alternate: another process's ONNX Runtime threads spin on after its run, and a call 20-30
+#: ms slower follows; 80 ms after, a call is as fast as after a long pause (2 cores)
+SETTLE = 0.15
 
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 

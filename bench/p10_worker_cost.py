@@ -30,21 +30,18 @@ from __future__ import annotations
 from bench.assets import recording
 from bench.context import Context
 from bench.instances import Side
-from bench.measure import cpu_note, median, paired_ratios, spread_note
+from bench.measure import SETTLE, cpu_note, median, paired_ratios, spread_note
 from bench.p1_stt_overhead import transcription_rounds
 from bench.p3_tts_first_audio import FORMAT, first_audio_rounds
 from bench.p4_tts_throughput import FORMATS, throughput_rounds, tts_text
 from bench.report import NO_TARGET, Figure, ratio_figure
 from bench.server import with_runner
 
-__all__ = ["SETTLE", "VARIANT", "run"]
+__all__ = ["VARIANT", "run"]
 
 #: the servers' name in the samples (the run's own servers, in-process, are ``server``)
 VARIANT = "worker"
 BASELINE = "in-process"
-#: seconds before each call: what the previous call's process still does is over by then
-#: (measured: a call 80 ms after another process's is as fast as one after a long pause)
-SETTLE = 0.15
 
 
 def run(ctx: Context) -> list[Figure]:

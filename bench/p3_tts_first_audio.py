@@ -3,7 +3,10 @@
 A three-sentence text streamed from ``/v1/audio/speech`` (mp3, the default format):
 seconds from the request to the first audio byte ÷ seconds the engine library takes to
 synthesize the first sentence alone. The rest of the stream is read (untimed) before
-the next call, so no synthesis overlaps a measurement. Piper gets three times the rounds
+the next call, so no synthesis overlaps a measurement, and every call waits
+:data:`~bench.measure.SETTLE` first, so neither side pays for the other's spinning
+threads (back to back, the side after a spinning process is 20-30 ms slower, whichever
+it is). Piper gets three times the rounds
 (its calls are short). The CPU seconds up to the first byte (server and client) are
 noted beside the direct call's. Target <= 1.25.
 """
@@ -15,7 +18,7 @@ from collections.abc import Callable, Mapping
 from bench.assets import TTS_THREE_SENTENCES
 from bench.context import Context
 from bench.instances import Side
-from bench.measure import Measured, cpu_note, interleave, spread_note
+from bench.measure import SETTLE, Measured, cpu_note, interleave, spread_note
 from bench.report import Figure, ratio_figure
 
 __all__ = ["ENGINE_LABELS", "FORMAT", "SYNTHESIZE", "first_audio_rounds", "run"]
@@ -62,7 +65,7 @@ def first_audio_rounds(
 
 def _figure(ctx: Context, engine: str, model: str) -> Figure:
     ctx.log(f"P3 {ENGINE_LABELS[engine]} ({model}, voice {ctx.options.voices[engine]})")
-    reps, samples = first_audio_rounds(ctx, engine, model, {"server": ctx.instance})
+    reps, samples = first_audio_rounds(ctx, engine, model, {"server": ctx.instance}, SETTLE)
     notes = [
         f"{reps} rounds" if engine == "piper" else "",
         cpu_note(samples),

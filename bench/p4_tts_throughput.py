@@ -15,7 +15,7 @@ from bench.assets import TTS_LONG
 from bench.client import audio_seconds
 from bench.context import Context
 from bench.instances import Side
-from bench.measure import Measured, cpu_note, interleave
+from bench.measure import SETTLE, Measured, cpu_note, interleave
 from bench.p3_tts_first_audio import ENGINE_LABELS
 from bench.report import Figure, ratio_figure
 
@@ -91,7 +91,7 @@ def throughput_rounds(
 def _engine(ctx: Context, engine: str, model: str) -> list[Figure]:
     _text, label = tts_text(ctx, engine)
     ctx.log(f"P4 {ENGINE_LABELS[engine]} ({model}, voice {ctx.options.voices[engine]}), {label}")
-    samples = throughput_rounds(ctx, engine, model, {"server": ctx.instance})
+    samples = throughput_rounds(ctx, engine, model, {"server": ctx.instance}, SETTLE)
     figures = []
     for fmt in FORMATS:
         side = f"server_{fmt}"
