@@ -297,9 +297,10 @@ def plan_chunks(
     check_request(options, capabilities, engine)
     if closed:
         raise EngineError(f"this {engine} engine has been closed")
-    if audio.sample_rate != SAMPLE_RATE:
-        raise EngineError(f"{engine} needs {SAMPLE_RATE} Hz audio, got {audio.sample_rate}")
+    rate = capabilities.sample_rate
+    if audio.sample_rate != rate:
+        raise EngineError(f"{engine} needs {rate} Hz audio, got {audio.sample_rate}")
     languages = capabilities.languages or frozenset()
     language = reported_language(options.language, engine_options.language, languages)
-    chunks = speech_chunks(audio.samples, SAMPLE_RATE, engine_options.max_chunk_seconds)
+    chunks = speech_chunks(audio.samples, rate, engine_options.max_chunk_seconds)
     return chunks, TranscriptionInfo(language=language, duration=audio.duration)

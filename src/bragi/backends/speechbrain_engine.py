@@ -38,7 +38,7 @@ from bragi.backends.protocol import (
     TranscribeOptions,
     TranscriptionInfo,
 )
-from bragi.backends.sherpa import check_request, reported_language, speech_chunks
+from bragi.backends.sherpa import plan_chunks
 from bragi.backends.speechbrain import HYPERPARAMS, ModelSpec, SpeechBrainOptions
 from bragi.devices import usable_cpus
 from bragi.errors import EngineError, ModelUnavailableError
@@ -144,18 +144,10 @@ class SpeechBrainEngine:
         self, audio: Audio, options: TranscribeOptions
     ) -> tuple[Generator[Segment, None, None], TranscriptionInfo]:
         """Check the request and find the speech now; decode it piece by piece as it is read."""
-        check_request(options, self.capabilities, "SpeechBrain")
-        if self._model is None:
-            raise EngineError("this SpeechBrain engine has been closed")
-        rate = self.capabilities.sample_rate
-        if audio.sample_rate != rate:
-            raise EngineError(
-                f"this SpeechBrain model needs {rate} Hz audio, got {audio.sample_rate}"
-            )
-        spoken = self.capabilities.languages or frozenset()
-        language = reported_language(options.language, self._options.language, spoken)
-        chunks = speech_chunks(audio.samples, rate, self._options.max_chunk_seconds)
-        info = TranscriptionInfo(language=language, duration=audio.duration)
+        closed = self._model is None
+        chunks, info = plan_chunks(
+            "SpeechBrain", closed, audio, options, self.capabilities, self._options
+        )
         return self._segments(audio.samples, chunks), info
 
     def close(self) -> None:
