@@ -32,7 +32,6 @@ from bragi.backends.protocol import (
 )
 from bragi.devices import usable_cpus
 from bragi.errors import (
-    BackendUnavailableError,
     EngineError,
     ModelUnavailableError,
 )
@@ -190,13 +189,9 @@ class FasterWhisperBackend:
 
     def load(self, model_dir: Path, device: Device, options: BackendOptions) -> FasterWhisperEngine:
         opts = FasterWhisperOptions.model_validate(options.model_dump())
-        try:
-            import faster_whisper
-            from faster_whisper.tokenizer import _LANGUAGE_CODES
-        except ImportError as exc:
-            raise BackendUnavailableError(
-                f"the faster-whisper library is not installed: pip install 'bragi[{self.extra}]'"
-            ) from exc
+        import faster_whisper
+        from faster_whisper.tokenizer import _LANGUAGE_CODES
+
         if not model_dir.is_dir():
             raise ModelUnavailableError(f"faster-whisper model directory not found: {model_dir}")
         compute_type = opts.compute_type

@@ -38,7 +38,6 @@ from bragi.backends.protocol import (
 from bragi.backends.vad import SileroVad, VadOptions, load_silero_vad
 from bragi.backends.vad import silero_model_path as _silero_model_path
 from bragi.errors import (
-    BackendUnavailableError,
     EngineError,
     ModelUnavailableError,
 )
@@ -248,12 +247,8 @@ class MoonshineBackend:
 
     def load(self, model_dir: Path, device: Device, options: BackendOptions) -> MoonshineEngine:
         opts = MoonshineOptions.model_validate(options.model_dump())
-        try:
-            import onnxruntime
-        except ImportError as exc:
-            raise BackendUnavailableError(
-                f"onnxruntime is not installed: pip install 'bragi[{self.extra}]'"
-            ) from exc
+        import onnxruntime
+
         files = _find_files(model_dir) if model_dir.is_dir() else None
         if files is None:
             raise ModelUnavailableError(

@@ -38,7 +38,7 @@ from bragi.backends.sherpa import (
     read_onnx_header,
     usable_cpus,
 )
-from bragi.errors import BackendUnavailableError, EngineError, ModelUnavailableError
+from bragi.errors import EngineError, ModelUnavailableError
 
 __all__ = ["BACKEND", "ParaformerBackend", "ParaformerEngine", "ParaformerOptions"]
 
@@ -176,12 +176,8 @@ class ParaformerBackend:
 
     def load(self, model_dir: Path, device: Device, options: BackendOptions) -> ParaformerEngine:
         opts = ParaformerOptions.model_validate(options.model_dump())
-        try:
-            import sherpa_onnx
-        except ImportError as exc:
-            raise BackendUnavailableError(
-                f"the sherpa-onnx library is not installed: pip install 'bragi[{self.extra}]'"
-            ) from exc
+        import sherpa_onnx
+
         model = _model_file(model_dir, opts.quantized, device)
         try:
             header = read_onnx_header(model, graph=True)

@@ -40,7 +40,7 @@ from bragi.backends.sherpa import (
     plan_chunks,
     usable_cpus,
 )
-from bragi.errors import BackendUnavailableError, EngineError, ModelUnavailableError
+from bragi.errors import EngineError, ModelUnavailableError
 
 __all__ = ["BACKEND", "ParakeetBackend", "ParakeetEngine", "ParakeetOptions"]
 
@@ -149,13 +149,9 @@ class ParakeetBackend:
 
     def load(self, model_dir: Path, device: Device, options: BackendOptions) -> ParakeetEngine:
         opts = ParakeetOptions.model_validate(options.model_dump())
-        try:
-            import onnx_asr
-            import onnxruntime
-        except ImportError as exc:
-            raise BackendUnavailableError(
-                f"onnx-asr or onnxruntime is not installed: pip install 'bragi[{self.extra}]'"
-            ) from exc
+        import onnx_asr
+        import onnxruntime
+
         try:
             model_type = _model_type(model_dir)
         except (OSError, ValueError, RecursionError) as exc:

@@ -8,10 +8,17 @@ from collections.abc import Iterable, Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from bragi.backends.protocol import Backend, ModelKind
+from bragi.backends.protocol import (
+    Backend,
+    BackendOptions,
+    Device,
+    Engine,
+    IsolatedBackend,
+    ModelKind,
+)
 from bragi.errors import BackendUnavailableError, ConfigError
 
-__all__ = ["ENTRY_POINT_GROUP", "BackendRegistry"]
+__all__ = ["ENTRY_POINT_GROUP", "BackendRegistry", "load_engine", "not_installed"]
 
 ENTRY_POINT_GROUP = "bragi.backends"
 log = logging.getLogger(__name__)
@@ -58,9 +65,7 @@ class BackendRegistry:
 
     def require_available(self, backend: Backend) -> Backend:
         if not backend.is_available():
-            raise BackendUnavailableError(
-                f"the {backend.name} engine is not installed: pip install 'bragi[{backend.extra}]'"
-            )
+            raise not_installed(backend)
         return backend
 
     def detect(self, model_dir: Path, kind: ModelKind | None = None) -> Backend | None:
@@ -75,3 +80,24 @@ class BackendRegistry:
 
     def describe_installed(self) -> str:
         return ", ".join(backend.name for backend in self.available()) or "none"
+
+
+def not_installed(backend: Backend, detail: str = "") -> BackendUnavailableError:
+    """The error for a backend whose engine library is missing, with how to install it."""
+    if isinstance(backend, IsolatedBackend):
+        fix = f"bragi backend install {backend.name}"
+    else:
+        fix = f"pip install 'bragi[{backend.extra}]'"
+    reason = f" ({detail})" if detail else ""
+    return BackendUnavailableError(f"the {backend.name} engine is not installed{reason}: {fix}")
+
+
+def load_engine(
+    backend: Backend, model_dir: Path, device: Device, options: BackendOptions
+) -> Engine:
+    """``backend.load``, where a library that fails to import (``is_available`` looks for
+    it without importing it) says which and how to install it."""
+    try:
+        return backend.load(model_dir, device, options)
+    except ImportError as exc:
+        raise not_installed(backend, f"import failed: {exc}") from exc

@@ -36,7 +36,6 @@ from bragi.backends.protocol import (
     Word,
 )
 from bragi.errors import (
-    BackendUnavailableError,
     EngineError,
     ModelUnavailableError,
 )
@@ -207,12 +206,8 @@ class VoskBackend:
     def load(self, model_dir: Path, device: Device, options: BackendOptions) -> VoskEngine:
         """Load on the CPU (Vosk's GPU path needs its own CUDA build of the library)."""
         opts = VoskOptions.model_validate(options.model_dump())
-        try:
-            import vosk
-        except ImportError as exc:
-            raise BackendUnavailableError(
-                f"the vosk library is not installed: pip install 'bragi[{self.extra}]'"
-            ) from exc
+        import vosk
+
         if not self.detect(model_dir):
             raise ModelUnavailableError(f"no Vosk model in {model_dir}")
         vosk.SetLogLevel(-1)  # Kaldi logs every step to stderr; errors still raise

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from bragi.backends.protocol import Backend, BackendOptions, Device, Engine, IsolatedBackend
-from bragi.backends.registry import ENTRY_POINT_GROUP
+from bragi.backends.registry import ENTRY_POINT_GROUP, load_engine
 from bragi.errors import BackendUnavailableError, ConfigError
 from bragi.runners.envs import EngineEnvs
 from bragi.runners.process import WorkerSpec
@@ -130,7 +130,7 @@ def create_engine(
     """Load ``backend``'s engine for ``model_dir``, in this process or in a worker."""
     config = config or RunnerConfig()
     if not runs_in_worker(backend, config.runner):
-        return backend.load(model_dir, device, options)
+        return load_engine(backend, model_dir, device, options)
     python, environment = _interpreter(backend, config, device)
     reference = backend_reference(backend)
     spec = WorkerSpec(

@@ -25,6 +25,7 @@ from typing import Any
 from bragi import __version__
 from bragi.audio.types import Audio
 from bragi.backends.protocol import Backend, Device, Engine, Segment, SpeechToText, TextToSpeech
+from bragi.backends.registry import load_engine
 from bragi.errors import BragiError, EngineError
 from bragi.runners import codec
 from bragi.runners.framing import Channel, ChannelClosed, Frame
@@ -121,7 +122,7 @@ class WorkerServer:
         backend = resolve_backend(header["backend"], header.get("reference"))
         options = backend.options_model.model_validate(header.get("options", {}))
         device: Device = "cuda" if header.get("device") == "cuda" else "cpu"
-        self.engine = engine = backend.load(Path(header["model_dir"]), device, options)
+        self.engine = engine = load_engine(backend, Path(header["model_dir"]), device, options)
         reply: dict[str, Any] = {"op": "loaded", "kind": backend.kind.value, "pid": os.getpid()}
         if isinstance(engine, TextToSpeech):
             reply["capabilities"] = codec.encode(engine.capabilities)
