@@ -55,6 +55,7 @@ __all__ = [
     "FakeSttEngine",
     "FakeTtsBackend",
     "FakeTtsEngine",
+    "SlowClosingBackend",
     "SlowLoadingBackend",
     "TranscriptionCall",
     "make_model_dir",
@@ -284,6 +285,57 @@ class SlowLoadingBackend(FakeSttBackend):
 
     def gates(self) -> list[threading.Event]:
         return [*super().gates(), self.load_gate]
+
+
+class SlowClosingBackend(FakeSttBackend):
+    """``fake-closing``: a speech-to-text backend whose engines' close() waits for
+    ``close_gate`` (set ``closing`` when a close begins).
+
+    It keeps the books a race test checks: ``events`` records ``("loaded", n)`` and
+    ``("closed", n)`` in the order they happen (``n`` numbers the engines from 0), and
+    ``resident`` counts engines from the start of their load to the end of their close,
+    ``most_resident`` its peak.
+    """
+
+    name = "fake-closing"
+
+    def __init__(self, *, close_gate: threading.Event | None = None):
+        super().__init__()
+        self.close_gate = close_gate or threading.Event()
+        self.closing = threading.Event()
+        self.events: list[tuple[str, int]] = []
+        self.resident = 0
+        self.most_resident = 0
+
+    def load(self, model_dir: Path, device: Device, options: BackendOptions) -> Engine:
+        with self._lock:
+            self.resident += 1
+            self.most_resident = max(self.most_resident, self.resident)
+        engine = super().load(model_dir, device, options)
+        with self._lock:
+            self.events.append(("loaded", self.engines.index(engine)))
+        return engine
+
+    def _make_engine(self, model_dir: Path) -> FakeSttEngine:
+        return _SlowClosingEngine(self)
+
+    def gates(self) -> list[threading.Event]:
+        return [*super().gates(), self.close_gate]
+
+
+class _SlowClosingEngine(FakeSttEngine):
+    def __init__(self, backend: SlowClosingBackend):
+        super().__init__(backend)
+        self._closing_backend = backend
+
+    def close(self) -> None:
+        backend = self._closing_backend
+        backend.closing.set()
+        _wait_gate(backend.close_gate, "close")
+        super().close()
+        with backend._lock:
+            backend.resident -= 1
+            backend.events.append(("closed", backend.engines.index(self)))
 
 
 class FailingBackend(FakeBackend):

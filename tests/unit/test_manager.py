@@ -475,3 +475,17 @@ def test_a_model_dir_nobody_recognises_stops_the_build(tmp_path: Path) -> None:
         build_manager(settings, BackendRegistry([FakeSttBackend(), FakeTtsBackend()]))
     assert "'m'" in caught.value.message
     assert "installed backends: fake-stt, fake-tts" in caught.value.message
+
+
+def test_a_move_from_the_wrong_state_fails_loudly(tmp_path: Path) -> None:
+    """ServedModel's moves check where they start: a manager bug shows at once instead of
+    leaving a model half loaded."""
+    manager, _, _ = manager_for(tmp_path, {"m": {}})
+    model = manager.get("m")
+    with pytest.raises(RuntimeError, match="leasing while available"):
+        model.leased(0.0)
+    with pytest.raises(RuntimeError, match="no move from available to unloading"):
+        model.unloading()
+    with pytest.raises(RuntimeError, match="more leases returned than taken"):
+        model.returned(0.0)
+    assert model.state is ModelState.AVAILABLE

@@ -44,7 +44,7 @@ def test_failed_downloads_are_retried_with_backoff(tmp_path: Path) -> None:
 
     async def scenario() -> tuple[list[str], int]:
         manager = build_manager(settings, BackendRegistry([FakeSttBackend()]), store=store)
-        manager.retry_first_delay = 0.01
+        manager.downloads.retry_first_delay = 0.01
         model = manager.get("m")
         seen = []
         await manager.start(reap_interval=0)
