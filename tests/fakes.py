@@ -45,6 +45,7 @@ __all__ = [
     "FAKE_VOICES",
     "GATE_TIMEOUT",
     "SECONDS_PER_SENTENCE",
+    "BuggyDetectBackend",
     "FailingBackend",
     "FakeBackend",
     "FakeClock",
@@ -294,14 +295,17 @@ class SlowClosingBackend(FakeSttBackend):
     It keeps the books a race test checks: ``events`` records ``("loaded", n)`` and
     ``("closed", n)`` in the order they happen (``n`` numbers the engines from 0), and
     ``resident`` counts engines from the start of their load to the end of their close,
-    ``most_resident`` its peak.
+    ``most_resident`` its peak. With ``close_error``, every close() raises once done.
     """
 
     name = "fake-closing"
 
-    def __init__(self, *, close_gate: threading.Event | None = None):
+    def __init__(
+        self, *, close_gate: threading.Event | None = None, close_error: str | None = None
+    ):
         super().__init__()
         self.close_gate = close_gate or threading.Event()
+        self.close_error = close_error  # close() raises RuntimeError(close_error) at the end
         self.closing = threading.Event()
         self.events: list[tuple[str, int]] = []
         self.resident = 0
@@ -336,6 +340,20 @@ class _SlowClosingEngine(FakeSttEngine):
         with backend._lock:
             backend.resident -= 1
             backend.events.append(("closed", backend.engines.index(self)))
+        if backend.close_error is not None:
+            raise RuntimeError(backend.close_error)
+
+
+class BuggyDetectBackend(FakeSttBackend):
+    """``fake-buggy``: its detect() raises on a directory with its marker, as a broken
+    plugin might (anything else it does not recognise)."""
+
+    name = "fake-buggy"
+
+    def detect(self, model_dir: Path) -> bool:
+        if (model_dir / self.marker).is_file():
+            raise RuntimeError("fake-buggy: the plugin tripped over its own marker file")
+        return False
 
 
 class FailingBackend(FakeBackend):

@@ -7,7 +7,15 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["register"]
+__all__ = ["EXIT_WITHIN", "REQUESTS_GRACE", "register"]
+
+#: Seconds requests in flight get to finish once the server is asked to stop.
+REQUESTS_GRACE = 10
+#: The longest ``bragi serve`` takes to exit after SIGTERM or Ctrl-C: the requests'
+#: grace, then the model manager's stop (downloads aborted, engines closed in parallel,
+#: workers still running killed). Kubernetes' ``terminationGracePeriodSeconds`` (30 in
+#: deploy/kubernetes) must be longer; a test checks that it is.
+EXIT_WITHIN = REQUESTS_GRACE + 15 + 2  # STOP_TIMEOUT and the kill's grace (models.manager)
 
 
 def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -45,6 +53,6 @@ def run(args: argparse.Namespace) -> int:
         log_level=settings.log_level,
         log_config=None,
         access_log=settings.log_level == "debug",
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=REQUESTS_GRACE,
     )
     return 0

@@ -15,12 +15,13 @@ file is deleted), so shutdown never waits for a multi-GB pull to finish.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
-
-from anyio import to_thread
+from typing import TypeVar
 
 from bragi.backends.protocol import Backend, BackendOptions
 from bragi.backends.registry import BackendRegistry
@@ -32,19 +33,46 @@ from bragi.errors import (
     ModelRepoNotFoundError,
 )
 from bragi.models.prepare import prepare_model
+from bragi.models.resolve import ModelSource, fetch_source
 from bragi.models.served import ModelState, ServedModel
 from bragi.models.store import DownloadProgress, ModelStore
 from bragi.models.tasks import BackgroundTasks
 
-__all__ = ["DownloadAborted", "Downloads", "is_transient"]
+__all__ = ["DownloadAborted", "Downloads", "in_daemon_thread", "is_transient"]
 
 log = logging.getLogger("bragi.models.manager")
 
 RETRY_FIRST_SECONDS, RETRY_MAX_SECONDS = 15.0, 600.0
+T = TypeVar("T")
 
 
 class DownloadAborted(Exception):
     """Raised from a progress hook to stop a download: the server is stopping."""
+
+
+async def in_daemon_thread(work: Callable[[], T]) -> T:
+    """``work()`` in a daemon thread. Unlike the event loop's worker threads, the
+    interpreter does not wait for it at exit: a download aborted on shutdown, or stuck on
+    a silent connection, never holds the process up (Ctrl-C included)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(outcome: Callable[[], None]) -> None:
+        if not future.done():  # not cancelled meanwhile
+            outcome()
+
+    def run() -> None:
+        try:
+            result = work()
+        except BaseException as exc:
+            deliver = functools.partial(settle, functools.partial(future.set_exception, exc))
+        else:
+            deliver = functools.partial(settle, functools.partial(future.set_result, result))
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits
+            loop.call_soon_threadsafe(deliver)
+
+    threading.Thread(target=run, name="bragi-download", daemon=True).start()
+    return await future
 
 
 def is_transient(error: ModelFetchError) -> bool:
@@ -68,13 +96,17 @@ class Downloads:
         self._tasks = tasks
         self._on_files = on_files  # run in the download's thread once the files are there
         self._aborted = threading.Event()
+        self._preparing: dict[str, asyncio.Future[None]] = {}
         #: Whether failed downloads are tried again (the server: yes; one-off CLI runs: no).
         self.retry = False
         self.retry_first_delay = RETRY_FIRST_SECONDS
 
     def abort(self) -> None:
-        """Stop every download in flight at its next progress report, and start no more."""
+        """Stop every download in flight at its next progress report, and start no more;
+        nothing waits for them any longer (their threads are daemons)."""
         self._aborted.set()
+        for preparing in list(self._preparing.values()):
+            preparing.cancel()
 
     def guard(
         self, forward: Callable[[DownloadProgress], None] | None = None
@@ -89,14 +121,31 @@ class Downloads:
 
         return on_progress
 
+    async def fetch(
+        self, source: ModelSource, progress: Callable[[DownloadProgress], None] | None = None
+    ) -> Path:
+        """``source``'s files (downloading what is missing), aborted on shutdown."""
+        return await in_daemon_thread(
+            lambda: fetch_source(source, self._store, self.guard(progress))
+        )
+
     async def prepare(self, model: ServedModel) -> None:
         """Fetch the model's files and pick its backend; failures mark it failed (and
-        schedule a retry when one may work). Never raises but for cancellation."""
+        schedule a retry when one may work). Never raises but for cancellation. A model
+        already being prepared is waited for, not fetched twice."""
+        running = self._preparing.get(model.alias)
+        if running is None:
+            running = asyncio.ensure_future(self._prepare(model))
+            self._preparing[model.alias] = running
+            running.add_done_callback(lambda _: self._preparing.pop(model.alias, None))
+        await asyncio.shield(running)
+
+    async def _prepare(self, model: ServedModel) -> None:
         if self._aborted.is_set():
             return
         model.downloading()
         try:
-            backend, model_dir, options = await to_thread.run_sync(self._prepare, model)
+            backend, model_dir, options = await in_daemon_thread(lambda: self._files(model))
         except DownloadAborted:
             model.unavailable("the download was stopped: the server is stopping", "stopped")
         except ModelFetchError as exc:
@@ -119,7 +168,7 @@ class Downloads:
         """Prepare ``model`` in the background (its files vanished under it)."""
         self._tasks.spawn(self.prepare(model), f"prepare {model.alias}")
 
-    def _prepare(self, model: ServedModel) -> tuple[Backend, Path, BackendOptions]:
+    def _files(self, model: ServedModel) -> tuple[Backend, Path, BackendOptions]:
         prepared = prepare_model(model, self._registry, self._store, self.guard(model.report))
         if self._on_files is not None:
             self._on_files(*prepared)

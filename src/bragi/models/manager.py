@@ -37,6 +37,7 @@ from bragi.models.voice_lists import VoiceLists
 from bragi.runners import LiveWorkers, RunnerConfig, create_engine
 
 __all__ = [
+    "KILL_GRACE",
     "LOAD_RETRY_SECONDS",
     "STOP_TIMEOUT",
     "Clock",
@@ -53,7 +54,8 @@ Clock = Callable[[], float]
 #: still running. With uvicorn's 10 s for requests, ``bragi serve`` exits within 25 s
 #: of SIGTERM, inside Kubernetes' default grace of 30 s (deploy/kubernetes).
 STOP_TIMEOUT = 15.0
-_KILL_GRACE = 2.0  # after the kill, for the threads that waited on the workers
+#: After the kill, for the threads that waited on the workers to see them gone.
+KILL_GRACE = 2.0
 
 _KIND_ROUTE = {ModelKind.STT: "/v1/audio/transcriptions", ModelKind.TTS: "/v1/audio/speech"}
 _KIND_NAME = {ModelKind.STT: "a speech-to-text", ModelKind.TTS: "a text-to-speech"}
@@ -162,10 +164,11 @@ class ModelManager:
     # --- start and stop -------------------------------------------------------
 
     async def start(self, *, reap_interval: float = 1.0, retry_fetches: bool = True) -> None:
-        """Fetch every model in the background, then preload those asked for. A failed
+        """Fetch every model in the background, and preload those asked for. A failed
         download is tried again with backoff (15 s doubling to 10 min) while the server runs."""
         self.downloads.retry = retry_fetches
-        self._tasks.spawn(self._prepare_all(), "prepare models")
+        for model in self.models():
+            self._tasks.spawn(self._prepare(model), f"prepare {model.alias}")
         if reap_interval > 0:
             self._tasks.spawn(self._reap_forever(reap_interval), "reap idle models")
 
@@ -182,20 +185,26 @@ class ModelManager:
             log.warning(
                 "shutdown: still busy after %.0f s; killed %d worker process(es)", timeout, killed
             )
-            _, pending = await asyncio.wait(pending, timeout=_KILL_GRACE)
+            _, pending = await asyncio.wait(pending, timeout=KILL_GRACE)
         for left in pending:
             left.cancel()
 
-    async def _prepare_all(self) -> None:
-        for model in self.models():
-            if model.state is ModelState.DOWNLOADING:
-                await self.downloads.prepare(model)
-        for model in self.models():
-            if model.config.preload and model.state is ModelState.AVAILABLE:
-                try:
-                    await self.residency.load(model)
-                except BragiError as exc:
-                    log.error("preloading %s failed: %s", model.alias, exc.message)
+    async def _prepare(self, model: ServedModel) -> None:
+        """Fetch the model if its files are missing, then preload it if asked; each model
+        on its own, so no load waits for another model's download."""
+        if model.state is ModelState.DOWNLOADING:
+            await self.downloads.prepare(model)
+        self._preload_later(model)
+
+    def _preload_later(self, model: ServedModel) -> None:
+        if model.config.preload and model.state is ModelState.AVAILABLE:
+            self._tasks.spawn(self._preload(model), f"preload {model.alias}")
+
+    async def _preload(self, model: ServedModel) -> None:
+        try:
+            await self.residency.load(model)
+        except BragiError as exc:
+            log.error("preloading %s failed: %s", model.alias, exc.message)
 
     async def _reap_forever(self, interval: float) -> None:
         while True:
