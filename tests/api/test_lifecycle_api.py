@@ -190,9 +190,8 @@ def test_a_client_leaving_an_sse_transcription_stops_the_engine(
         wait_until(lambda: model.in_use == 0, what="the lease to be released")
         (engine,) = stt.engines
         if keep_alive == 0:  # unloaded after the request, even one cut short: engine closed
-            assert model.state.value == "available"
-            assert isinstance(engine, FakeSttEngine)
-            wait_until(lambda: engine.closed, what="the engine to be closed")
+            wait_until(lambda: model.state.value == "available", what="the unload")
+            assert isinstance(engine, FakeSttEngine) and engine.closed
         else:
             assert model.state.value == "loaded"
         assert transcribe(server.client(), "stt") == " ".join(f"word{i}" for i in range(50))
@@ -237,8 +236,11 @@ def test_metrics_count_what_was_sent(tmp_path: Path) -> None:
 
         transcribe(client, "stt", seconds=1.5)
         transcribe(client, "stt", seconds=0.5)
+        for made_up in ("nope", "no-such-0", "no-such-1"):  # any key can send any name
+            with pytest.raises(openai.NotFoundError):
+                transcribe(client, made_up)
         with pytest.raises(openai.NotFoundError):
-            transcribe(client, "nope")
+            client.audio.speech.create(model="nope", voice="alloy", input="One.")
         client.audio.speech.create(model="tts", voice="alloy", input="One. Two.")
         with pytest.raises(openai.BadRequestError):
             client.audio.speech.create(model="tts", voice="alloy", input="One.", speed=9)
@@ -250,8 +252,9 @@ def test_metrics_count_what_was_sent(tmp_path: Path) -> None:
                     requests, route=TRANSCRIPTIONS, model="stt", status="200"
                 ),
                 "transcriptions 404": m.value(
-                    requests, route=TRANSCRIPTIONS, model="nope", status="404"
+                    requests, route=TRANSCRIPTIONS, model="unknown", status="404"
                 ),
+                "speech 404": m.value(requests, route=SPEECH, model="unknown", status="404"),
                 "speech 200": m.value(requests, route=SPEECH, model="tts", status="200"),
                 "speech 400": m.value(requests, route=SPEECH, status="400"),
                 "latency observations": m.value(
@@ -264,7 +267,8 @@ def test_metrics_count_what_was_sent(tmp_path: Path) -> None:
 
         expected = {
             "transcriptions 200": 2,
-            "transcriptions 404": 1,
+            "transcriptions 404": 3,
+            "speech 404": 1,
             "speech 200": 1,
             "speech 400": 1,
             "latency observations": 2,
@@ -277,6 +281,12 @@ def test_metrics_count_what_was_sent(tmp_path: Path) -> None:
             wait_until(lambda: counted(server.metrics()) == expected, what="the counts")
         assert counted(server.metrics()) == expected
         after = server.metrics()
+        labelled = {
+            sample.labels.get("model")
+            for family in after.families.values()
+            for sample in family.samples
+        }
+        assert labelled == {None, "", "stt", "tts", "unknown"}, "made-up names add no series"
         for alias in ("stt", "tts"):
             assert after.has("bragi_queue_depth")
             assert after.value("bragi_queue_depth", model=alias) == 0

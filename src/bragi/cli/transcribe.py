@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from bragi.cli.main import settings_from_args
     from bragi.errors import InvalidRequestError
     from bragi.languages import language_code
+    from bragi.transcripts import start_transcription
 
     try:
         data = args.file.read_bytes()
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     def work(engine: Engine) -> tuple[dict[str, Any] | str, str]:
         assert isinstance(engine, SpeechToText)
         audio = decode_audio(data, engine.capabilities.sample_rate)
-        segments, info = engine.transcribe(audio, options)
+        segments, info = start_transcription(engine, audio, options)
         return render_transcript(list(segments), info, args.format, options.task, args.words)
 
     body, _media_type = with_local_engine(settings, alias, ModelKind.STT, work)

@@ -24,7 +24,7 @@ from typing import TypeVar
 from anyio import CancelScope, to_thread
 
 from bragi.backends.protocol import Engine
-from bragi.errors import BragiError, ModelUnavailableError
+from bragi.errors import BragiError, ConfigError, ModelUnavailableError
 from bragi.models.served import RESIDENT, ModelState, ServedModel
 
 __all__ = ["LOAD_RETRY_SECONDS", "FilesMissing", "Residency", "resident_memory"]
@@ -209,7 +209,7 @@ class Residency:
                 f"Model `{model.alias}`'s files are gone; they are being fetched again. "
                 "Retry when /health/ready reports it."
             ) from None
-        except BragiError as exc:
+        except (BragiError, ConfigError) as exc:
             model.load_failed(exc.message, self._clock())
             raise ModelUnavailableError(
                 f"Model `{model.alias}` failed to load: {exc.message}"

@@ -20,7 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bragi.api.deps import ApiKey, Manager, SettingsDep, VoiceStoreDep
 from bragi.api.forms import json_params
+from bragi.api.metrics import label_model
 from bragi.api.sse import SSE_HEADERS, sse_event
+from bragi.api.streaming import ClosingStreamingResponse
 from bragi.audio import CONTENT_TYPES, Audio
 from bragi.audio.speech_encoder import SpeechEncoder
 from bragi.backends.protocol import ModelKind, SynthesisRequest, TextToSpeech, VoiceReference
@@ -126,6 +128,7 @@ class _Synthesis:
         self.chunks = chunks
         self.encoder = encoder
         self.seconds = 0.0
+        self._closed = False
 
     def _engine_next(self) -> Audio | None:
         return next(self.chunks, None)
@@ -164,12 +167,22 @@ class _Synthesis:
             with CancelScope(shield=True):
                 if upcoming is not None:
                     await asyncio.gather(upcoming, return_exceptions=True)
-                close = getattr(self.chunks, "close", None)
-                if callable(close):  # a client that left stops the synthesis now
-                    close()
-                self.encoder.close()
-                self.on_done(self.seconds)
-                await self.lease.release()
+                await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the engine (a client that left), close the encoder, count the audio, give
+        the lease back. Once: the body's end and the response's end both call it."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            close = getattr(self.chunks, "close", None)
+            if callable(close):  # in a thread: an engine may take a moment to stop
+                await to_thread.run_sync(close)
+            self.encoder.close()
+            self.on_done(self.seconds)
+        finally:
+            await self.lease.release()
 
     async def sse_events(self, text: str) -> AsyncIterator[bytes]:
         async for piece in self.encoded():
@@ -203,7 +216,7 @@ async def create_speech(
     _: ApiKey,
 ) -> StreamingResponse:
     params = json_params(await request.body(), SpeechParams)
-    request.state.model = params.model
+    label_model(request, manager, params.model)
     lease = await manager.acquire(params.model, ModelKind.TTS)
     try:
         engine = lease.engine
@@ -232,7 +245,14 @@ async def create_speech(
         await lease.release()
         raise
     if params.stream_format == "sse":
-        return StreamingResponse(
-            synthesis.sse_events(params.input), media_type="text/event-stream", headers=SSE_HEADERS
+        return ClosingStreamingResponse(
+            synthesis.sse_events(params.input),
+            on_close=synthesis.aclose,
+            media_type="text/event-stream",
+            headers=SSE_HEADERS,
         )
-    return StreamingResponse(synthesis.encoded(), media_type=CONTENT_TYPES[params.response_format])
+    return ClosingStreamingResponse(
+        synthesis.encoded(),
+        on_close=synthesis.aclose,
+        media_type=CONTENT_TYPES[params.response_format],
+    )
