@@ -151,6 +151,9 @@ class Settings(BaseSettings):
     """Most cloned voices kept in ``<data_dir>/voices``; more are refused until some go."""
     auth: Literal["enabled", "disabled"] = "enabled"
     """``disabled`` turns API keys off: for local use only."""
+    insecure_no_auth: bool = False
+    """Let ``bragi serve`` run with ``auth: disabled`` on an address other than loopback
+    (anyone who reaches the port may then use and administer the server)."""
     keep_alive: float = 300.0
     """Default seconds a model stays loaded after its last use (-1 forever, 0 unload at once)."""
     max_loaded_models: int = Field(default=0, ge=0)

@@ -129,7 +129,7 @@ def test_a_model_that_fails_to_load_answers_503_while_the_others_serve(tmp_path:
             readiness = http.get("/health/ready")
         assert readiness.status_code == 200
         assert readiness.json()["status"] == "degraded"
-        assert "weights file is truncated" in readiness.json()["failed"]["broken"]
+        assert readiness.json()["failed"] == {"broken": "load failed"}  # no details: it is open
 
 
 def test_ten_concurrent_first_requests_load_the_model_once(tmp_path: Path) -> None:
