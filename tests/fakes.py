@@ -438,9 +438,11 @@ class FakeTtsBackend(FakeBackend):
         self.sample_rate = sample_rate
         self.events: list[tuple[str, int]] = []
         self.requests: list[SynthesisRequest] = []
+        self.listings = 0  # voices_in() calls: reading a model's files for its voices
 
     def voices_in(self, model_dir: Path, options: BackendOptions | None) -> Sequence[Voice]:
         """The voices, from the files alone (a :class:`VoiceListing`)."""
+        self.listings += 1
         return FAKE_VOICES
 
     def _make_engine(self, model_dir: Path) -> FakeTtsEngine:
