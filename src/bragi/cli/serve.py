@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
     from bragi.api import create_app
     from bragi.backends.registry import BackendRegistry
-    from bragi.cli.main import configure_logging, settings_from_args
+    from bragi.cli.common import configure_logging, settings_from_args
     from bragi.models.configure import build_manager
 
     settings = settings_from_args(

@@ -32,14 +32,13 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
 
 
 def run(args: argparse.Namespace) -> int:
-    from bragi.api.transcript_formats import render_transcript
     from bragi.audio import decode_audio
     from bragi.backends.protocol import Engine, ModelKind, SpeechToText, TranscribeOptions
+    from bragi.cli.common import settings_from_args
     from bragi.cli.local import default_alias, with_local_engine
-    from bragi.cli.main import settings_from_args
     from bragi.errors import InvalidRequestError
     from bragi.languages import language_code
-    from bragi.transcripts import start_transcription
+    from bragi.transcripts import render_transcript, start_transcription
 
     try:
         data = args.file.read_bytes()

@@ -45,7 +45,7 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    from bragi.cli.main import settings_from_args
+    from bragi.cli.common import settings_from_args
 
     return settings_from_args(args)
 

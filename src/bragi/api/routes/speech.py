@@ -25,9 +25,10 @@ from bragi.api.sse import SSE_HEADERS, sse_event
 from bragi.api.streaming import ClosingStreamingResponse
 from bragi.audio import CONTENT_TYPES, Audio
 from bragi.audio.speech_encoder import SpeechEncoder
-from bragi.backends.protocol import ModelKind, SynthesisRequest, TextToSpeech, VoiceReference
+from bragi.backends.protocol import ModelKind, TextToSpeech
 from bragi.errors import InvalidRequestError
 from bragi.models.manager import Lease, ModelManager
+from bragi.speech import synthesis_plan
 from bragi.voices.choose import choose_voice
 
 router = APIRouter(tags=["audio"])
@@ -65,28 +66,6 @@ class SpeechParams(BaseModel):
     @property
     def voice_name(self) -> str:
         return self.voice.id if isinstance(self.voice, VoiceRef) else self.voice
-
-
-def synthesis_plan(
-    text: str,
-    voice: str,
-    speed: float,
-    engine: TextToSpeech,
-    reference: VoiceReference | None = None,
-    language: str | None = None,
-) -> tuple[SynthesisRequest, float]:
-    """The engine's request and the tempo the server applies on top (pitch kept).
-
-    Engines change speed themselves as far as they do it faithfully; beyond their
-    ``max_native_speed``, or entirely when they have no native speed, the server
-    time-stretches.
-    """
-    capabilities = engine.capabilities
-    native = min(speed, capabilities.max_native_speed) if capabilities.native_speed else 1.0
-    request = SynthesisRequest(
-        text=text, voice=voice, speed=native, language=language, reference=reference
-    )
-    return request, speed / native
 
 
 def _cloning_models(manager: ModelManager) -> list[str]:

@@ -24,7 +24,6 @@ from bragi.api.forms import form_params, read_form, upload_file
 from bragi.api.metrics import label_model
 from bragi.api.sse import SSE_HEADERS, sse_event
 from bragi.api.streaming import ClosingStreamingResponse
-from bragi.api.transcript_formats import render_transcript
 from bragi.audio import Audio, decode_audio
 from bragi.backends.checks import check_transcription
 from bragi.backends.protocol import (
@@ -38,7 +37,7 @@ from bragi.errors import InvalidRequestError
 from bragi.languages import language_code
 from bragi.models.admission import Slot
 from bragi.models.manager import Lease
-from bragi.transcripts import start_transcription
+from bragi.transcripts import render_transcript, start_transcription
 
 router = APIRouter(tags=["audio"])
 
