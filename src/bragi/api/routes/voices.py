@@ -29,7 +29,7 @@ from bragi.errors import (
     UnsupportedCapabilityError,
 )
 from bragi.models.manager import ModelManager
-from bragi.models.voices import OPENAI_VOICES
+from bragi.models.openai_voices import OPENAI_VOICES
 from bragi.voices import StoredVoice
 
 __all__ = ["builtin_voice_names", "router", "voice_object"]
