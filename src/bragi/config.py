@@ -138,8 +138,10 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     upload_limit_mb: float = Field(default=25.0, gt=0)
     """Largest accepted upload, in MiB (OpenAI's limit is 25)."""
-    max_audio_minutes: float = Field(default=120.0, gt=0)
-    """Longest audio accepted for transcription (a small compressed file can hold hours)."""
+    max_audio_minutes: float = Field(default=20.0, gt=0)
+    """Longest audio accepted for transcription (a small compressed file can hold hours).
+    Memory grows with it: faster-whisper peaks near 50 MB per minute of audio, so 20
+    minutes take about 1 GB per running request (docs/deployment.md)."""
     voice_upload_limit_mb: float = Field(default=20.0, gt=0)
     """Largest reference recording ``POST /v1/audio/voices`` accepts, in MiB (never more
     than ``upload_limit_mb``)."""
