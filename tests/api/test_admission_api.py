@@ -8,6 +8,7 @@ no memory. And a response whose body never starts still gives its lease back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import threading
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from starlette.requests import ClientDisconnect
 
 from appserver import fake_settings, serve_app
 from bragi.api import create_app
@@ -121,3 +123,59 @@ def test_a_response_whose_body_never_starts_still_releases_its_lease(tmp_path: P
     asyncio.run(scenario())
     assert "http.response.body" not in sent, "the body never started"
     assert tts.events == [("synthesized", 0), ("closed", 1)], "the synthesis was closed"
+
+
+def test_an_sse_stream_cut_at_a_send_ends_the_sentence_in_flight_first(tmp_path: Path) -> None:
+    """The client goes while a send is pending and the engine works on the next sentence:
+    closing the event stream closes the audio stream inside it first, which waits for
+    that sentence, and only then the engine's generator (never while it runs)."""
+    gate = threading.Event()
+    tts = FakeTtsBackend(gate=gate, gate_at=2)
+    models = {"tts": ModelConfig(model=str(make_model_dir(tmp_path, "fake-tts", "tts")))}
+    settings = fake_settings(tmp_path / "data", models, auth="disabled", keep_alive=-1)
+    registry = BackendRegistry([tts])
+    manager = build_manager(settings, registry)
+    app = create_app(settings, registry=registry, manager=manager)
+    text = " ".join(f"Sentence number {n}." for n in range(6))
+    body = json.dumps({"model": "tts", "voice": "alloy", "input": text, "stream_format": "sse"})
+
+    async def scenario() -> None:
+        messages = [{"type": "http.request", "body": body.encode(), "more_body": False}]
+
+        async def receive() -> dict[str, Any]:
+            if messages:
+                return messages.pop(0)
+            await asyncio.Event().wait()  # the client never says it left
+            raise AssertionError("unreachable")
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] != "http.response.body" or not message.get("body"):
+                return
+            for _ in range(60):  # the engine reaches the next sentence meanwhile
+                if ("waiting", 2) in tts.events:
+                    asyncio.get_running_loop().call_later(0.1, gate.set)
+                    raise OSError("the client is gone")
+                await asyncio.sleep(0.005)
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.4"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/v1/audio/speech",
+            "raw_path": b"/v1/audio/speech",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"content-type", b"application/json")],
+            "client": ("127.0.0.1", 50_000),
+            "server": ("127.0.0.1", 8000),
+        }
+        with contextlib.suppress(ClientDisconnect):
+            await app(scope, receive, send)  # type: ignore[arg-type]
+        model = manager.get("tts")
+        assert (model.in_use, model.running) == (0, 0)
+        await manager.stop()
+
+    asyncio.run(scenario())
+    assert ("synthesized", 2) in tts.events and tts.events[-1] == ("closed", 3)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -217,6 +218,34 @@ def test_a_client_leaving_a_speech_stream_stops_synthesis(tmp_path: Path) -> Non
         model = server.manager.get("tts")
         wait_until(lambda: model.in_use == 0, what="the lease to be released")
         server.assert_healthy()
+
+
+def test_a_client_leaving_a_speech_sse_stream_stops_synthesis(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same through server-sent events, where the audio stream sits inside the event
+    stream: the sentence in flight ends before the engine's generator is closed."""
+    gate = threading.Event()
+    tts = FakeTtsBackend(gate=gate, gate_at=2)
+    body = {
+        "model": "tts",
+        "voice": "af_alloy",
+        "input": " ".join(f"Sentence number {n}." for n in range(20)),
+        "stream_format": "sse",
+    }
+    with server_with(tmp_path, [tts], tts={"backend": "fake-tts"}) as server:
+        with server.http().stream("POST", SPEECH, json=body) as response:
+            assert response.status_code == 200
+            events = response.iter_lines()
+            assert next(events).startswith("data: ")
+            wait_until(lambda: ("waiting", 2) in tts.events, what="the engine to reach the gate")
+        wait_until(lambda: server.open_connections() == 0, what="the server to see the client go")
+        gate.set()
+        wait_until(lambda: any(e[0] == "closed" for e in tts.events), what="synthesis to stop")
+        model = server.manager.get("tts")
+        wait_until(lambda: model.in_use == 0, what="the lease to be released")
+        server.assert_healthy()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 # --- metrics -------------------------------------------------------------------------

@@ -164,9 +164,16 @@ class _Synthesis:
             await self.lease.release()
 
     async def sse_events(self, text: str) -> AsyncIterator[bytes]:
-        async for piece in self.encoded():
-            audio = base64.b64encode(piece).decode("ascii")
-            yield sse_event({"type": "speech.audio.delta", "audio": audio})
+        encoded = self.encoded()
+        try:
+            async for piece in encoded:
+                audio = base64.b64encode(piece).decode("ascii")
+                yield sse_event({"type": "speech.audio.delta", "audio": audio})
+        finally:
+            # Closed at a yield (the client left), the audio stream inside must close
+            # now, not when collected: its cleanup waits for the sentence in flight.
+            with CancelScope(shield=True):
+                await encoded.aclose()
         output_tokens = round(self.seconds * _TOKENS_PER_SECOND)
         usage = {
             "input_tokens": len(text),
