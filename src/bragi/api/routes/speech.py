@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from typing import Literal
 
 from anyio import CancelScope, to_thread
@@ -112,7 +112,7 @@ class _Synthesis:
     def _engine_next(self) -> Audio | None:
         return next(self.chunks, None)
 
-    async def encoded(self) -> AsyncIterator[bytes]:
+    async def encoded(self) -> AsyncGenerator[bytes, None]:
         upcoming: asyncio.Task[Audio | None] | None = None
         try:
             chunk, self.first = self.first, None
