@@ -239,3 +239,27 @@ def test_a_storm_of_requests_keeps_the_books(tmp_path: Path) -> None:
     assert backend.resident == 0, "stop() closed every engine"
     assert outcomes["served"] + outcomes["busy"] == 300 and outcomes["served"] > 100
     assert all(m.in_use == 0 and m.running == 0 for m in manager.models())
+
+
+def test_a_request_cancelled_during_the_load_leaves_no_lease_behind(tmp_path: Path) -> None:
+    """The client goes while the first load runs: the load still completes (the engine is
+    tracked, not lost in a thread), and the cancelled request holds no lease or slot."""
+    slow = SlowLoadingBackend()
+    manager, _ = manager_for(tmp_path, slow, ["m"])
+
+    async def scenario() -> None:
+        request = asyncio.ensure_future(manager.acquire("m", STT))
+        await until(slow.load_started.is_set, "the load to start")
+        request.cancel()
+        await asyncio.sleep(0.01)
+        slow.load_gate.set()
+        with pytest.raises(asyncio.CancelledError):
+            await request
+        model = manager.get("m")
+        assert model.state is ModelState.LOADED and slow.loads == 1
+        assert (model.in_use, model.running) == (0, 0)
+        async with await manager.acquire("m", STT):  # the loaded engine serves the next one
+            pass
+        assert slow.loads == 1
+
+    run(scenario, slow)

@@ -126,6 +126,9 @@ class Residency:
             return model.engine
         async with model.lock:
             engine = await self._load_locked(model)
+            # A cancellation that came during the load is raised here, before the lease:
+            # a request that is gone must not hold one (the lock keeps the model loaded).
+            await asyncio.sleep(0)
             model.leased(self._clock())
             return engine
 
