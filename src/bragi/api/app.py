@@ -21,6 +21,7 @@ from bragi.config import Settings
 from bragi.models.configure import build_manager
 from bragi.models.manager import ModelManager
 from bragi.voices import VoiceStore
+from bragi.web import Assets, web_router
 
 __all__ = ["create_app"]
 
@@ -87,4 +88,6 @@ def create_app(
         app.include_router(module.router)
     app.include_router(me_router)
     app.include_router(downloads_router)
+    if settings.web.enabled:
+        app.include_router(web_router(Assets.packaged(auth=settings.auth_enabled)))
     return app
