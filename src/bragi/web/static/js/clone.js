@@ -101,8 +101,8 @@ async function act(event) {
   }
   try {
     await request(`v1/audio/voices/${encodeURIComponent(id)}`, { method: 'DELETE' });
-    say(listStatus(), `Voice “${name}” deleted.`, 'ok');
     await list();
+    say(listStatus(), `Voice “${name}” deleted.`, 'ok');
   } catch (error) {
     sayError(listStatus(), error);
   }
