@@ -38,9 +38,11 @@ def _get(server: AppServer, path: str, **headers: str) -> httpx.Response:
 
 def _sent(server: AppServer, path: str, **headers: str) -> tuple[httpx.Response, bytes]:
     """The response and its body as sent (httpx would undo the gzip)."""
-    with httpx.Client(base_url=server.base_url, timeout=10) as http:
-        with http.stream("GET", path, headers=headers) as response:
-            return response, b"".join(response.iter_raw())
+    with (
+        httpx.Client(base_url=server.base_url, timeout=10) as http,
+        http.stream("GET", path, headers=headers) as response,
+    ):
+        return response, b"".join(response.iter_raw())
 
 
 def _page_files(page: str) -> list[str]:

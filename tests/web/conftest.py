@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import urlsplit
 
 import pytest
 from playwright import sync_api as playwright_api
@@ -49,9 +50,9 @@ def _fresh_artifacts() -> None:
 @pytest.fixture
 def open_page(browser: playwright_api.Browser) -> OpenPage:
     """``with open_page(url, key=..., allow=(...,)) as watched:`` a fresh browser profile
-    (empty storage) on ``url``, with ``key`` saved as the page saves it. No URL may
-    contain ``key`` or any of ``secrets``; console errors containing a string in
-    ``allow`` are expected ones."""
+    (empty storage) on ``url``, with ``key`` saved as the page saves it. Every request
+    must go to ``url``'s server (or a blob), no URL may contain ``key`` or any of
+    ``secrets``; console errors containing a string in ``allow`` are expected ones."""
 
     @contextmanager
     def open_one(
@@ -78,6 +79,13 @@ def open_page(browser: playwright_api.Browser) -> OpenPage:
             yield watched
             unexpected = [e for e in watched.errors if not any(a in e for a in allow)]
             assert not unexpected, f"console errors: {unexpected}"
+            server = urlsplit(url).netloc
+            elsewhere = [
+                u
+                for u in watched.urls
+                if urlsplit(u).netloc != server and urlsplit(u).scheme not in {"blob", "data"}
+            ]
+            assert not elsewhere, f"requests to other servers: {elsewhere}"
             hidden = [s for s in (key, *secrets) if s]
             leaked = [u for u in watched.urls if any(s in u for s in hidden)]
             assert not leaked, f"a URL carries the API key: {leaked}"

@@ -338,3 +338,51 @@ def test_live_says_the_server_has_no_realtime_endpoint(admin_page: WatchedPage) 
     assert "not available on this server" in page.inner_text("#live-absent")
     assert page.is_disabled("#live-start")
     admin_page.shoot("live")
+
+
+# Checks run in the page: contrast(), unlabelled(), addSamples() (see the file).
+CHECKS = (Path(__file__).parent / "accessibility.js").read_text()
+
+
+def _check(page: object, name: str) -> object:
+    return page.evaluate(f"() => ({CHECKS}).{name}()")  # type: ignore[attr-defined]
+
+
+TABS = ("transcribe", "live", "speak", "clone", "compare", "models")
+
+
+def test_keyboard_labels_and_contrast_in_light_and_dark(admin_page: WatchedPage) -> None:
+    page = admin_page.page
+    page.focus("#tab-transcribe")
+    for key, tab in [("ArrowRight", "live"), ("End", "models"), ("ArrowRight", "transcribe")]:
+        page.keyboard.press(key)
+        page.wait_for_selector(f"body[data-ready={tab}]")
+        assert page.evaluate("() => document.activeElement.id") == f"tab-{tab}"
+        assert page.get_attribute(f"#tab-{tab}", "aria-selected") == "true"
+        assert page.is_visible(f"#{tab}") and page.get_attribute(f"#tab-{tab}", "tabindex") == "0"
+    _check(page, "addSamples")
+    themes = []
+    for theme in ("light", "dark"):
+        while page.get_attribute("html", "data-theme") != theme:
+            page.click("#theme")
+        themes.append(theme)
+        for tab in TABS:
+            admin_page.tab(tab)
+            assert _check(page, "unlabelled") == [], f"controls without a label on {tab}"
+            low = [(text, round(r, 2)) for text, r in _check(page, "contrast") if r < 4.5]
+            assert not low, f"{theme} {tab}: text below 4.5:1 contrast: {low}"
+        admin_page.shoot(f"{theme}-models")
+    assert themes == ["light", "dark"]
+    assert page.evaluate("() => localStorage.getItem('bragi.theme')") == "dark"
+
+
+def test_every_tab_fits_a_phone_screen(open_page: OpenPage, live: LiveServer) -> None:
+    with open_page(live.base_url, key=live.api_key, viewport=(375, 740)) as watched:
+        page = watched.page
+        page.wait_for_selector("body[data-ready=transcribe]")
+        for tab in TABS:
+            watched.tab(tab)
+            overflow = page.evaluate("() => document.documentElement.scrollWidth - innerWidth")
+            assert overflow <= 0, f"{tab} is {overflow} px wider than the phone"
+        watched.tab("speak")
+        watched.shoot("phone-speak")
