@@ -101,7 +101,9 @@ async function select(name, focus = true) {
       await module.shown?.();
     }
   } finally {
-    document.body.dataset.ready = name;  // the tab is usable (the tests wait for this)
+    // The tab is usable: the tests wait for this, the benchmark times the first one.
+    if (!document.body.dataset.ready) performance.mark('bragi-interactive');
+    document.body.dataset.ready = name;
   }
   Object.entries(TABS).forEach(([other, tab]) => { if (other !== name) tab.leave?.(); });
 }
