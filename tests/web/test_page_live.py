@@ -18,7 +18,7 @@ from browser import OpenPage
 from fakes import FakeSttBackend, make_model_dir
 from realtime_peer import RATE, RealtimePeer
 
-LISTEN_SECONDS = 3.5
+HEARD_SECONDS = 3  # stop once the peer has had this much audio
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +44,8 @@ def test_live_sends_the_microphone_with_a_short_lived_key_and_shows_the_text(
         assert page.is_hidden("#live-absent") and page.is_enabled("#live-start")
         page.fill("#live-language", "en")
         page.click("#live-start")
-        page.wait_for_selector("#live-text p.partial", timeout=10_000)
-        page.wait_for_timeout(LISTEN_SECONDS * 1000)
+        heard = f"#live-text p.partial:has-text('second {HEARD_SECONDS},')"
+        page.wait_for_selector(heard, timeout=60_000)
         assert page.inner_text("#live-text p.partial").startswith("second 1, second 2, ")
         page.click("#live-stop")
         page.wait_for_selector("#live-text p.final")
@@ -63,6 +63,6 @@ def test_live_sends_the_microphone_with_a_short_lived_key_and_shows_the_text(
     assert kinds[0] == "session.update" and kinds[-1] == "input_audio_buffer.commit"
     assert set(kinds[1:-1]) == {"input_audio_buffer.append"}
     samples = peer.samples
-    assert len(samples) / RATE >= LISTEN_SECONDS  # a first second, then LISTEN_SECONDS more
+    assert len(samples) / RATE >= HEARD_SECONDS
     assert float(np.sqrt(np.mean(samples**2))) > 0.02  # Beckett speaking, not silence
     assert final == f"{len(samples) / RATE:.1f} s heard, rms {np.sqrt(np.mean(samples**2)):.3f}"

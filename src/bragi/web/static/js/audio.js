@@ -118,7 +118,7 @@ export function streams(format) {
 function once(target, type) {
   return new Promise((resolve, reject) => {
     target.addEventListener(type, resolve, { once: true });
-    target.addEventListener('error', reject, { once: true });
+    target.addEventListener('error', () => reject(new Error('The browser could not play this audio.')), { once: true });
   });
 }
 
