@@ -24,12 +24,14 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 run: $(VENV)/.starter
 	$(BIN)/bragi serve
 
-## system-deps: Debian packages the tests need: espeak-ng (non-English test speech) and
-## kubectl (renders the Kubernetes manifests; Debian's kubernetes-client)
+## system-deps: Debian packages the tests need: espeak-ng (non-English test speech),
+## kubectl (renders the Kubernetes manifests; Debian's kubernetes-client) and chromium
+## (the web page's tests drive it with Playwright, which never downloads a browser)
 system-deps:
 	@missing=""; \
 	command -v espeak-ng >/dev/null 2>&1 || missing="$$missing espeak-ng"; \
 	command -v kubectl >/dev/null 2>&1 || missing="$$missing kubernetes-client"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && \

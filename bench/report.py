@@ -32,6 +32,7 @@ _UNITS = {
     "req/s": "{:.3f} req/s",
     "audio s/s": "{:.1f} audio s/s",
     "MB": "{:.1f} MB",
+    "KB": "{:.1f} KB",
     "% WER": "{:.2f} % WER",
     "RTF": "{:.4f} RTF",
 }

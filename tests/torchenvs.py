@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,3 +96,21 @@ def child_pids(pid: int) -> list[int]:
 def mapped_files(pid: int) -> str:
     """What a process has mapped: its shared libraries among them."""
     return Path(f"/proc/{pid}/maps").read_text()
+
+
+@pytest.fixture(scope="session")
+def engine_env(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], EngineEnv]:
+    """``engine_env("speechbrain")``: the backend's environment, installed on first use,
+    once per session whichever tests ask (kept between runs in ``$BRAGI_TEST_ENVS``)."""
+    kept = os.environ.get("BRAGI_TEST_ENVS")
+    data_dir = Path(kept) if kept else tmp_path_factory.mktemp("engine-envs")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    envs = EngineEnvs(data_dir / "envs")
+    ready: dict[str, EngineEnv] = {}
+
+    def get(name: str) -> EngineEnv:
+        if name not in ready:
+            ready[name] = install_env(envs, data_dir, name)
+        return ready[name]
+
+    return get

@@ -36,6 +36,7 @@ __all__ = [
     "ModelConfig",
     "Settings",
     "VoiceMapping",
+    "WebSettings",
     "default_data_dir",
     "load_settings",
     "parse_duration",
@@ -116,6 +117,15 @@ class VoiceMapping(BaseModel):
     voice: str
 
 
+class WebSettings(BaseModel):
+    """The page in the browser that tries every model (served at ``/``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    """Serve the page (``BRAGI_WEB__ENABLED=false`` turns it off; the API stays)."""
+
+
 class Settings(BaseSettings):
     """Bragi's configuration. Every field can be set as ``BRAGI_<FIELD>``."""
 
@@ -170,6 +180,8 @@ class Settings(BaseSettings):
     """OpenAI voice names mapped to engine voices."""
     allow_downloads: bool = True
     """Fetch missing models from the Hugging Face hub."""
+    web: WebSettings = Field(default_factory=WebSettings)
+    """The web page at ``/``."""
 
     @field_validator("keep_alive", mode="before")
     @classmethod

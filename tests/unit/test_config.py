@@ -256,3 +256,20 @@ def test_serve_with_an_unrecognised_model_dir_names_it_and_the_backends(tmp_path
     assert "no backend recognises" in line
     assert "installed backends: " in line
     assert "faster-whisper" in line  # the installed backends, by name
+
+
+# --- the web page -----------------------------------------------------------------
+
+
+def test_the_web_page_is_on_unless_the_file_or_the_environment_turns_it_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert load_settings().web.enabled is True
+    off = write(tmp_path / "c.yaml", "web:\n  enabled: false\n")
+    assert load_settings(off).web.enabled is False
+    monkeypatch.setenv("BRAGI_WEB__ENABLED", "true")
+    assert load_settings(off).web.enabled is True  # the environment beats the file
+    monkeypatch.setenv("BRAGI_WEB__ENABLED", "false")
+    assert load_settings().web.enabled is False
+    typo = write(tmp_path / "t.yaml", "web:\n  enable: false\n")
+    assert config_error(config_file=typo).startswith("invalid configuration: web.enable: unknown")

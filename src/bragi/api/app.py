@@ -13,6 +13,8 @@ from bragi import __version__
 from bragi.api.errors import install_error_handlers
 from bragi.api.metrics import Metrics, MetricsMiddleware
 from bragi.api.routes import admin, health, metrics, models, speech, transcriptions, voices
+from bragi.api.routes.downloads import router as downloads_router
+from bragi.api.routes.me import router as me_router
 from bragi.api.upload_limit import UploadLimitMiddleware
 from bragi.auth import KeyStore
 from bragi.backends.registry import BackendRegistry
@@ -20,6 +22,7 @@ from bragi.config import Settings
 from bragi.models.configure import build_manager
 from bragi.models.manager import ModelManager
 from bragi.voices import VoiceStore
+from bragi.web import Assets, web_router
 
 __all__ = ["create_app"]
 
@@ -87,4 +90,8 @@ def create_app(
     routers = (health, metrics, models, transcriptions, speech, voices, admin)
     for module in routers:
         app.include_router(module.router)
+    app.include_router(me_router)
+    app.include_router(downloads_router)
+    if settings.web.enabled:
+        app.include_router(web_router(Assets.packaged(auth=settings.auth_enabled)))
     return app

@@ -101,6 +101,9 @@ class TtsCapabilities:
     #: Whether the engine speaks in a voice cloned from a reference recording
     #: (``SynthesisRequest.reference``); engines that cannot get a 400 before they run.
     cloning: bool = False
+    #: Whether the engine follows ``instructions`` (style, tone); ``/v1/models`` says so,
+    #: and the web page shows the field only then.
+    instructions: bool = False
 
 
 @dataclass(frozen=True, slots=True)

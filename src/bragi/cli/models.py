@@ -92,28 +92,15 @@ def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def _backend_of(path: Path) -> str:
-    from bragi.backends.registry import BackendRegistry
-
-    backend = BackendRegistry.from_entry_points().detect(path)
-    return backend.name if backend else "?"
-
-
 def _list(args: argparse.Namespace) -> int:
+    from bragi.backends.registry import BackendRegistry
+    from bragi.models.on_disk import downloaded_models
+
     store, _catalog = _store_and_catalog(args)
-    rows = []
-    packaged_root = store.root / "packaged"
-    if packaged_root.is_dir():
-        for path in sorted(p for p in packaged_root.iterdir() if p.is_dir() and p.name[0] != "."):
-            rows.append((path.name.replace("--", ":"), _backend_of(path), _size(path), "pypi"))
-    for stored in store.list():
-        # a repo of archives (Vosk zips) holds its models in what was unpacked from them
-        found = {_backend_of(path) for path in (*stored.unpacked, stored.path)} - {"?"}
-        backend = ",".join(sorted(found)) or "?"
-        rows.append((stored.repo_id, backend, stored.size_bytes, "hub"))
     print(f"{'NAME':<44} {'BACKEND':<16} {'SIZE':>10}  SOURCE")
-    for name, backend, size, origin in rows:
-        print(f"{name:<44} {backend:<16} {size / _MB:>7.1f} MB  {origin}")
+    for model in downloaded_models(store, BackendRegistry.from_entry_points()):
+        backend = ",".join(model.backends) or "?"
+        print(f"{model.name:<44} {backend:<16} {model.size_bytes / _MB:>7.1f} MB  {model.source}")
     return 0
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from bragi.api.deps import ApiKey, Manager
+from bragi.backends.protocol import TextToSpeech
 from bragi.models.manager import ModelManager
 from bragi.models.served import ServedModel
 
@@ -49,6 +50,10 @@ def describe_model(model: ServedModel, manager: ModelManager) -> dict[str, Any]:
         description["error"] = model.error
     if model.state.value == "downloading" and model.progress is not None:
         description["progress"] = model.progress_text()
+    if isinstance(model.engine, TextToSpeech):  # known once loaded
+        capabilities = model.engine.capabilities
+        description["cloning"] = capabilities.cloning
+        description["instructions"] = capabilities.instructions
     voices = manager.voices_of(model)
     if voices is not None:
         description["voices"] = [
