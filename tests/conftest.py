@@ -16,8 +16,8 @@ sys.path.insert(0, str(TESTS))
 from livesupport import LiveServer, start_server  # noqa: E402
 from speech import SpeechSample, speech_samples  # noqa: E402
 
-# Fixtures from helper modules: hub_stub, whisper_repo_dir.
-pytest_plugins = ["hubstub"]
+# Fixtures from helper modules: hub_stub, whisper_repo_dir, the catalog repos.
+pytest_plugins = ["hubstub", "cataloghub"]
 
 __all__ = ["LiveServer", "SpeechSample"]
 

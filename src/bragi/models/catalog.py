@@ -5,16 +5,20 @@ The data lives in ``catalog.yaml`` beside this module.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
+from pathlib import PurePosixPath
 from typing import Any
 
 import yaml
 
 from bragi.backends.protocol import ModelKind
 
-__all__ = ["Catalog", "CatalogEntry", "PackagedFiles"]
+__all__ = ["Catalog", "CatalogEntry", "PackagedFiles", "common_folder"]
+
+_GLOB = frozenset("*?[")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +46,32 @@ class CatalogEntry:
     size_mb: float = 0.0
     options: dict[str, Any] = field(default_factory=dict)
     packaged: PackagedFiles | None = None
+
+    @property
+    def subdir(self) -> str | None:
+        """The repo folder that is the model directory: the common parent of ``files``
+        (a Piper voice is ``en/en_US/joe/medium/`` of ``rhasspy/piper-voices``); None for
+        the repo's root."""
+        return common_folder(self.files) if self.files else None
+
+
+def common_folder(patterns: Sequence[str]) -> str | None:
+    """The deepest folder every pattern lies in (folders with glob characters end it)."""
+    common: list[str] | None = None
+    for pattern in patterns:
+        parts = []
+        for part in PurePosixPath(pattern).parent.parts:
+            if _GLOB & set(part):
+                break
+            parts.append(part)
+        if common is None:
+            common = parts
+        else:
+            shared = 0
+            while shared < min(len(common), len(parts)) and common[shared] == parts[shared]:
+                shared += 1
+            common = common[:shared]
+    return "/".join(common) if common else None
 
 
 def _entry(name: str, data: dict[str, Any]) -> CatalogEntry:

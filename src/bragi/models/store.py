@@ -54,12 +54,15 @@ _MB = 1024 * 1024
 @dataclass(frozen=True, slots=True)
 class HubSource:
     """A hub repo at a revision (``None``: the default branch), limited to some files, or
-    one archive file (a zip of the model directory) that is unpacked after download."""
+    one archive file (a zip of the model directory) that is unpacked after download.
+    ``subdir`` is the repo folder that holds the model (a Piper voice in
+    ``rhasspy/piper-voices``), else the model is the repo's root."""
 
     repo_id: str
     revision: str | None = None
     allow_patterns: tuple[str, ...] | None = None
     archive: str | None = None  # path of a .zip in the repo; then only it is downloaded
+    subdir: str | None = None
 
     def __str__(self) -> str:
         return f"{self.repo_id}@{self.revision}" if self.revision else self.repo_id
@@ -126,7 +129,7 @@ class ModelStore:
                 raise HubUnreachableError(
                     f"offline mode is on (HF_HUB_OFFLINE) and '{source}' is not in the model store"
                 )
-            return self._unpack(source, stored)
+            return self._model_dir(source, stored)
         try:
             snapshot = self._pull(source, progress)
         except ModelFetchError:
@@ -136,14 +139,16 @@ class ModelStore:
             if error is None:
                 raise
             raise error from exc
-        return self._unpack(source, snapshot)
+        return self._model_dir(source, snapshot)
 
     def local_path(self, source: HubSource) -> Path | None:
         """The stored model directory for ``source``, complete and verified (for an archive:
         unpacked), without any network."""
         snapshot = self._snapshot(source)
-        if snapshot is None or source.archive is None:
-            return snapshot
+        if snapshot is None:
+            return None
+        if source.archive is None:
+            return _inside(snapshot, source.subdir)
         target = self._unpacked_target(source, snapshot.name)
         return model_root(target) if target.is_dir() else None
 
@@ -273,10 +278,11 @@ class ModelStore:
         )
         return snapshot
 
-    def _unpack(self, source: HubSource, snapshot: Path) -> Path:
-        """The model directory: the snapshot, or what its archive unpacks to (once)."""
+    def _model_dir(self, source: HubSource, snapshot: Path) -> Path:
+        """The model directory: the snapshot (or its ``subdir``), or what its archive
+        unpacks to (once)."""
         if source.archive is None:
-            return snapshot
+            return _inside(snapshot, source.subdir)
         target = self._unpacked_target(source, snapshot.name)
         try:
             return unpack_zip(snapshot / source.archive, target, self.archive_limits)
@@ -360,6 +366,11 @@ def _commits(cache: hf.HFCacheInfo, repo_id: str) -> list[str]:
         if repo.repo_id == repo_id and repo.repo_type == "model"
         for revision in repo.revisions
     ]
+
+
+def _inside(snapshot: Path, subdir: str | None) -> Path:
+    """The model directory inside a snapshot."""
+    return snapshot.joinpath(*subdir.split("/")) if subdir else snapshot
 
 
 def _size(path: Path) -> int:

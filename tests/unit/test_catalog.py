@@ -1,0 +1,42 @@
+"""The catalog's own rules: where in its repo each entry's model directory is."""
+
+from __future__ import annotations
+
+import pytest
+
+from bragi.models.catalog import Catalog, common_folder
+from bragi.models.resolve import plan_source
+
+
+@pytest.mark.parametrize(
+    ("patterns", "folder"),
+    [
+        (["config.json", "model.bin", "vocabulary.*"], None),
+        (["en/en_US/joe/medium/a.onnx", "en/en_US/joe/medium/a.onnx.json"], "en/en_US/joe/medium"),
+        (["onnx/model.onnx", "voices/*.bin", "config.json"], None),
+        (["onnx/a.onnx", "onnx/b.onnx"], "onnx"),
+        (["de/*/x.onnx", "de/*/x.onnx.json"], "de"),  # a glob ends the folder
+        (["a/b/c.txt", "a/d/e.txt"], "a"),
+    ],
+)
+def test_common_folder(patterns: list[str], folder: str | None) -> None:
+    assert common_folder(patterns) == folder
+
+
+def test_each_piper_voice_is_served_from_its_own_folder() -> None:
+    catalog = Catalog.builtin()
+    voices = [entry for entry in catalog.entries() if entry.backend == "piper" and entry.repo]
+    assert len(voices) >= 4
+    for entry in voices:
+        assert entry.files is not None
+        [onnx] = [f for f in entry.files if f.endswith(".onnx")]
+        assert entry.subdir == onnx.rsplit("/", 1)[0]
+        hub = plan_source(entry.name, None, catalog).hub
+        assert hub is None or hub.subdir == entry.subdir  # None: from its PyPI package
+
+
+def test_other_entries_are_the_repo_root() -> None:
+    catalog = Catalog.builtin()
+    for name in ("whisper-base", "kokoro", "moonshine-tiny", "parakeet-tdt-0.6b-v2", "xtts-v2"):
+        entry = catalog.get(name)
+        assert entry is not None and entry.subdir is None, name
