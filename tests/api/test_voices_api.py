@@ -200,7 +200,9 @@ def test_a_model_that_cannot_clone_refuses_a_cloned_voice(
     server: AppServer, client: openai.OpenAI, store: VoiceStore, plain_tts: FakeTtsBackend
 ) -> None:
     voice = store.create("ada", tone(3.0))
-    client.audio.speech.create(model="clone", voice="ada", input="Load the cloner.")
+    # The model that can clone is named whether it is loaded or not.
+    server.http(server.admin_key).post("/admin/models/clone/unload").raise_for_status()
+    assert server.manager.get("clone").engine is None
     before = len(plain_tts.requests)
     with pytest.raises(openai.BadRequestError) as refused:
         client.audio.speech.create(model="tts", voice=voice.id, input="Hello.")
@@ -209,6 +211,18 @@ def test_a_model_that_cannot_clone_refuses_a_cloned_voice(
     message = str(refused.value)
     assert "cannot speak in cloned voices" in message and "Models that can: clone." in message
     assert len(plain_tts.requests) == before  # refused before the engine ran
+
+
+def test_models_say_which_can_clone_before_loading(server: AppServer) -> None:
+    http = server.http(server.admin_key)
+    for alias in ("clone", "tts"):
+        http.post(f"/admin/models/{alias}/unload").raise_for_status()
+    before = {m["id"]: m for m in http.get("/v1/models").json()["data"]}
+    assert before["clone"]["state"] == "available" and before["clone"]["cloning"] is True
+    assert before["tts"]["cloning"] is False
+    assert "cloning" not in before["stt"]  # a speech-to-text model has no such thing
+    http.post("/admin/models/clone/load").raise_for_status()
+    assert http.get("/v1/models/clone").json()["cloning"] is True  # the engine agrees
 
 
 def test_built_in_voices_keep_winning(

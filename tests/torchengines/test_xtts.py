@@ -86,6 +86,7 @@ def test_models_lists_the_built_in_speakers_and_languages(live: LiveServer) -> N
         listed = http.get(f"/v1/models/{MODEL}").json()
         voices = http.get("/v1/audio/voices", params={"model": MODEL}).json()
     assert {v["id"] for v in listed["voices"]} == set(SPEAKERS)
+    assert listed["cloning"] is True
     assert {v["id"] for v in voices["data"]} >= set(SPEAKERS)
 
 

@@ -1,11 +1,16 @@
-"""The catalog's own rules: where in its repo each entry's model directory is."""
+"""The catalog's own rules: where in its repo each entry's model directory is, and what a
+model can do before it is downloaded."""
 
 from __future__ import annotations
 
 import pytest
 
+from bragi.backends.registry import BackendRegistry
+from bragi.config import ModelConfig
+from bragi.models.capabilities import capabilities_of, models_that_can
 from bragi.models.catalog import Catalog, common_folder
 from bragi.models.resolve import plan_source
+from bragi.models.served import ModelState, ServedModel
 
 
 @pytest.mark.parametrize(
@@ -40,3 +45,19 @@ def test_other_entries_are_the_repo_root() -> None:
     for name in ("whisper-base", "kokoro", "moonshine-tiny", "parakeet-tdt-0.6b-v2", "xtts-v2"):
         entry = catalog.get(name)
         assert entry is not None and entry.subdir is None, name
+
+
+def test_a_model_not_downloaded_yet_can_clone_by_its_catalog_entry() -> None:
+    catalog, registry = Catalog.builtin(), BackendRegistry.from_entry_points()
+    models = []
+    for alias, name in (("xtts", "xtts-v2"), ("kokoro", "kokoro"), ("whisper", "whisper-tiny")):
+        entry = catalog.get(name)
+        assert entry is not None
+        model = ServedModel(alias, ModelConfig(model=name), plan_source(name, None, catalog))
+        model.kind = entry.kind  # as build_manager sets it, before anything is on disk
+        assert model.state is ModelState.DOWNLOADING and model.model_dir is None
+        models.append(model)
+    assert [capabilities_of(m, registry) for m in models][2] is None  # speech to text
+    assert models_that_can(models, "cloning", registry) == ["xtts"]
+    with pytest.raises(ValueError, match="no capability named 'singing'"):
+        models_that_can(models, "singing", registry)

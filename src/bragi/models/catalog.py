@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from bragi.backends.protocol import ModelKind
+from bragi.backends.protocol import ModelCapabilities, ModelKind
 
 __all__ = ["Catalog", "CatalogEntry", "PackagedFiles", "common_folder"]
 
@@ -46,6 +46,8 @@ class CatalogEntry:
     size_mb: float = 0.0
     options: dict[str, Any] = field(default_factory=dict)
     packaged: PackagedFiles | None = None
+    #: What the model can do before it loads (ModelCapabilities fields), e.g. (cloning,)
+    capabilities: tuple[str, ...] = ()
 
     @property
     def subdir(self) -> str | None:
@@ -80,6 +82,10 @@ def _entry(name: str, data: dict[str, Any]) -> CatalogEntry:
     if archive is not None and (data.get("files") or not str(archive).lower().endswith(".zip")):
         # zip is the one format unpacked; files would be ignored beside an archive
         raise ValueError(f"catalog entry {name!r}: archive must be a .zip, without files")
+    capabilities = tuple(data.get("capabilities") or ())
+    unknown = set(capabilities) - set(ModelCapabilities.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"catalog entry {name!r}: unknown capabilities {sorted(unknown)}")
     return CatalogEntry(
         name=name,
         kind=ModelKind(data["kind"]),
@@ -100,6 +106,7 @@ def _entry(name: str, data: dict[str, Any]) -> CatalogEntry:
         )
         if packaged
         else None,
+        capabilities=capabilities,
     )
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter
 
 from bragi.api.deps import ApiKey, Manager
+from bragi.models.capabilities import capabilities_of
 from bragi.models.manager import ModelManager
 from bragi.models.served import ServedModel
 
@@ -49,6 +51,9 @@ def describe_model(model: ServedModel, manager: ModelManager) -> dict[str, Any]:
         description["error"] = model.error
     if model.state.value == "downloading" and model.progress is not None:
         description["progress"] = model.progress_text()
+    capabilities = capabilities_of(model, manager.registry)
+    if capabilities is not None:  # a TTS model: what it can do, loaded or not
+        description |= asdict(capabilities)
     voices = manager.voices_of(model)
     if voices is not None:
         description["voices"] = [

@@ -25,7 +25,8 @@ from bragi.audio import CONTENT_TYPES, Audio
 from bragi.audio.speech_encoder import SpeechEncoder
 from bragi.backends.protocol import ModelKind, SynthesisRequest, TextToSpeech, VoiceReference
 from bragi.errors import InvalidRequestError
-from bragi.models.manager import Lease, ModelManager
+from bragi.models.capabilities import models_that_can
+from bragi.models.manager import Lease
 from bragi.voices.choose import choose_voice
 
 router = APIRouter(tags=["audio"])
@@ -85,15 +86,6 @@ def synthesis_plan(
         text=text, voice=voice, speed=native, language=language, reference=reference
     )
     return request, speed / native
-
-
-def _cloning_models(manager: ModelManager) -> list[str]:
-    """Loaded models whose engine can clone (whether one can is known once it is loaded)."""
-    return [
-        model.alias
-        for model in manager.models()
-        if isinstance(model.engine, TextToSpeech) and model.engine.capabilities.cloning
-    ]
 
 
 _FIRST_PIECE_SECONDS = 0.25
@@ -216,7 +208,7 @@ async def create_speech(
             engine,
             settings.voices,
             store,
-            lambda: _cloning_models(manager),
+            lambda: models_that_can(manager.models(), "cloning", manager.registry),
         )
         job, tempo = synthesis_plan(
             params.input, voice, params.speed, engine, reference, params.language
