@@ -36,6 +36,7 @@ from bragi.backends.sherpa import (
     make_segment,
     plan_chunks,
     read_onnx_header,
+    settle_language,
     usable_cpus,
 )
 from bragi.errors import EngineError, ModelUnavailableError
@@ -83,7 +84,8 @@ class ParaformerEngine:
         chunks, info = plan_chunks(
             "Paraformer", closed, audio, options, self.capabilities, self._options
         )
-        return self._segments(audio.samples, chunks), info
+        languages = self._options.languages or sorted(self.capabilities.languages or ()) or None
+        return settle_language(self._segments(audio.samples, chunks), info, languages)
 
     def close(self) -> None:
         """Drop the recognizer so its memory goes back (after any decode still running)."""

@@ -38,6 +38,7 @@ from bragi.backends.sherpa import (
     Token,
     make_segment,
     plan_chunks,
+    settle_language,
     usable_cpus,
 )
 from bragi.errors import EngineError, ModelUnavailableError
@@ -82,7 +83,8 @@ class ParakeetEngine:
         chunks, info = plan_chunks(
             "Parakeet", closed, audio, options, self.capabilities, self._options
         )
-        return self._segments(audio.samples, chunks), info
+        languages = self._options.languages or sorted(self.capabilities.languages or ()) or None
+        return settle_language(self._segments(audio.samples, chunks), info, languages)
 
     def close(self) -> None:
         """Drop the ONNX Runtime sessions so their memory goes back."""

@@ -20,6 +20,7 @@ from bragi.models.removal import plan_removal, remove
 from bragi.models.resolve import fetch_source, plan_source
 from bragi.models.served import ServedModel
 from bragi.models.store import DownloadProgress
+from bragi.runners.memory import engine_memory
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
@@ -37,7 +38,8 @@ def _loaded_view(model: ServedModel, manager: ModelManager) -> dict[str, Any]:
         "backend": model.backend_name,
         "kind": model.kind.value if model.kind else None,
         "state": model.state.value,
-        "memory_bytes": model.memory_bytes,
+        # a worker's whole process, live; an in-process engine's growth at load
+        "memory_bytes": engine_memory(model.engine) or model.memory_bytes,
         "in_use": model.in_use,
         "running": model.running,
         "waiting": model.waiting,
