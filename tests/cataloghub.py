@@ -24,6 +24,7 @@ import numpy as np
 import onnx
 import pytest
 
+from bragi.models.catalog import Catalog
 from hubstub import WHISPER_REPO, HubStub
 from tinymodels.moonshine import write_tiny_moonshine, write_tokenizer_json
 from tinymodels.paraformer import write_paraformer
@@ -41,9 +42,11 @@ __all__ = [
     "VOSK_ARCHIVE",
     "VOSK_REPO",
     "VOSK_TOP",
+    "add_catalog_repo",
     "catalog_hub",
     "hidden_packages",
     "package_dir",
+    "pinned_commit",
 ]
 
 PIPER_REPO = "rhasspy/piper-voices"
@@ -202,9 +205,21 @@ def catalog_repos(
     }
 
 
+def pinned_commit(repo_id: str) -> str | None:
+    """The commit the catalog's entries from ``repo_id`` pin (None: they follow main)."""
+    pins = {e.revision for e in Catalog.builtin().entries() if e.repo == repo_id and e.revision}
+    assert len(pins) <= 1, f"catalog entries pin {repo_id} at several commits: {pins}"
+    return next(iter(pins), None)
+
+
+def add_catalog_repo(stub: HubStub, repo_id: str, folder: Path) -> None:
+    """Serve ``folder`` as ``repo_id`` at the commit the catalog pins, as the hub would."""
+    stub.add_repo(repo_id, folder, commit=pinned_commit(repo_id))
+
+
 def catalog_hub(repos: dict[str, Path]) -> HubStub:
-    """A started stub serving ``repos``; the caller stops it."""
+    """A started stub serving ``repos`` (at the commits the catalog pins); the caller stops it."""
     stub = HubStub()
     for repo_id, folder in repos.items():
-        stub.add_repo(repo_id, folder)
+        add_catalog_repo(stub, repo_id, folder)
     return stub.start()

@@ -28,7 +28,7 @@ from bragi.models.archive import ArchiveLimits, unpack_zip
 from bragi.models.catalog import Catalog
 from bragi.models.resolve import plan_source
 from bragi.models.store import HubSource, ModelStore
-from cataloghub import VOSK_ARCHIVE, VOSK_REPO, VOSK_TOP
+from cataloghub import VOSK_ARCHIVE, VOSK_REPO, VOSK_TOP, add_catalog_repo
 from hubstub import HubStub
 
 pytestmark = pytest.mark.slow
@@ -58,7 +58,7 @@ def write_zip(path: Path, entries: dict[str, bytes], links: dict[str, str] | Non
 
 @pytest.fixture
 def hub(hub_stub: HubStub, vosk_models_dir: Path) -> HubStub:
-    hub_stub.add_repo(REPO, vosk_models_dir)
+    add_catalog_repo(hub_stub, REPO, vosk_models_dir)
     return hub_stub
 
 
@@ -191,7 +191,7 @@ def test_a_corrupt_zip_is_refused_and_leaves_nothing(
 def test_bragi_pull_of_a_bad_archive_is_one_line(hub: HubStub, tmp_path: Path) -> None:
     folder = tmp_path / "repo"
     write_zip(folder / "de" / "vosk-model-small-de-0.15.zip", {"../../evil": b"x"})
-    hub.add_repo(REPO, folder)  # now the mirror serves a malicious German model
+    add_catalog_repo(hub, REPO, folder)  # now the mirror serves a malicious German model
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BRAGI_", "HF_"))}
     env |= {"BRAGI_DATA_DIR": str(tmp_path / "data"), "HF_ENDPOINT": hub.url}
     result = subprocess.run(

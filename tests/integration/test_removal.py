@@ -19,7 +19,7 @@ from bragi.models.packaged import materialize
 from bragi.models.removal import plan_removal, remove
 from bragi.models.resolve import ModelSource
 from bragi.models.store import HubSource, ModelStore
-from cataloghub import JOE, LESSAC, PARAKEET_REPO, PIPER_REPO
+from cataloghub import JOE, LESSAC, PARAKEET_REPO, PIPER_REPO, add_catalog_repo
 from hubstub import HubStub
 
 CATALOG = Catalog.builtin()
@@ -29,7 +29,7 @@ JOE_NAME, LESSAC_NAME = "piper:en_US-joe-medium", "piper:en_US-lessac-medium"
 def hub_of(name: str) -> HubSource:
     entry = CATALOG.get(name)
     assert entry is not None and entry.repo is not None
-    return HubSource(entry.repo, None, entry.files, entry.archive, entry.subdir)
+    return HubSource(entry.repo, entry.revision, entry.files, entry.archive, entry.subdir)
 
 
 def files_under(root: Path) -> set[str]:
@@ -52,8 +52,8 @@ def piper_repo(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def store(hub_stub: HubStub, piper_repo: Path, parakeet_dir: Path, tmp_path: Path) -> ModelStore:
-    hub_stub.add_repo(PIPER_REPO, piper_repo)
-    hub_stub.add_repo(PARAKEET_REPO, parakeet_dir)
+    add_catalog_repo(hub_stub, PIPER_REPO, piper_repo)
+    add_catalog_repo(hub_stub, PARAKEET_REPO, parakeet_dir)
     return ModelStore(tmp_path / "models")
 
 
@@ -147,7 +147,7 @@ def test_a_refused_archive_takes_only_itself_with_it(hub_stub: HubStub, tmp_path
     folder = tmp_path / "vosk-models"
     write_zip(folder / "en" / "vosk-model-small-en-us-0.15.zip", {"m/am/final.mdl": b"good"})
     write_zip(folder / "de" / "vosk-model-small-de-0.15.zip", {"../../evil": b"bad"})
-    hub_stub.add_repo("rhasspy/vosk-models", folder)
+    add_catalog_repo(hub_stub, "rhasspy/vosk-models", folder)
     store = ModelStore(tmp_path / "models")
     english = store.fetch(hub_of("vosk-small-en-us"))
 

@@ -3,6 +3,9 @@ model can do before it is downloaded."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from bragi.backends.registry import BackendRegistry
@@ -61,3 +64,18 @@ def test_a_model_not_downloaded_yet_can_clone_by_its_catalog_entry() -> None:
     assert models_that_can(models, "cloning", registry) == ["xtts"]
     with pytest.raises(ValueError, match="no capability named 'singing'"):
         models_that_can(models, "singing", registry)
+
+
+def test_every_hub_entry_pins_a_commit_or_is_listed_as_unpinned() -> None:
+    docs = (Path(__file__).parents[2] / "docs" / "models.md").read_text()
+    [names] = re.findall(r"^Unpinned \(following [^:]*:(.*?)\.$", docs, re.M | re.S)
+    listed = set(re.findall(r"`([^`]+)`", names))
+    unpinned = set()
+    for entry in Catalog.builtin().entries():
+        if entry.repo is None:
+            continue
+        if entry.revision is None:
+            unpinned.add(entry.name)
+        else:
+            assert re.fullmatch(r"[0-9a-f]{40}", entry.revision), entry.name
+    assert listed == unpinned

