@@ -94,11 +94,13 @@ def _server_pythonpath() -> str:
 
 def _interpreter(
     backend: Backend, config: RunnerConfig, device: Device
-) -> tuple[str, dict[str, str]]:
+) -> tuple[str, dict[str, str], Path | None]:
+    """The worker's interpreter, its environment variables, and the engine environment it
+    runs from (held while it runs, so it is not replaced or removed under it)."""
     environment = worker_environment(os.environ)
     if not isinstance(backend, IsolatedBackend):
         environment["PYTHONPATH"] = _server_pythonpath()
-        return sys.executable, environment
+        return sys.executable, environment, None
     if config.envs_dir is None:
         raise BackendUnavailableError(f"the {backend.name} engine needs an environments directory")
     envs = EngineEnvs(config.envs_dir)
@@ -118,7 +120,7 @@ def _interpreter(
     for leak in ("PYTHONPATH", "PYTHONHOME"):  # the environment is the engine's alone
         environment.pop(leak, None)
     environment["PYTHONNOUSERSITE"] = "1"
-    return str(python), environment
+    return str(python), environment, envs.path(backend.name)
 
 
 def create_engine(
@@ -132,7 +134,7 @@ def create_engine(
     config = config or RunnerConfig()
     if not runs_in_worker(backend, config.runner):
         return load_engine(backend, model_dir, device, options)
-    python, environment = _interpreter(backend, config, device)
+    python, environment, holds = _interpreter(backend, config, device)
     reference = backend_reference(backend)
     spec = WorkerSpec(
         label=config.label,
@@ -145,5 +147,6 @@ def create_engine(
         environment=environment,
         timeout=config.timeout,
         load_timeout=config.load_timeout,
+        holds=holds,
     )
     return start_worker(spec, backend.kind)
