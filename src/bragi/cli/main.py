@@ -11,6 +11,7 @@ from pathlib import Path
 from bragi import __version__
 from bragi.cli import backend, keys, models, serve, speak, transcribe, voices
 from bragi.config import Settings, load_settings
+from bragi.datadir import make_private_dir
 from bragi.errors import BragiError, ConfigError
 
 __all__ = ["main", "settings_from_args"]
@@ -28,13 +29,15 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_from_args(args: argparse.Namespace, **extra: object) -> Settings:
-    return load_settings(
+    settings = load_settings(
         args.config,
         data_dir=args.data_dir,
         device=args.device,
         log_level=args.log_level,
         **extra,
     )
+    make_private_dir(settings.data_dir)  # keys and voices: whoever creates it, 0700
+    return settings
 
 
 def build_parser() -> argparse.ArgumentParser:

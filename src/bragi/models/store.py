@@ -116,8 +116,10 @@ class ModelStore:
         offline: bool | None = None,
         endpoint: str | None = None,
         archive_limits: ArchiveLimits | None = None,
+        downloads: bool = True,
     ):
         self.root = root
+        self.downloads = downloads  # False: only what is stored (a server's allow_downloads)
         self.hub_dir = root / "hub"
         self.unpacked_dir = root / "unpacked"
         self.archive_limits = archive_limits or ArchiveLimits()
@@ -142,8 +144,14 @@ class ModelStore:
         is missing; files already in the store are not downloaded again. Offline (or if
         the hub cannot be reached) it returns the stored copy, if there is one.
         """
-        if self.offline:
+        if self.offline or not self.downloads:
             stored = self._snapshot(source)
+            if stored is None and not self.downloads:
+                raise HubUnreachableError(
+                    f"downloads are off (allow_downloads: false) and '{source}' is not in the "
+                    "model store; pull it where downloads are allowed (bragi pull)",
+                    code="downloads_disabled",
+                )
             if stored is None:
                 raise HubUnreachableError(
                     f"offline mode is on (HF_HUB_OFFLINE) and '{source}' is not in the model store"

@@ -14,7 +14,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from bragi.api.deps import AdminKey, Manager
-from bragi.errors import BragiError, ConflictError
+from bragi.errors import BragiError, ConflictError, PermissionDeniedError
 from bragi.models.manager import ModelManager
 from bragi.models.removal import plan_removal, remove
 from bragi.models.resolve import fetch_source, plan_source
@@ -73,6 +73,12 @@ async def unload(alias: str, manager: Manager, _: AdminKey) -> dict[str, Any]:
 @router.post("/pull")
 async def pull(request: PullRequest, manager: Manager, _: AdminKey) -> StreamingResponse:
     """Download a model into the store, streaming progress as JSON lines."""
+    if not manager.settings.allow_downloads:
+        raise PermissionDeniedError(
+            "This server does not download models (allow_downloads: false); pull them where "
+            "downloads are allowed, with `bragi pull` (in Kubernetes: the bragi-pull Job).",
+            code="downloads_disabled",
+        )
     source = plan_source(request.model, request.revision, manager.catalog)
     events: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
     loop = asyncio.get_running_loop()

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bragi.api.deps import ApiKey, Manager, SettingsDep, VoiceStoreDep
 from bragi.api.forms import json_params
+from bragi.api.routes.voices import can_use
 from bragi.api.sse import SSE_HEADERS, sse_event
 from bragi.audio import CONTENT_TYPES, Audio
 from bragi.audio.speech_encoder import SpeechEncoder
@@ -192,7 +193,7 @@ async def create_speech(
     manager: Manager,
     settings: SettingsDep,
     store: VoiceStoreDep,
-    _: ApiKey,
+    key: ApiKey,
 ) -> StreamingResponse:
     params = json_params(await request.body(), SpeechParams)
     request.state.model = params.model
@@ -209,6 +210,7 @@ async def create_speech(
             settings.voices,
             store,
             lambda: models_that_can(manager.models(), "cloning", manager.registry),
+            can_use(key),
         )
         job, tempo = synthesis_plan(
             params.input, voice, params.speed, engine, reference, params.language
