@@ -42,8 +42,10 @@ from huggingface_hub.file_download import repo_folder_name
 from huggingface_hub.utils import filter_repo_objects  # type: ignore[attr-defined]
 
 from bragi.errors import DiskFullError, HubUnreachableError, ModelFetchError
+from bragi.models import hubcache
 from bragi.models.archive import ArchiveLimits, model_root, unpack_zip
 from bragi.models.hub_errors import hub_error
+from bragi.models.hubcache import StoredCommit
 from bragi.models.progress import DownloadProgress, ProgressCallback, PullTracker, SilentBar
 
 __all__ = [
@@ -81,16 +83,6 @@ class HubSource:
         if self.archive is not None:
             return [self.archive]
         return list(self.allow_patterns) if self.allow_patterns is not None else None
-
-
-@dataclass(frozen=True, slots=True)
-class StoredCommit:
-    """One cached commit of a repo, for deciding what to remove."""
-
-    commit: str
-    refs: frozenset[str]  # branch or tag names that point at it
-    files: dict[str, int]  # repo path ─▶ size of its content on disk
-    listing: frozenset[str] | None  # every repo path at that commit; None: no pull completed
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,18 +245,7 @@ class ModelStore:
 
     def commits(self, repo_id: str) -> tuple[StoredCommit, ...]:
         """The cached commits of ``repo_id`` and the files each holds."""
-        found = []
-        for revision in _revisions(self.hub_dir, repo_id):
-            sizes = self._listing(repo_id, revision.commit_hash)
-            found.append(
-                StoredCommit(
-                    commit=revision.commit_hash,
-                    refs=frozenset(revision.refs),
-                    files={_repo_path(f, revision): f.size_on_disk for f in revision.files},
-                    listing=frozenset(sizes) if sizes is not None else None,
-                )
-            )
-        return tuple(found)
+        return hubcache.stored_commits(self.hub_dir, repo_id)
 
     def remove_files(
         self, repo_id: str, files: Mapping[str, Collection[str]], *, dry_run: bool = False
@@ -272,38 +253,12 @@ class ModelStore:
         """Delete repo paths from cached commits (``commit ─▶ paths``) with the blobs no
         other cached file links to; a snapshot left empty goes with its refs, and a repo
         left with none goes whole. Bytes freed (that would be, with ``dry_run``)."""
-        if not self.hub_dir.is_dir():
-            return 0
-        cache = hf.scan_cache_dir(self.hub_dir)
-        chosen = [
-            file
-            for revision in _revisions(self.hub_dir, repo_id, cache)
-            for file in revision.files
-            if _repo_path(file, revision) in files.get(revision.commit_hash, ())
-        ]
-        if not chosen:
-            return 0
-        strategy = cache.delete_files(*chosen)
-        if dry_run:
-            return strategy.expected_freed_size
-        strategy.execute()
-        log.info("removed %d files of %s", len(chosen), repo_id)
-        return strategy.expected_freed_size + self._prune(repo_id)
-
-    def _prune(self, repo_id: str) -> int:
-        """Drop the empty folders and snapshots that removing files left; bytes freed."""
-        revisions = _revisions(self.hub_dir, repo_id)
-        empty = [r.commit_hash for r in revisions if not r.files]
-        if empty and len(empty) == len(revisions):
-            return self.remove(repo_id)
-        if empty:
-            hf.scan_cache_dir(self.hub_dir).delete_revisions(*empty).execute()
-        for revision in revisions:
-            if revision.files:
-                for folder in sorted(revision.snapshot_path.rglob("*"), reverse=True):
-                    if folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
-                        folder.rmdir()
-        return 0
+        freed = hubcache.delete_files(self.hub_dir, repo_id, files, dry_run=dry_run)
+        if freed is None or dry_run:
+            return freed or 0
+        if hubcache.prune(self.hub_dir, repo_id):  # nothing of the repo is left
+            freed += self.remove(repo_id)
+        return freed
 
     def _pull(self, source: HubSource, progress: ProgressCallback | None) -> Path:
         repo, api = source.repo_id, hf.HfApi(endpoint=self.endpoint, token=self._token)
@@ -400,37 +355,10 @@ class ModelStore:
         return isinstance(found, str)  # not None, nor the "known to be missing" marker
 
     def _verify(self, api: hf.HfApi, source: HubSource, commit: str) -> None:
-        """Hash the snapshot against the hub's listing; drop and report corrupt files."""
-        result = api.verify_repo_checksums(source.repo_id, revision=commit, cache_dir=self.hub_dir)
-        if not result.mismatches:
-            return
-        bad = {mismatch["path"] for mismatch in result.mismatches}
-        cache = hf.scan_cache_dir(self.hub_dir)
-        corrupt = [
-            file
-            for repo in cache.repos
-            if repo.repo_id == source.repo_id
-            for revision in repo.revisions
-            if revision.commit_hash == commit
-            for file in revision.files
-            if file.file_path.relative_to(revision.snapshot_path).as_posix() in bad
-        ]
-        cache.delete_files(*corrupt).execute()  # so that the next pull downloads them again
-        first = result.mismatches[0]
-        raise ModelFetchError(
-            f"{first['path']} from '{source}' failed its {first['algorithm']} check "
-            f"(got {first['actual'][:12]}…, expected {first['expected'][:12]}…); "
-            "the corrupt copy was removed, pull again",
-            code="checksum_mismatch",
-        )
+        hubcache.verify(api, self.hub_dir, source.repo_id, commit, str(source))
 
     def _listing(self, repo_id: str, commit: str) -> dict[str, int] | None:
-        """File sizes of a commit, as cached by a completed pull; ``None`` if none was."""
-        try:
-            tree = hf.get_cached_repo_tree(repo_id, revision=commit, cache_dir=self.hub_dir)
-        except hf_errors.CachedRepoTreeNotFoundError:
-            return None
-        return {file.path: file.size for file in tree}
+        return hubcache.listing(self.hub_dir, repo_id, commit)
 
 
 def _commits(cache: hf.HFCacheInfo, repo_id: str) -> list[str]:
@@ -441,26 +369,6 @@ def _commits(cache: hf.HFCacheInfo, repo_id: str) -> list[str]:
         if repo.repo_id == repo_id and repo.repo_type == "model"
         for revision in repo.revisions
     ]
-
-
-def _revisions(
-    hub_dir: Path, repo_id: str, cache: hf.HFCacheInfo | None = None
-) -> list[hf.CachedRevisionInfo]:
-    """The cached revisions of a model repo (none when the cache does not exist)."""
-    if cache is None:
-        if not hub_dir.is_dir():
-            return []
-        cache = hf.scan_cache_dir(hub_dir)
-    return [
-        revision
-        for repo in cache.repos
-        if repo.repo_id == repo_id and repo.repo_type == "model"
-        for revision in repo.revisions
-    ]
-
-
-def _repo_path(file: hf.CachedFileInfo, revision: hf.CachedRevisionInfo) -> str:
-    return file.file_path.relative_to(revision.snapshot_path).as_posix()
 
 
 def _inside(snapshot: Path, subdir: str | None) -> Path:
