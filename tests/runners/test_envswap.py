@@ -87,3 +87,16 @@ def test_a_process_holding_the_lock_marks_the_environment_in_use(tmp_path: Path)
         child.stdin.close()
         child.wait(10)
     assert in_use(env) is False
+
+
+def test_where_locks_cannot_tell_the_command_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bragi.cli.main import main
+    from bragi.runners import envswap
+
+    (tmp_path / "envs" / "half" / "bin").mkdir(parents=True)
+    monkeypatch.setattr(envswap, "fcntl", None)  # as on a system without flock
+    assert in_use(tmp_path / "envs" / "half") is None
+    assert main(["backend", "remove", "half", "--data-dir", str(tmp_path)]) == 0
+    assert "cannot tell whether a running server uses the half" in capsys.readouterr().err
