@@ -20,7 +20,7 @@ from bragi.models.removal import plan_removal, remove
 from bragi.models.resolve import ModelSource
 from bragi.models.store import HubSource, ModelStore
 from cataloghub import JOE, LESSAC, PARAKEET_REPO, PIPER_REPO, add_catalog_repo
-from hubstub import HubStub
+from hubstub import WHISPER_REPO, HubStub
 
 CATALOG = Catalog.builtin()
 JOE_NAME, LESSAC_NAME = "piper:en_US-joe-medium", "piper:en_US-lessac-medium"
@@ -206,3 +206,31 @@ def test_bragi_rm_dry_run_then_refuse_then_force(
         assert main(["rm", JOE_NAME, *common]) == 0
     assert capsys.readouterr().out.startswith(f"deleted {JOE_NAME}: 2 files, 0.3 MB freed")
     assert store.local_path(hub_of(JOE_NAME)) is None
+
+
+def test_a_download_that_never_completed_is_removed_by_its_repo_id(
+    hub_stub: HubStub, tmp_path: Path
+) -> None:
+    store = ModelStore(tmp_path / "models")
+    hub_stub.cut_once(WHISPER_REPO, "model.bin", after_bytes=5_000_000)
+    hub_stub.fail_once(WHISPER_REPO, "model.bin", status=500)  # the resume fails too
+    with pytest.raises(ModelFetchError):
+        store.fetch(HubSource(WHISPER_REPO, allow_patterns=("config.json", "model.bin")))
+    assert store.list() == [] and files_under(store.hub_dir)  # half a download is there
+
+    removal = plan_removal(WHISPER_REPO, store, CATALOG, {})
+    assert [i.label.split(" ", 1)[1] for i in removal.deleted] == ["config.json"]
+    remove(removal, store)  # the repo is left empty, so all of it goes: the partial file too
+    assert not (store.hub_dir / "models--Systran--faster-whisper-tiny.en").exists()
+
+    # Failed before any file was complete: no snapshot, only what the library keeps.
+    hub_stub.fail_once(WHISPER_REPO, "config.json", status=500)
+    with pytest.raises(ModelFetchError):
+        store.fetch(HubSource(WHISPER_REPO, allow_patterns=("config.json",)))
+    assert [commit.files for commit in store.commits(WHISPER_REPO)] == [{}]
+    removal = plan_removal(WHISPER_REPO, store, CATALOG, {})
+    assert [i.label for i in removal.deleted] == [
+        "hub/models--Systran--faster-whisper-tiny.en/ (a download that never completed)"
+    ]
+    remove(removal, store)
+    assert not (store.hub_dir / "models--Systran--faster-whisper-tiny.en").exists()

@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from huggingface_hub.file_download import repo_folder_name
 from huggingface_hub.utils import filter_repo_objects  # type: ignore[attr-defined]
 
 from bragi.config import Settings
@@ -111,67 +112,102 @@ def plan_removal(
     Raises NotFoundError when nothing of it is stored.
     """
     entry, hub = _target(reference, catalog)
-    users: set[str] = set()
-    deleted: list[Item] = []
-    kept: list[Item] = []
-    hub_files: dict[str, set[str]] = {}
-    folders: list[Path] = []
+    plan = _Plan()
     if hub is not None:
-        claims = _claims(hub.repo_id, entry, catalog)
-        configured_claims = _configured_claims(hub.repo_id, configured)
-        staying: set[tuple[str, str]] = set()  # (commit, path) of the target's files that stay
-        commits = store.commits(hub.repo_id)
-        for stored in commits:
-            for path in sorted(p for p in stored.files if _matches(p, hub.patterns)):
-                item = Item(f"{hub.repo_id}@{stored.commit[:7]} {path}", stored.files[path])
-                others = sorted({c.who for c in claims if c.wants(stored, path)})
-                using = {c.who for c in configured_claims if c.wants(stored, path)}
-                users |= set() if others else using
-                if others or (using and not force):
-                    staying.add((stored.commit, path))
-                    if others:
-                        kept.append(
-                            Item(item.label, item.size, "also part of " + ", ".join(others))
-                        )
-                    continue
-                deleted.append(item)
-                hub_files.setdefault(stored.commit, set()).add(path)
-        for folder, origin in _unpacked(store, hub, commits).items():
-            if origin not in staying:  # its zip goes (or went before): so does it
-                deleted.append(Item(f"{folder.relative_to(store.root)}/", _size(folder)))
-                folders.append(folder)
+        _plan_hub(plan, hub, entry, store, catalog, configured, force)
     note = ""
     if entry is not None and entry.packaged is not None:
-        assembled = packaged_dir(store.root, entry.name)
-        using = {label for label, source in configured.items() if _uses_package(source, entry)}
-        if assembled.is_dir():
-            users |= using
-            if not using or force:
-                deleted.append(Item(f"{assembled.relative_to(store.root)}/", _size(assembled)))
-                folders.append(assembled)
-        in_place = in_place_folder(entry.packaged)
-        if in_place is not None and in_place.is_dir():
-            # Used in place: the store holds only the record of its hash check.
-            names = " ".join(packages(entry.packaged))
-            note = (
-                f"its files ({_size(in_place) / _MB:.0f} MB) are the PyPI package {names}, "
-                f"which Bragi does not uninstall: pip uninstall {names}"
-            )
-    if not deleted and not kept and not users:
+        note = _plan_packaged(plan, entry, store, configured, force)
+    if not plan.deleted and not plan.kept and not plan.users:
         raise NotFoundError(f"{reference} is not downloaded", code="model_not_downloaded")
-    freed = sum(_size(folder) for folder in folders)
-    if hub is not None and hub_files:
-        freed += store.remove_files(hub.repo_id, hub_files, dry_run=True)
+    freed = sum(_size(folder) for folder in plan.folders)
+    if hub is not None and plan.hub_files:
+        freed += store.remove_files(hub.repo_id, plan.hub_files, dry_run=True)
     return Removal(
         name=reference,
-        deleted=tuple(deleted),
-        kept=tuple(kept),
-        users=tuple(sorted(users)),
+        deleted=tuple(plan.deleted),
+        kept=tuple(plan.kept),
+        users=tuple(sorted(plan.users)),
         freed_bytes=freed,
         note=note,
         repo_id=hub.repo_id if hub is not None else None,
-        hub_files=hub_files,
-        folders=tuple(folders),
+        hub_files=plan.hub_files,
+        folders=tuple(plan.folders),
+    )
+
+
+@dataclass
+class _Plan:
+    deleted: list[Item] = field(default_factory=list)
+    kept: list[Item] = field(default_factory=list)
+    users: set[str] = field(default_factory=set)
+    hub_files: dict[str, set[str]] = field(default_factory=dict)
+    folders: list[Path] = field(default_factory=list)
+
+    def delete_folder(self, folder: Path, root: Path, what: str = "") -> None:
+        self.deleted.append(Item(f"{folder.relative_to(root)}/{what}", _size(folder)))
+        self.folders.append(folder)
+
+
+def _plan_hub(
+    plan: _Plan,
+    hub: HubSource,
+    entry: CatalogEntry | None,
+    store: ModelStore,
+    catalog: Catalog,
+    configured: Mapping[str, ModelSource],
+    force: bool,
+) -> None:
+    """The target's files in the hub cache, and what was unpacked from its archives."""
+    claims = _claims(hub.repo_id, entry, catalog)
+    configured_claims = _configured_claims(hub.repo_id, configured)
+    staying: set[tuple[str, str]] = set()  # (commit, path) of the target's files that stay
+    commits = store.commits(hub.repo_id)
+    for stored in commits:
+        for path in sorted(p for p in stored.files if _matches(p, hub.patterns)):
+            item = Item(f"{hub.repo_id}@{stored.commit[:7]} {path}", stored.files[path])
+            others = sorted({c.who for c in claims if c.wants(stored, path)})
+            using = {c.who for c in configured_claims if c.wants(stored, path)}
+            if others:
+                plan.kept.append(Item(item.label, item.size, "also part of " + ", ".join(others)))
+            else:
+                plan.users |= using
+            if others or (using and not force):
+                staying.add((stored.commit, path))
+                continue
+            plan.deleted.append(item)
+            plan.hub_files.setdefault(stored.commit, set()).add(path)
+    for folder, origin in _unpacked(store, hub, commits).items():
+        if origin not in staying:  # its zip goes (or went before): so does it
+            plan.delete_folder(folder, store.root)
+    partial = store.hub_dir / repo_folder_name(repo_id=hub.repo_id, repo_type="model")
+    if entry is None and not any(c.files for c in commits) and partial.is_dir():
+        plan.delete_folder(partial, store.root, " (a download that never completed)")
+
+
+def _plan_packaged(
+    plan: _Plan,
+    entry: CatalogEntry,
+    store: ModelStore,
+    configured: Mapping[str, ModelSource],
+    force: bool,
+) -> str:
+    """The copy assembled from PyPI packages; a note when the model is used in place."""
+    assert entry.packaged is not None
+    assembled = packaged_dir(store.root, entry.name)
+    if assembled.is_dir():
+        using = {label for label, source in configured.items() if _uses_package(source, entry)}
+        plan.users |= using
+        if not using or force:
+            plan.delete_folder(assembled, store.root)
+    in_place = in_place_folder(entry.packaged)
+    if in_place is None or not in_place.is_dir():
+        return ""
+    # Used in place: the store holds only the record of its hash check.
+    names = " ".join(packages(entry.packaged))
+    return (
+        f"its files ({_size(in_place) / _MB:.0f} MB) are the PyPI package {names}, "
+        f"which Bragi does not uninstall: pip uninstall {names}"
     )
 
 
