@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 PYTEST_ARGS ?=
 
-.PHONY: run test lint check bench clean system-deps test-image
+.PHONY: run test lint check bench clean system-deps test-image test-cpu-image
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,12 @@ test-image: $(VENV)/.dev
 	  $$SUDO apt-get install -y -qq docker.io >/dev/null; }
 	scripts/build-image --target starter
 	BRAGI_TEST_IMAGE=bragi:starter $(BIN)/python -m pytest tests/container $(PYTEST_ARGS)
+
+## test-cpu-image: build bragi:cpu and check that, with the default config, it pulls tts-1
+## from a stand-in hub and speaks (needs Docker, as test-image)
+test-cpu-image: $(VENV)/.dev
+	scripts/build-image --target cpu
+	BRAGI_TEST_CPU_IMAGE=bragi:cpu $(BIN)/python -m pytest tests/container/test_cpu_image.py $(PYTEST_ARGS)
 
 ## lint: ruff and strict mypy
 lint: $(VENV)/.dev

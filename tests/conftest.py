@@ -16,9 +16,9 @@ sys.path.insert(0, str(TESTS))
 from livesupport import LiveServer, start_server  # noqa: E402
 from speech import SpeechSample, speech_samples  # noqa: E402
 
-# Fixtures from helper modules: hub_stub, whisper_repo_dir; engine_env (shared by the
-# torch engines' tests and the web page's, so an environment is installed once).
-pytest_plugins = ["hubstub", "torchenvs"]
+# Fixtures from helper modules: hub_stub, whisper_repo_dir, the catalog repos; engine_env
+# (shared by the torch engines' tests and the web page's, so an environment is installed once).
+pytest_plugins = ["hubstub", "cataloghub", "torchenvs"]
 
 __all__ = ["LiveServer", "SpeechSample"]
 

@@ -29,6 +29,7 @@ from bragi.backends.protocol import (
     BackendOptions,
     Device,
     Engine,
+    ModelCapabilities,
     ModelKind,
     Segment,
     SttCapabilities,
@@ -466,6 +467,10 @@ class FakeCloningTtsBackend(FakeTtsBackend):
     ``requests``."""
 
     name = "fake-clone"
+
+    def capabilities_in(self, model_dir: Path, options: BackendOptions | None) -> ModelCapabilities:
+        """What the engine can do, from the files alone (a :class:`CapabilityListing`)."""
+        return ModelCapabilities(cloning=True)
 
     def _make_engine(self, model_dir: Path) -> FakeCloningTtsEngine:
         return FakeCloningTtsEngine(self)

@@ -131,14 +131,23 @@ class HubStub:
 
     # -- set-up --------------------------------------------------------------------
 
-    def add_repo(self, repo_id: str, folder: Path, *, gated_token: str | None = None) -> StubRepo:
+    def add_repo(
+        self,
+        repo_id: str,
+        folder: Path,
+        *,
+        gated_token: str | None = None,
+        commit: str | None = None,
+    ) -> StubRepo:
+        """Serve ``folder`` as ``repo_id``; its commit is a hash of the listing (so a changed
+        folder is a new commit on main) unless given (a commit a catalog entry pins)."""
         files = {
             p.relative_to(folder).as_posix(): _stub_file(p.relative_to(folder).as_posix(), p)
             for p in sorted(folder.rglob("*"))
             if p.is_file()
         }
         listing = "".join(f"{f.path} {f.git_oid}\n" for f in files.values())
-        commit = hashlib.sha1(f"{repo_id}\n{listing}".encode()).hexdigest()
+        commit = commit or hashlib.sha1(f"{repo_id}\n{listing}".encode()).hexdigest()
         self.repos[repo_id] = StubRepo(repo_id, files, commit, gated_token)
         return self.repos[repo_id]
 

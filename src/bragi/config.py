@@ -161,6 +161,9 @@ class Settings(BaseSettings):
     """Longest reference recording, in seconds after decoding (XTTS uses up to 30 s)."""
     max_voices: int = Field(default=100, ge=1)
     """Most cloned voices kept in ``<data_dir>/voices``; more are refused until some go."""
+    voices_dir: Path | None = None
+    """Where cloned voices are kept; defaults to ``<data_dir>/voices`` (replicas share one
+    on a shared volume)."""
     auth: Literal["enabled", "disabled"] = "enabled"
     """``disabled`` turns API keys off: for local use only."""
     insecure_no_auth: bool = False
@@ -179,7 +182,8 @@ class Settings(BaseSettings):
     voices: dict[str, VoiceMapping] = Field(default_factory=dict)
     """OpenAI voice names mapped to engine voices."""
     allow_downloads: bool = True
-    """Fetch missing models from the Hugging Face hub."""
+    """Fetch missing models from the Hugging Face hub: ``false`` serves only what is in the
+    model cache and refuses ``POST /admin/pull`` (``bragi pull`` always downloads)."""
     web: WebSettings = Field(default_factory=WebSettings)
     """The web page at ``/``."""
 

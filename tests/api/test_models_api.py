@@ -81,3 +81,12 @@ def test_a_path_outside_v1_models_is_a_404_in_the_openai_shape(server: AppServer
     response = httpx.get(f"{server.base_url}/v1/nothing-here", timeout=10)
     assert response.status_code == 404
     assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_a_server_that_may_not_download_refuses_a_pull(server: AppServer) -> None:
+    assert server.settings.allow_downloads is False
+    refused = server.http(server.admin_key).post("/admin/pull", json={"model": "whisper-tiny"})
+    assert refused.status_code == 403, refused.text
+    error = refused.json()["error"]
+    assert error["code"] == "downloads_disabled" and "allow_downloads: false" in error["message"]
+    assert server.manager.store.downloads is False  # nor does it fetch in the background

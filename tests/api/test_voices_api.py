@@ -199,8 +199,10 @@ def test_file_field_transcript_and_model_reach_the_engine(
 def test_a_model_that_cannot_clone_refuses_a_cloned_voice(
     server: AppServer, client: openai.OpenAI, store: VoiceStore, plain_tts: FakeTtsBackend
 ) -> None:
-    voice = store.create("ada", tone(3.0))
-    client.audio.speech.create(model="clone", voice="ada", input="Load the cloner.")
+    voice = store.create("ada", tone(3.0), shared=True)
+    # The model that can clone is named whether it is loaded or not.
+    server.http(server.admin_key).post("/admin/models/clone/unload").raise_for_status()
+    assert server.manager.get("clone").engine is None
     before = len(plain_tts.requests)
     with pytest.raises(openai.BadRequestError) as refused:
         client.audio.speech.create(model="tts", voice=voice.id, input="Hello.")
@@ -211,10 +213,22 @@ def test_a_model_that_cannot_clone_refuses_a_cloned_voice(
     assert len(plain_tts.requests) == before  # refused before the engine ran
 
 
+def test_models_say_which_can_clone_before_loading(server: AppServer) -> None:
+    http = server.http(server.admin_key)
+    for alias in ("clone", "tts"):
+        http.post(f"/admin/models/{alias}/unload").raise_for_status()
+    before = {m["id"]: m for m in http.get("/v1/models").json()["data"]}
+    assert before["clone"]["state"] == "available" and before["clone"]["cloning"] is True
+    assert before["tts"]["cloning"] is False
+    assert "cloning" not in before["stt"]  # a speech-to-text model has no such thing
+    http.post("/admin/models/clone/load").raise_for_status()
+    assert http.get("/v1/models/clone").json()["cloning"] is True  # the engine agrees
+
+
 def test_built_in_voices_keep_winning(
     client: openai.OpenAI, store: VoiceStore, cloner: FakeCloningTtsBackend
 ) -> None:
-    store.create("ada", tone(3.0))
+    store.create("ada", tone(3.0), shared=True)
     client.audio.speech.create(model="clone", voice="am_echo", input="Built in.")
     assert cloner.requests[-1].reference is None and cloner.requests[-1].voice == "am_echo"
     client.audio.speech.create(model="clone", voice="alloy", input="OpenAI name.")
@@ -222,8 +236,8 @@ def test_built_in_voices_keep_winning(
 
 
 def test_listing_by_model(server: AppServer, store: VoiceStore) -> None:
-    store.create("anyone", tone(2.0))
-    store.create("clones-only", tone(2.0), model="clone")
+    store.create("anyone", tone(2.0), shared=True)
+    store.create("clones-only", tone(2.0), model="clone", shared=True)
     http = server.http()
 
     def cloned(model: str) -> list[str]:
@@ -346,14 +360,45 @@ def test_a_recording_over_the_limit_is_a_413_with_or_without_a_length(
 def test_user_keys_delete_only_their_own_voices(server: AppServer, store: VoiceStore) -> None:
     other = server.app.state.keystore.create("other", "user").key
     mine = create(server.http(), {"name": "mine"}, tone(2.0)).json()
-    theirs = create(server.http(other), {"name": "theirs"}, tone(2.0)).json()
+    theirs = create(server.http(other), {"name": "theirs", "shared": "true"}, tone(2.0)).json()
 
-    denied = server.http().delete(f"/v1/audio/voices/{theirs['id']}")
+    denied = server.http().delete(f"/v1/audio/voices/{theirs['id']}")  # shared: seen, not owned
     assert_error(denied, 403, "permission_denied", "another key")
     assert server.http().delete(f"/v1/audio/voices/{mine['id']}").json()["deleted"] is True
     admin = server.http(server.admin_key).delete("/v1/audio/voices/theirs")
     assert admin.json() == {"id": theirs["id"], "object": "audio.voice.deleted", "deleted": True}
     assert stored_entries(store) == []
+
+
+def test_a_voice_is_its_creators_unless_shared(
+    server: AppServer, store: VoiceStore, cloner: FakeCloningTtsBackend
+) -> None:
+    other = server.app.state.keystore.create("neighbour", "user").key
+    private = create(server.http(other), {"name": "private"}, tone(2.0)).json()
+    shared = create(server.http(other), {"name": "open", "shared": "true"}, tone(2.0)).json()
+    assert (private["shared"], shared["shared"]) == (False, True)
+
+    def listed(key: str) -> set[str]:
+        data = server.http(key).get("/v1/audio/voices").json()["data"]
+        return {v["name"] for v in data if v["type"] == "audio_sample"}
+
+    assert listed(other) == {"private", "open"}
+    assert listed(server.user_key) == {"open"}  # another key's private voice is not there
+    assert listed(server.admin_key) == {"private", "open"}
+    for path in (private["id"], "private"):
+        hidden = server.http().get(f"/v1/audio/voices/{path}")
+        assert_error(hidden, 404, "voice_not_found", "No cloned voice")
+        gone = server.http().delete(f"/v1/audio/voices/{path}")
+        assert_error(gone, 404, "voice_not_found", "No cloned voice")
+    speak = {"model": "clone", "input": "Hello.", "response_format": "pcm"}
+    refused = server.http().post("/v1/audio/speech", json=speak | {"voice": "private"})
+    assert_error(refused, 400, "voice_not_found", "not available")
+    assert server.http(other).post("/v1/audio/speech", json=speak | {"voice": "private"}).is_success
+    assert cloner.requests[-1].reference is not None  # its creator speaks in it
+    assert server.http().post("/v1/audio/speech", json=speak | {"voice": "open"}).is_success
+    admin = server.http(server.admin_key)
+    assert admin.post("/v1/audio/speech", json=speak | {"voice": "private"}).is_success
+    assert store.get("private").created_by is not None  # still there, untouched
 
 
 def test_voices_route_needs_a_key(server: AppServer) -> None:

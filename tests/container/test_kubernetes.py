@@ -19,10 +19,16 @@ from typing import Any
 import pytest
 import yaml
 
+from bragi.backends.registry import BackendRegistry
 from bragi.cli.serve import EXIT_WITHIN, REQUESTS_GRACE
-from bragi.config import load_settings
+from bragi.config import Settings, load_settings
+from bragi.errors import HubUnreachableError
 from bragi.models.catalog import Catalog
+from bragi.models.configure import build_manager
 from bragi.models.manager import KILL_GRACE, STOP_TIMEOUT
+from bragi.models.store import HubSource
+from bragi.voices import VoiceStore
+from hubstub import WHISPER_FILES, WHISPER_REPO, HubStub
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes"
 KUBECTL = os.environ.get("KUBECTL") or shutil.which("kubectl")
@@ -95,6 +101,7 @@ def test_resources(rendered: tuple[str, list[Manifest]]) -> None:
             "Deployment",
             "HorizontalPodAutoscaler",
             "Job",
+            "PersistentVolumeClaim",
             "PersistentVolumeClaim",
             "Secret",
             "Secret",
@@ -177,12 +184,32 @@ def test_references_resolve(rendered: tuple[str, list[Manifest]]) -> None:
 
 def test_model_cache_is_shared(rendered: tuple[str, list[Manifest]]) -> None:
     _, manifests = rendered
-    claim = one(manifests, "PersistentVolumeClaim")
+    claim = one(manifests, "PersistentVolumeClaim", "bragi-models")
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
     pull = one(manifests, "Job")["spec"]["template"]["spec"]
     mounts = {m["name"]: m for m in container(pull, "pull")["volumeMounts"]}
     assert not mounts["models"].get("readOnly", False)
     assert env(container(pull, "pull"))["BRAGI_MODEL_CACHE_DIR"] == mounts["models"]["mountPath"]
+
+
+def test_voices_are_shared_by_the_replicas(
+    rendered: tuple[str, list[Manifest]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cloned voices on a ReadWriteMany volume every server pod mounts read-write, where
+    the voice store looks: not on the pod's emptyDir, lost on restart."""
+    _, manifests = rendered
+    claim = one(manifests, "PersistentVolumeClaim", "bragi-voices")
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    pod = one(manifests, "Deployment")["spec"]["template"]["spec"]
+    server = container(pod, "bragi")
+    mounts = {m["name"]: m for m in server["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["voices"]["persistentVolumeClaim"]["claimName"] == "bragi-voices"
+    assert not mounts["voices"].get("readOnly", False)
+    assert env(server)["BRAGI_VOICES_DIR"] == mounts["voices"]["mountPath"]
+    for name, value in env(server).items():  # the server's settings, as in the pod
+        monkeypatch.setenv(name, value)
+    assert VoiceStore.for_settings(Settings()).root == Path(mounts["voices"]["mountPath"])
 
 
 def test_config_is_valid(tmp_path: Path) -> None:
@@ -191,11 +218,23 @@ def test_config_is_valid(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(one(manifests, "ConfigMap")["data"]["config.yaml"])
     settings = load_settings(config)
-    assert settings.allow_downloads is False
     assert settings.models
     catalog = Catalog.builtin()
     for alias, model in settings.models.items():
         assert model.model in catalog, f"{alias}: {model.model} is not in the catalog"
+
+
+def test_server_pods_never_download(hub_stub: HubStub, tmp_path: Path) -> None:
+    """With the ConfigMap's config.yaml, what the server would fetch a model with finds
+    only what is in the cache, and does not ask the hub (not even with the network up)."""
+    config = tmp_path / "config.yaml"
+    config.write_text(one(render("base"), "ConfigMap")["data"]["config.yaml"])
+    settings = load_settings(config, data_dir=tmp_path / "data")
+    manager = build_manager(settings, BackendRegistry.from_entry_points())
+    with pytest.raises(HubUnreachableError, match=r"allow_downloads: false") as refused:
+        manager.store.fetch(HubSource(WHISPER_REPO, allow_patterns=WHISPER_FILES))
+    assert refused.value.code == "downloads_disabled"
+    assert hub_stub.requests == []
 
 
 def test_pull_job_pulls_every_configured_model(tmp_path: Path) -> None:

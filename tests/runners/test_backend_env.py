@@ -144,9 +144,24 @@ def test_install_list_run_and_remove_an_engine_environment(
         assert [s.text for s in segments] == [f" six 1.16.0 from {env_prefix}"]
         assert engine.ping()["python"] == str(envs.python("fake-six"))  # type: ignore[union-attr]
         pid = engine.pid  # type: ignore[union-attr]
+        # Neither replaced nor removed under a running worker.
+        assert envs.in_use("fake-six") is True
+        for command in (["install", "fake-six"], ["remove", "fake-six"]):
+            assert main(["backend", *command, *common]) == 1
+            assert "in use by a running worker" in capsys.readouterr().err
+        assert envs.manifest("fake-six") is not None
     finally:
         engine.close()
-    assert not process_exists(pid)
+    assert not process_exists(pid) and envs.in_use("fake-six") is False
+
+    # A reinstall that fails leaves the working environment as it was, and nothing else.
+    before = envs.manifest("fake-six")
+    assert main(["backend", "install", "fake-six", *common, "--python", "/no/python3"]) == 1
+    assert "failed while creating the venv" in capsys.readouterr().err
+    assert before is not None and envs.manifest("fake-six") == before
+    assert [p.name for p in envs.root.iterdir()] == ["fake-six"]
+    six = [str(envs.python("fake-six")), "-c", "import six; print(six.__version__)"]
+    assert subprocess.run(six, capture_output=True, text=True).stdout == "1.16.0\n"
 
     assert main(["backend", "remove", "fake-six", *common]) == 0
     assert "removed the fake-six environment" in capsys.readouterr().out

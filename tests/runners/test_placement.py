@@ -62,3 +62,22 @@ def test_both_runners_give_the_same_results(start_engine: StartEngine, runner: s
     chunks = list(tts.synthesize(SynthesisRequest(THREE_SENTENCES, "bert")))
     assert [round(chunk.duration, 3) for chunk in chunks] == [0.25] * 3
     assert [v.id for v in tts.voices()] == ["alba", "bert"]
+
+
+def test_a_worker_gets_no_secrets_from_the_server(
+    start_engine: StartEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secrets = {"HF_TOKEN": "hf_secret", "BRAGI_API_KEY": "sk-bragi-x", "AWS_SECRET_ACCESS_KEY": "x"}
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    stt = start_engine(STT, runner="worker")
+
+    def seen(name: str) -> str:
+        segments, _ = stt.transcribe(SPEECH, TranscribeOptions(prompt=f"env:{name}"))
+        return "".join(segment.text for segment in segments)
+
+    assert [seen(name) for name in secrets] == ["<unset>"] * len(secrets)
+    assert seen("OMP_NUM_THREADS") == "3" and seen("PATH") != "<unset>"
+    assert seen("HF_HUB_OFFLINE") == "1"  # a worker never downloads

@@ -78,6 +78,9 @@ def test_unloading_a_worker_model_ends_its_process(tmp_path: Path, script: Scrip
         assert isinstance(engine, WorkerSpeechToText) and engine.pid is not None
         pid = engine.pid
         assert process_exists(pid)
+        # the worker's own memory, not the little the server grew while it started
+        [listed] = [m for m in admin.get("/admin/models").json()["data"] if m["id"] == "whisper-1"]
+        assert listed["memory_bytes"] > 10 * 1024 * 1024
         assert admin.post("/admin/models/whisper-1/unload").json()["unloaded"] is True
         assert not process_exists(pid)
         assert script.events()[-1] == "engine closed"

@@ -1,8 +1,9 @@
 """SpeechBrain for real: ``bragi backend install speechbrain``, tiny random-weight models in
-the hub's layout (an attention model like asr-crdnn-rnnlm-librispeech and a CTC-only one),
-workers started from that environment, and ``bragi serve`` answering the official openai
-client. The weights are random, so the text is noise: these tests check the response
-structure, the segment times, the refusals and where torch lives, never the words.
+the hub's layout (an attention model like asr-crdnn-rnnlm-librispeech, pulled by its catalog
+name from the stand-in hub, and a CTC-only one), workers started from that environment, and
+``bragi serve`` answering the official openai client. The weights are random, so the text
+is noise: these tests check the response structure, the segment times, the refusals and
+where torch lives, never the words.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 from bragi.backends.registry import BackendRegistry
 from bragi.backends.speechbrain import BACKEND, card_languages, inspect_model
 from bragi.errors import ModelUnavailableError
+from cataloghub import catalog_hub
 from livesupport import SEGMENT_FIELDS, LiveServer, start_server
 from speech import SpeechSample
 from tinymodels import write_paraformer
@@ -116,8 +118,8 @@ def live(
     (broken / "asr.ckpt").unlink()
     config = {
         "models": {
-            # recognised from its files; English from its model card
-            "sb-seq2seq": {"model": str(tiny_models["seq2seq"]), "options": {"threads": 1}},
+            # the catalog's entry, pulled from the stand-in hub; English from its model card
+            "sb-seq2seq": {"model": "speechbrain-crdnn-librispeech", "options": {"threads": 1}},
             # no card: the language comes from the options
             "sb-ctc": {
                 "model": str(tiny_models["ctc"]),
@@ -128,8 +130,13 @@ def live(
         }
     }
     (root / "config.yaml").write_text(json.dumps(config))  # JSON is YAML
-    with start_server(data, root / "models", config=root / "config.yaml") as server:
-        yield server
+    hub = catalog_hub({"speechbrain/asr-crdnn-rnnlm-librispeech": tiny_models["seq2seq"]})
+    env = {"HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0"}
+    try:
+        with start_server(data, root / "models", config=root / "config.yaml", env=env) as server:
+            yield server
+    finally:
+        hub.stop()
 
 
 @pytest.mark.parametrize("model", MODELS)

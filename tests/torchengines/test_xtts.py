@@ -1,13 +1,15 @@
 """Coqui XTTS-v2 for real: ``bragi backend install xtts``, a tiny random-weight checkpoint
-in the hub's layout, a worker started from that environment, and ``bragi serve`` answering
-the official openai client. The weights are random, so the audio is noise: these tests
-check formats, streaming, voices, errors and where torch lives, never the sound.
+in the hub's layout pulled by its catalog name (``xtts-v2``) from the stand-in hub, a worker
+started from that environment, and ``bragi serve`` answering the official openai client.
+The weights are random, so the audio is noise: these tests check formats, streaming,
+voices, errors and where torch lives, never the sound.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 import wave
@@ -18,6 +20,7 @@ import openai
 import pytest
 
 from bragi.backends.xtts import BACKEND
+from cataloghub import catalog_hub
 from livesupport import LiveServer, start_server
 from speech import SpeechSample
 from tinymodels.xtts import LANGUAGES, SPEAKERS, build_tiny_xtts
@@ -41,18 +44,25 @@ def xtts_dir(xtts_env: EngineEnv, tmp_path_factory: pytest.TempPathFactory) -> P
 def live(
     xtts_env: EngineEnv, xtts_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
+    """The catalog's ``xtts-v2``, pulled from the stand-in hub in the layout of
+    ``coqui/XTTS-v2`` (the tiny checkpoint), then served from the installed environment."""
     root = tmp_path_factory.mktemp("xtts-server")
     data = root / "data"
     data.mkdir()
     (data / "envs").symlink_to(xtts_env.data_dir / "envs")  # the installed environment
+    options = {"stream_chunk_size": 4, "threads": 1}
     config = {
-        "models": {
-            MODEL: {"model": str(xtts_dir), "options": {"stream_chunk_size": 4, "threads": 1}}
-        }
+        "model_cache_dir": str(root / "models"),  # for the command-line tests too
+        "models": {MODEL: {"model": "xtts-v2", "options": options}},
     }
     (root / "config.yaml").write_text(json.dumps(config))  # JSON is YAML
-    with start_server(data, root / "models", config=root / "config.yaml") as server:
-        yield server
+    hub = catalog_hub({"coqui/XTTS-v2": xtts_dir})
+    env = {"HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0"}
+    try:
+        with start_server(data, root / "models", config=root / "config.yaml", env=env) as server:
+            yield server
+    finally:
+        hub.stop()
 
 
 def test_the_tiny_checkpoint_is_recognised_as_xtts(xtts_dir: Path, tmp_path: Path) -> None:
@@ -76,6 +86,7 @@ def test_models_lists_the_built_in_speakers_and_languages(live: LiveServer) -> N
         listed = http.get(f"/v1/models/{MODEL}").json()
         voices = http.get("/v1/audio/voices", params={"model": MODEL}).json()
     assert {v["id"] for v in listed["voices"]} == set(SPEAKERS)
+    assert listed["cloning"] is True
     assert {v["id"] for v in voices["data"]} >= set(SPEAKERS)
 
 
@@ -222,11 +233,13 @@ def test_the_command_line_clones_and_speaks_without_a_server(
     config = live.data_dir.parent / "config.yaml"
     common = ["--config", str(config), "--data-dir", str(live.data_dir)]
     bragi = [sys.executable, "-m", "bragi"]
+    offline = os.environ | {"HF_HUB_OFFLINE": "1"}  # the model is in the cache already
     added = subprocess.run(
         [*bragi, "voices", "add", "reader", str(speech["beckett"].path), *common],
         capture_output=True,
         text=True,
         timeout=120,
+        env=offline,
     )
     assert added.returncode == 0, added.stderr
     out = tmp_path / "reader.wav"
@@ -236,6 +249,7 @@ def test_the_command_line_clones_and_speaks_without_a_server(
         capture_output=True,
         text=True,
         timeout=300,
+        env=offline,
     )
     assert spoken.returncode == 0, spoken.stderr
     with wave.open(str(out)) as audio:
@@ -245,9 +259,14 @@ def test_the_command_line_clones_and_speaks_without_a_server(
         capture_output=True,
         text=True,
         timeout=300,
+        env=offline,
     )
     assert refused.returncode != 0 and "ja" in refused.stderr and "Traceback" not in refused.stderr
     removed = subprocess.run(
-        [*bragi, "voices", "rm", "reader", *common], capture_output=True, text=True, timeout=60
+        [*bragi, "voices", "rm", "reader", *common],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=offline,
     )
     assert removed.returncode == 0, removed.stderr

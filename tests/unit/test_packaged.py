@@ -41,7 +41,7 @@ def test_parts_are_concatenated_checked_and_stamped(fake_packages: Path, tmp_pat
             "model.bin": ("partone/data/w.part1", "parttwo/data/w.part2"),
             "conf/settings.txt": ("parttwo/data/sub/conf.txt",),  # nested target
         },
-        sha256={"model.bin": _sha(b"hello world")},
+        sha256={"model.bin": _sha(b"hello world"), "conf/settings.txt": _sha(b"x=1")},
     )
     root = tmp_path / "models"
     assert is_installed(spec)
@@ -73,13 +73,18 @@ def test_missing_packages_name_the_install_command(tmp_path: Path) -> None:
 
 
 def test_a_package_folder_is_used_in_place(fake_packages: Path, tmp_path: Path) -> None:
-    spec = PackagedFiles(files={}, sha256={"sub/conf.txt": _sha(b"x=1")}, directory="parttwo/data")
+    hashes = {"sub/conf.txt": _sha(b"x=1"), "w.part2": _sha(b"world")}
+    spec = PackagedFiles(files={}, sha256=hashes, directory="parttwo/data")
     folder = materialize("inplace", spec, tmp_path)
     assert folder == fake_packages / "parttwo" / "data"  # not copied
     assert assembled("inplace", spec, tmp_path) == folder
-    bad = PackagedFiles(files={}, sha256={"sub/conf.txt": "1" * 64}, directory="parttwo/data")
+    bad = PackagedFiles(files={}, sha256=hashes | {"w.part2": "1" * 64}, directory="parttwo/data")
     with pytest.raises(ModelFetchError, match="sha256"):
         materialize("inplace-bad", bad, tmp_path)
+    # every file of the folder is checked: one the catalog does not list stops it too
+    (folder / "planted.py").write_text("import os\n")
+    with pytest.raises(ModelFetchError, match=r"planted\.py .* is not one of its files"):
+        materialize("inplace-planted", spec, tmp_path)
 
 
 def test_catalog_starter_entries_point_at_installed_packages() -> None:
@@ -88,4 +93,14 @@ def test_catalog_starter_entries_point_at_installed_packages() -> None:
         entry = catalog.get(name)
         assert entry is not None and entry.packaged is not None
         assert is_installed(entry.packaged), name
-        assert entry.packaged.sha256, f"{name} has no hash to check"
+
+
+def test_every_packaged_file_of_the_catalog_has_a_hash() -> None:
+    for entry in Catalog.builtin().entries():
+        if entry.packaged is not None and entry.packaged.directory is None:
+            assert set(entry.packaged.sha256) == set(entry.packaged.files), entry.name
+    with pytest.raises(ValueError, match="every packaged file needs its sha256"):
+        Catalog.from_yaml(
+            "x:\n  kind: stt\n  backend: vosk\n  packaged:\n"
+            "    files: {a: [p/a], b: [p/b]}\n    sha256: {a: '00'}\n"
+        )

@@ -300,6 +300,65 @@ def test_newer_fields_in_voice_json_are_ignored(store: VoiceStore) -> None:
     assert store.get(voice.id) == voice
 
 
+def test_voices_are_readable_by_the_service_user_only(tmp_path: Path) -> None:
+    old_umask = os.umask(0o022)  # the usual one: 0755 folders and 0644 files by default
+    try:
+        store = VoiceStore(tmp_path / "data" / "voices")
+        voice = store.create("ada", wav_bytes(2.0))
+    finally:
+        os.umask(old_umask)
+
+    def mode(path: Path) -> int:
+        return path.stat().st_mode & 0o777
+
+    assert mode(tmp_path / "data") == 0o700  # the data dir too, whoever creates it
+    assert mode(store.root) == 0o700 and mode(store.root / voice.id) == 0o700
+    for name in ("reference.flac", "voice.json"):
+        assert mode(store.root / voice.id / name) == 0o600
+    assert mode(store.root / ".lock") == 0o600
+    assert voice.shared is False
+    # a folder that exists is the operator's: left as it is
+    shared_dir = tmp_path / "shared"
+    shared_dir.mkdir(mode=0o755)
+    shared_dir.chmod(0o755)
+    VoiceStore(shared_dir).create("bo", wav_bytes(2.0))
+    assert mode(shared_dir) == 0o755
+
+
+def test_a_data_dir_a_command_creates_is_private(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bragi.cli.main import main
+
+    monkeypatch.delenv("BRAGI_CONFIG", raising=False)
+    old_umask = os.umask(0o022)
+    try:
+        assert main(["list", "--data-dir", str(tmp_path / "fresh")]) == 0  # e.g. before a pull
+    finally:
+        os.umask(old_umask)
+    assert (tmp_path / "fresh").stat().st_mode & 0o777 == 0o700
+    capsys.readouterr()
+
+
+def test_who_may_use_a_voice() -> None:
+    voice = store_module.StoredVoice(
+        id="voice_1", name="a", created_at=0, duration=2.0, sample_rate=24_000, created_by="k1"
+    )
+    assert voice.usable_by("k1", admin=False) and voice.usable_by("k2", admin=True)
+    assert not voice.usable_by("k2", admin=False) and not voice.usable_by(None, admin=False)
+    assert voice.model_copy(update={"shared": True}).usable_by("k2", admin=False)
+    ownerless = voice.model_copy(update={"created_by": None})  # made on the command line
+    assert not ownerless.usable_by("k1", admin=False) and ownerless.usable_by("k1", admin=True)
+
+
+def test_voices_dir_puts_the_store_elsewhere(tmp_path: Path) -> None:
+    from bragi.config import Settings
+
+    settings = Settings(data_dir=tmp_path / "data", voices_dir=tmp_path / "shared-voices")
+    assert VoiceStore.for_settings(settings).root == tmp_path / "shared-voices"
+    assert VoiceStore.for_settings(Settings(data_dir=tmp_path)).root == tmp_path / "voices"
+
+
 # --- the command line ----------------------------------------------------------------------
 
 
@@ -318,7 +377,11 @@ def test_bragi_voices_add_list_and_rm(
     assert voice_id.startswith("voice_")
     assert main(["voices", "list", *common]) == 0
     row = capsys.readouterr().out.splitlines()[1].split()
-    assert row[:3] == [voice_id, "ada", "2.0"]
+    assert row[:5] == [voice_id, "ada", "2.0", "-", "no"]
+    assert main(["voices", "add", "cy", str(recording), "--shared", *common]) == 0
+    assert VoiceStore(tmp_path / "data" / "voices").get("cy").shared is True
+    assert main(["voices", "rm", "cy", *common]) == 0
+    capsys.readouterr()
 
     for name, words in [("ADA", "already exists"), ("alloy", "built-in"), ("a b", "Invalid")]:
         assert main(["voices", "add", name, str(recording), *common]) == 1

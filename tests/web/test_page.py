@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from bragi.audio import decode_audio
-from bragi.audio.subtitles import to_srt, to_vtt
 from bragi.auth import KeyStore
 from bragi.backends.protocol import Segment
+from bragi.transcripts import to_srt, to_vtt
 from browser import REFUSED, OpenPage, WatchedPage
 from hubstub import WHISPER_REPO, HubStub
 from livesupport import LiveServer, start_server

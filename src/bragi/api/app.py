@@ -19,6 +19,7 @@ from bragi.api.upload_limit import UploadLimitMiddleware
 from bragi.auth import KeyStore
 from bragi.backends.registry import BackendRegistry
 from bragi.config import Settings
+from bragi.datadir import make_private_dir
 from bragi.models.configure import build_manager
 from bragi.models.manager import ModelManager
 from bragi.voices import VoiceStore
@@ -54,6 +55,7 @@ def create_app(
     voice_store: VoiceStore | None = None,
 ) -> FastAPI:
     """Build the app. Everything it needs is passed in or built from ``settings``."""
+    make_private_dir(settings.data_dir)  # keys and voices: whoever creates it, 0700
     registry = registry or BackendRegistry.from_entry_points()
     manager = manager or build_manager(settings, registry)
     if keystore is None and settings.auth_enabled:

@@ -244,14 +244,6 @@ class KeyStore:
                 record = self._touch(record, now)
         return record
 
-    def count_active(self) -> int:
-        """How many keys are not revoked."""
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT count(*) FROM keys WHERE revoked_at IS NULL"
-            ).fetchone()
-        return int(row[0])
-
     def bootstrap(self) -> CreatedKey | None:
         """On first boot (no key ever created), make the admin key ``default``.
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import mmap
 import zlib
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Generator, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Self, TypeVar
 
@@ -22,6 +22,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from bragi.audio.types import Audio, Samples
 from bragi.backends.checks import check_transcription
+from bragi.backends.language_guess import guess_language
 from bragi.backends.protocol import (
     BackendOptions,
     Segment,
@@ -35,6 +36,9 @@ from bragi.errors import EngineError
 from bragi.languages import language_code
 
 SAMPLE_RATE = 16_000  # both chunked engines take 16 kHz mono
+#: What a model of several languages reports before its text is judged.
+UNKNOWN = "unknown"
+_GUESS_SEGMENTS, _GUESS_CHARS = 3, 40
 
 __all__ = [
     "SAMPLE_RATE",
@@ -47,6 +51,7 @@ __all__ = [
     "plan_chunks",
     "read_onnx_header",
     "reported_language",
+    "settle_language",
     "speech_chunks",
     "usable_cpus",
 ]
@@ -275,12 +280,42 @@ def _iso_code(value: str) -> str:
 
 
 def reported_language(requested: str | None, option: str | None, spoken: frozenset[str]) -> str:
-    """The request's language, else the configured one, else the model's only one."""
+    """The request's language, else the configured one, else the model's only one; else
+    :data:`UNKNOWN` until the text says (:func:`settle_language`)."""
     if requested:
         return language_code(requested) or requested
     if option:
         return option
-    return next(iter(spoken)) if len(spoken) == 1 else "unknown"
+    return next(iter(spoken)) if len(spoken) == 1 else UNKNOWN
+
+
+def settle_language(
+    segments: Generator[Segment, None, None],
+    info: TranscriptionInfo,
+    languages: Sequence[str] | None,
+) -> tuple[Generator[Segment, None, None], TranscriptionInfo]:
+    """For a model of several languages asked for none: decode the first pieces now (up to
+    a few words' worth) and report the language their text is in
+    (:func:`~bragi.backends.language_guess.guess_language`); the segments go on from there."""
+    if info.language != UNKNOWN:
+        return segments, info
+    taken: list[Segment] = []
+    for segment in segments:
+        taken.append(segment)
+        if len(taken) >= _GUESS_SEGMENTS or sum(len(s.text) for s in taken) >= _GUESS_CHARS:
+            break
+    language = guess_language(" ".join(s.text for s in taken), languages) or UNKNOWN
+    return _chained(taken, segments), replace(info, language=language)
+
+
+def _chained(
+    first: list[Segment], rest: Generator[Segment, None, None]
+) -> Generator[Segment, None, None]:
+    try:
+        yield from first
+        yield from rest
+    finally:
+        rest.close()
 
 
 def check_request(options: TranscribeOptions, capabilities: SttCapabilities, engine: str) -> None:

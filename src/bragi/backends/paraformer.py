@@ -28,6 +28,7 @@ from bragi.backends.chunked import (
     make_segment,
     plan_chunks,
     read_onnx_header,
+    settle_language,
     usable_cpus,
 )
 from bragi.backends.protocol import (
@@ -82,7 +83,8 @@ class ParaformerEngine:
         """Check the request, find the speech, then decode it piece by piece as it is read."""
         chunks, info = plan_chunks("Paraformer", audio, options, self.capabilities, self._options)
         ensure_open(self._recognizer, "Paraformer")
-        return self._segments(audio.samples, chunks), info
+        languages = self._options.languages or sorted(self.capabilities.languages or ()) or None
+        return settle_language(self._segments(audio.samples, chunks), info, languages)
 
     def close(self) -> None:
         """Drop the recognizer so its memory goes back (after any decode still running)."""

@@ -30,6 +30,7 @@ from bragi.backends.chunked import (
     ensure_open,
     make_segment,
     plan_chunks,
+    settle_language,
     usable_cpus,
 )
 from bragi.backends.protocol import (
@@ -81,7 +82,8 @@ class ParakeetEngine:
         """Check the request, find the speech, then decode it piece by piece as it is read."""
         chunks, info = plan_chunks("Parakeet", audio, options, self.capabilities, self._options)
         ensure_open(self._model, "Parakeet")
-        return self._segments(audio.samples, chunks), info
+        languages = self._options.languages or sorted(self.capabilities.languages or ()) or None
+        return settle_language(self._segments(audio.samples, chunks), info, languages)
 
     def close(self) -> None:
         """Drop the ONNX Runtime sessions so their memory goes back."""

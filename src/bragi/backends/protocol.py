@@ -21,9 +21,11 @@ from bragi.types import Device, ModelKind, Segment, TranscriptionInfo, Word
 __all__ = [
     "Backend",
     "BackendOptions",
+    "CapabilityListing",
     "Device",
     "Engine",
     "IsolatedBackend",
+    "ModelCapabilities",
     "ModelKind",
     "Segment",
     "SpeechToText",
@@ -193,3 +195,24 @@ class VoiceListing(Protocol):
     """A TTS backend that can list a model's voices from its files, without loading it."""
 
     def voices_in(self, model_dir: Path, options: BackendOptions | None) -> Sequence[Voice]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCapabilities:
+    """What a text-to-speech model can do that a request may depend on, known before it
+    loads: from its files (:class:`CapabilityListing`) or its catalog entry. Each field is
+    named as in :class:`TtsCapabilities`, where the loaded engine says the same; a new
+    capability is one field in each."""
+
+    cloning: bool = False
+    instructions: bool = False
+
+
+@runtime_checkable
+class CapabilityListing(Protocol):
+    """A TTS backend that can tell a model's capabilities from its files, without loading
+    it (beside :class:`VoiceListing`). Backends without it: none, until loaded."""
+
+    def capabilities_in(
+        self, model_dir: Path, options: BackendOptions | None
+    ) -> ModelCapabilities: ...

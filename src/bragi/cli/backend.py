@@ -70,6 +70,7 @@ def _install(args: argparse.Namespace) -> int:
             f"pip install 'bragi[{backend.extra}]'"
         )
     device = resolve_device(settings.device)
+    _warn_if_blind(envs, backend.name)
     _stderr(f"installing the {backend.name} environment for {device} in {envs.path(args.name)}")
     manifest = envs.install(
         backend.name,
@@ -116,8 +117,17 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warn_if_blind(envs: Any, name: str) -> None:
+    if envs.in_use(name) is None:
+        _stderr(
+            f"warning: this system cannot tell whether a running server uses the {name} "
+            "environment (no flock): stop the servers that do first"
+        )
+
+
 def _remove(args: argparse.Namespace) -> int:
     _settings, envs = _envs(args)
+    _warn_if_blind(envs, args.name)
     freed = envs.remove(args.name)
     print(f"removed the {args.name} environment ({freed / _MB:.1f} MB)")
     return 0

@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 from bragi.config import Settings, load_settings
+from bragi.datadir import make_private_dir
 
 __all__ = ["common_arguments", "configure_logging", "settings_from_args"]
 
@@ -26,13 +27,15 @@ def common_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_from_args(args: argparse.Namespace, **extra: object) -> Settings:
-    return load_settings(
+    settings = load_settings(
         args.config,
         data_dir=args.data_dir,
         device=args.device,
         log_level=args.log_level,
         **extra,
     )
+    make_private_dir(settings.data_dir)  # keys and voices: whoever creates it, 0700
+    return settings
 
 
 def configure_logging(level: str) -> None:

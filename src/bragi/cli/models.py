@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -30,9 +29,17 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
     common(show)
     show.add_argument("name", nargs="?")
     show.set_defaults(handler=_show)
-    remove = commands.add_parser("rm", help="delete a downloaded model")
+    remove = commands.add_parser(
+        "rm", help="delete a downloaded model's files (only what no other model uses)"
+    )
     common(remove)
-    remove.add_argument("name")
+    remove.add_argument("name", help="catalog name, or org/repo for a whole hub repo")
+    remove.add_argument(
+        "--dry-run", action="store_true", help="say what would be deleted, delete nothing"
+    )
+    remove.add_argument(
+        "--force", action="store_true", help="delete files a configured model uses, too"
+    )
     remove.set_defaults(handler=_remove)
     ps = commands.add_parser("ps", help="models loaded in the running server")
     ps.add_argument(
@@ -137,25 +144,27 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _remove(args: argparse.Namespace) -> int:
-    from bragi.errors import NotFoundError
-    from bragi.models.packaged import packaged_dir
-    from bragi.models.resolve import plan_source
+    from dataclasses import replace
+
+    from bragi.cli.main import settings_from_args
+    from bragi.errors import ConflictError
+    from bragi.models.removal import configured_sources, plan_removal, remove
 
     store, catalog = _store_and_catalog(args)
-    source = plan_source(args.name, None, catalog)
-    freed = 0
-    if source.catalog is not None:
-        target = packaged_dir(store.root, source.catalog.name)
-        if target.is_dir():
-            freed += _size(target)
-            shutil.rmtree(target)
-    if source.hub is not None:
-        freed += store.remove(source.hub)
-    if source.path is not None:
-        raise NotFoundError(f"{args.name} is a local directory; Bragi does not delete those")
-    if not freed:
-        raise NotFoundError(f"{args.name} is not downloaded")
-    print(f"deleted {args.name} ({freed / _MB:.1f} MB)")
+    configured = configured_sources(settings_from_args(args), catalog)
+    removal = plan_removal(args.name, store, catalog, configured, force=args.force)
+    if removal.users and not args.force:
+        raise ConflictError(
+            f"{args.name} is in use: configured model {', '.join(removal.users)} uses its "
+            "files; take it out of the configuration first, or delete anyway with --force"
+        )
+    if not args.dry_run:
+        removal = replace(removal, freed_bytes=remove(removal, store))
+        if removal.users:
+            print(f"bragi: deleted files {', '.join(removal.users)} uses", file=sys.stderr)
+    print(removal.summary(done=not args.dry_run))
+    for line in removal.lines():
+        print(line)
     return 0
 
 

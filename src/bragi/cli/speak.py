@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         assert isinstance(engine, TextToSpeech)
         store = VoiceStore.for_settings(settings)
         voice, reference = choose_voice(
-            args.voice, alias, engine, settings.voices, store, cloning_models=list
+            args.voice, alias, engine, settings.voices, store, lambda: _cloners(settings)
         )
         job, tempo = synthesis_plan(text, voice, args.speed, engine, reference, args.language)
         encoder = SpeechEncoder(fmt, engine.capabilities.sample_rate, tempo)
@@ -74,3 +74,13 @@ def run(args: argparse.Namespace) -> int:
         args.output.write_bytes(audio)
         print(f"wrote {args.output} ({fmt}, {len(audio)} bytes)", file=sys.stderr)
     return 0
+
+
+def _cloners(settings: Any) -> list[str]:
+    """The configured models that can speak in a cloned voice, loaded or not."""
+    from bragi.backends.registry import BackendRegistry
+    from bragi.models.capabilities import models_that_can
+    from bragi.models.configure import build_manager
+
+    registry = BackendRegistry.from_entry_points()
+    return models_that_can(build_manager(settings, registry).models(), "cloning", registry)

@@ -37,6 +37,11 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
     add.add_argument("file", type=Path, help="the recording: any format FFmpeg reads")
     add.add_argument("--transcript", help="what the recording says (some engines use it)")
     add.add_argument("--model", help="the model alias the voice is meant for")
+    add.add_argument(
+        "--shared",
+        action="store_true",
+        help="every API key may use it (else only admin keys: it has no creator's key)",
+    )
     add.set_defaults(handler=_add)
     remove = actions.add_parser("rm", help="delete a cloned voice by name or id")
     common(remove)
@@ -52,11 +57,14 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _list(args: argparse.Namespace) -> int:
     voices, problems = VoiceStore.for_settings(_settings(args)).scan()
-    print(f"{'ID':<30} {'NAME':<24} {'SECONDS':>7} {'MODEL':<16} CREATED")
+    print(f"{'ID':<30} {'NAME':<24} {'SECONDS':>7} {'MODEL':<16} {'SHARED':<6} CREATED")
     for voice in voices:
         created = datetime.fromtimestamp(voice.created_at, UTC).strftime("%Y-%m-%d %H:%M")
-        model = voice.model or "-"
-        print(f"{voice.id:<30} {voice.name:<24} {voice.duration:>7.1f} {model:<16} {created}")
+        model, shared = voice.model or "-", "yes" if voice.shared else "no"
+        print(
+            f"{voice.id:<30} {voice.name:<24} {voice.duration:>7.1f} {model:<16} "
+            f"{shared:<6} {created}"
+        )
     for problem in problems:
         print(f"bragi: ignoring {problem.path}: {problem.reason}", file=sys.stderr)
     return 0
@@ -77,6 +85,7 @@ def _add(args: argparse.Namespace) -> int:
         args.file.read_bytes(),
         transcript=args.transcript,
         model=args.model,
+        shared=args.shared,
         reserved=set(OPENAI_VOICES) | set(settings.voices),
         param="file",
     )

@@ -5,16 +5,20 @@ The data lives in ``catalog.yaml`` beside this module.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
+from pathlib import PurePosixPath
 from typing import Any
 
 import yaml
 
-from bragi.backends.protocol import ModelKind
+from bragi.backends.protocol import ModelCapabilities, ModelKind
 
-__all__ = ["Catalog", "CatalogEntry", "PackagedFiles"]
+__all__ = ["Catalog", "CatalogEntry", "PackagedFiles", "common_folder"]
+
+_GLOB = frozenset("*?[")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +46,34 @@ class CatalogEntry:
     size_mb: float = 0.0
     options: dict[str, Any] = field(default_factory=dict)
     packaged: PackagedFiles | None = None
+    #: What the model can do before it loads (ModelCapabilities fields), e.g. (cloning,)
+    capabilities: tuple[str, ...] = ()
+
+    @property
+    def subdir(self) -> str | None:
+        """The repo folder that is the model directory: the common parent of ``files``
+        (a Piper voice is ``en/en_US/joe/medium/`` of ``rhasspy/piper-voices``); None for
+        the repo's root."""
+        return common_folder(self.files) if self.files else None
+
+
+def common_folder(patterns: Sequence[str]) -> str | None:
+    """The deepest folder every pattern lies in (folders with glob characters end it)."""
+    common: list[str] | None = None
+    for pattern in patterns:
+        parts = []
+        for part in PurePosixPath(pattern).parent.parts:
+            if _GLOB & set(part):
+                break
+            parts.append(part)
+        if common is None:
+            common = parts
+        else:
+            shared = 0
+            while shared < min(len(common), len(parts)) and common[shared] == parts[shared]:
+                shared += 1
+            common = common[:shared]
+    return "/".join(common) if common else None
 
 
 def _entry(name: str, data: dict[str, Any]) -> CatalogEntry:
@@ -50,6 +82,14 @@ def _entry(name: str, data: dict[str, Any]) -> CatalogEntry:
     if archive is not None and (data.get("files") or not str(archive).lower().endswith(".zip")):
         # zip is the one format unpacked; files would be ignored beside an archive
         raise ValueError(f"catalog entry {name!r}: archive must be a .zip, without files")
+    if packaged:
+        hashed, targets = set(packaged.get("sha256") or {}), set(packaged.get("files") or {})
+        if not hashed or (targets and targets != hashed):
+            raise ValueError(f"catalog entry {name!r}: every packaged file needs its sha256")
+    capabilities = tuple(data.get("capabilities") or ())
+    unknown = set(capabilities) - set(ModelCapabilities.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"catalog entry {name!r}: unknown capabilities {sorted(unknown)}")
     return CatalogEntry(
         name=name,
         kind=ModelKind(data["kind"]),
@@ -70,6 +110,7 @@ def _entry(name: str, data: dict[str, Any]) -> CatalogEntry:
         )
         if packaged
         else None,
+        capabilities=capabilities,
     )
 
 
@@ -81,6 +122,11 @@ class Catalog:
     @cache
     def builtin(cls) -> Catalog:
         text = resources.files("bragi.models").joinpath("catalog.yaml").read_text("utf-8")
+        return cls.from_yaml(text)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> Catalog:
+        """A catalog from YAML in ``catalog.yaml``'s shape; ValueError for a bad entry."""
         raw: dict[str, dict[str, Any]] = yaml.safe_load(text)
         return cls({name: _entry(name, data) for name, data in raw.items()})
 

@@ -33,6 +33,7 @@ def build_manager(
     options; a local model no backend recognises. A missing engine library only marks
     that model failed (with the install command), so the others still serve.
     """
+    store = store or ModelStore(settings.models_dir, downloads=settings.allow_downloads)
     manager = ModelManager(settings, registry, store=store, catalog=catalog, clock=clock)
     configs = settings.models if settings.models is not None else starter_models(manager.catalog)
     for alias, config in configs.items():

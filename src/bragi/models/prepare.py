@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from bragi.backends.protocol import Backend, BackendOptions
+from bragi.backends.protocol import Backend, BackendOptions, IsolatedBackend
 from bragi.backends.registry import BackendRegistry
 from bragi.config import ModelConfig
 from bragi.errors import ConfigError, ModelFetchError
@@ -43,7 +43,11 @@ def choose_backend(
     registry: BackendRegistry,
     model_dir: Path | None,
 ) -> Backend | None:
-    """The configured, catalogued or detected backend; None if it needs the files first."""
+    """The configured, catalogued or detected backend; None if it needs the files first.
+
+    A torch engine (an :class:`IsolatedBackend`) is never chosen for a hub repo outside
+    the catalog by detection alone: that needs an explicit ``backend:``.
+    """
     if config.backend is not None:
         return registry.get(config.backend)
     if source.catalog is not None:
@@ -55,6 +59,15 @@ def choose_backend(
         raise ConfigError(
             f"model {alias!r} ({config.model}): no backend recognises the files in "
             f"{model_dir}; installed backends: {registry.describe_installed()}"
+        )
+    if isinstance(backend, IsolatedBackend) and source.hub is not None:
+        # Torch engines run code that comes with the model (pickles, hyperparameter files
+        # that call Python): a repo outside the catalog is not loaded on its looks alone.
+        raise ConfigError(
+            f"model {alias!r} ({config.model}): its files are a {backend.name} model, and "
+            f"{backend.name} runs code that comes with the model; Bragi loads such a model "
+            "from a hub repo outside its catalog only when told to: if you trust "
+            f"{config.model}, set `backend: {backend.name}` for it (models.{alias}.backend)"
         )
     return backend
 

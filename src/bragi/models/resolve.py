@@ -57,7 +57,8 @@ def plan_source(reference: str, revision: str | None, catalog: Catalog) -> Model
         if entry.packaged is not None and is_installed(entry.packaged):
             return ModelSource(reference, catalog=entry, packaged=True)
         if entry.repo is not None:
-            hub = HubSource(entry.repo, revision or entry.revision, entry.files, entry.archive)
+            revision = revision or entry.revision
+            hub = HubSource(entry.repo, revision, entry.files, entry.archive, entry.subdir)
             return ModelSource(reference, catalog=entry, hub=hub)
         return ModelSource(reference, catalog=entry, packaged=True)  # materialize explains
     if _REPO_ID.match(reference):

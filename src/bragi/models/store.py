@@ -23,10 +23,12 @@ both.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
 import shutil
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -40,11 +42,20 @@ from huggingface_hub.file_download import repo_folder_name
 from huggingface_hub.utils import filter_repo_objects  # type: ignore[attr-defined]
 
 from bragi.errors import DiskFullError, HubUnreachableError, ModelFetchError
+from bragi.models import hubcache
 from bragi.models.archive import ArchiveLimits, model_root, unpack_zip
 from bragi.models.hub_errors import hub_error
+from bragi.models.hubcache import StoredCommit
 from bragi.models.progress import DownloadProgress, ProgressCallback, PullTracker, SilentBar
 
-__all__ = ["ArchiveLimits", "DownloadProgress", "HubSource", "ModelStore", "StoredModel"]
+__all__ = [
+    "ArchiveLimits",
+    "DownloadProgress",
+    "HubSource",
+    "ModelStore",
+    "StoredCommit",
+    "StoredModel",
+]
 
 log = logging.getLogger("bragi.models.store")
 
@@ -54,12 +65,15 @@ _MB = 1024 * 1024
 @dataclass(frozen=True, slots=True)
 class HubSource:
     """A hub repo at a revision (``None``: the default branch), limited to some files, or
-    one archive file (a zip of the model directory) that is unpacked after download."""
+    one archive file (a zip of the model directory) that is unpacked after download.
+    ``subdir`` is the repo folder that holds the model (a Piper voice in
+    ``rhasspy/piper-voices``), else the model is the repo's root."""
 
     repo_id: str
     revision: str | None = None
     allow_patterns: tuple[str, ...] | None = None
     archive: str | None = None  # path of a .zip in the repo; then only it is downloaded
+    subdir: str | None = None
 
     def __str__(self) -> str:
         return f"{self.repo_id}@{self.revision}" if self.revision else self.repo_id
@@ -94,8 +108,10 @@ class ModelStore:
         offline: bool | None = None,
         endpoint: str | None = None,
         archive_limits: ArchiveLimits | None = None,
+        downloads: bool = True,
     ):
         self.root = root
+        self.downloads = downloads  # False: only what is stored (a server's allow_downloads)
         self.hub_dir = root / "hub"
         self.unpacked_dir = root / "unpacked"
         self.archive_limits = archive_limits or ArchiveLimits()
@@ -120,13 +136,19 @@ class ModelStore:
         is missing; files already in the store are not downloaded again. Offline (or if
         the hub cannot be reached) it returns the stored copy, if there is one.
         """
-        if self.offline:
+        if self.offline or not self.downloads:
             stored = self._snapshot(source)
+            if stored is None and not self.downloads:
+                raise HubUnreachableError(
+                    f"downloads are off (allow_downloads: false) and '{source}' is not in the "
+                    "model store; pull it where downloads are allowed (bragi pull)",
+                    code="downloads_disabled",
+                )
             if stored is None:
                 raise HubUnreachableError(
                     f"offline mode is on (HF_HUB_OFFLINE) and '{source}' is not in the model store"
                 )
-            return self._unpack(source, stored)
+            return self._model_dir(source, stored)
         try:
             snapshot = self._pull(source, progress)
         except ModelFetchError:
@@ -136,15 +158,17 @@ class ModelStore:
             if error is None:
                 raise
             raise error from exc
-        return self._unpack(source, snapshot)
+        return self._model_dir(source, snapshot)
 
     def local_path(self, source: HubSource) -> Path | None:
         """The stored model directory for ``source``, complete and verified (for an archive:
         unpacked), without any network."""
         snapshot = self._snapshot(source)
-        if snapshot is None or source.archive is None:
-            return snapshot
-        target = self._unpacked_target(source, snapshot.name)
+        if snapshot is None:
+            return None
+        if source.archive is None:
+            return _inside(snapshot, source.subdir)
+        target = self.unpacked_target(source, snapshot.name)
         return model_root(target) if target.is_dir() else None
 
     def _snapshot(self, source: HubSource) -> Path | None:
@@ -182,7 +206,7 @@ class ModelStore:
                 commit = revision.commit_hash
                 if self._listing(repo.repo_id, commit) is None:
                     continue
-                folder = self._unpacked_folder(repo.repo_id) / commit
+                folder = self.unpacked_folder(repo.repo_id) / commit
                 unpacked = sorted(folder.glob("[!.]*")) if folder.is_dir() else []
                 extra = sum(_size(path) for path in unpacked)
                 found.append(
@@ -211,12 +235,29 @@ class ModelStore:
         # What the cache scan does not cover: an interrupted first pull, stray partials,
         # and what was unpacked from archives.
         folder = repo_folder_name(repo_id=repo_id, repo_type="model")
-        locks, unpacked = self.hub_dir / ".locks" / folder, self._unpacked_folder(repo_id)
+        locks, unpacked = self.hub_dir / ".locks" / folder, self.unpacked_folder(repo_id)
         for leftover in (self.hub_dir / folder, locks, unpacked):
             if leftover.is_dir():
                 freed += _size(leftover)
                 shutil.rmtree(leftover, ignore_errors=True)
         log.info("removed %s (%.1f MB freed)", repo_id, freed / _MB)
+        return freed
+
+    def commits(self, repo_id: str) -> tuple[StoredCommit, ...]:
+        """The cached commits of ``repo_id`` and the files each holds."""
+        return hubcache.stored_commits(self.hub_dir, repo_id)
+
+    def remove_files(
+        self, repo_id: str, files: Mapping[str, Collection[str]], *, dry_run: bool = False
+    ) -> int:
+        """Delete repo paths from cached commits (``commit ─▶ paths``) with the blobs no
+        other cached file links to; a snapshot left empty goes with its refs, and a repo
+        left with none goes whole. Bytes freed (that would be, with ``dry_run``)."""
+        freed = hubcache.delete_files(self.hub_dir, repo_id, files, dry_run=dry_run)
+        if freed is None or dry_run:
+            return freed or 0
+        if hubcache.prune(self.hub_dir, repo_id):  # nothing of the repo is left
+            freed += self.remove(repo_id)
         return freed
 
     def _pull(self, source: HubSource, progress: ProgressCallback | None) -> Path:
@@ -273,37 +314,32 @@ class ModelStore:
         )
         return snapshot
 
-    def _unpack(self, source: HubSource, snapshot: Path) -> Path:
-        """The model directory: the snapshot, or what its archive unpacks to (once)."""
+    def _model_dir(self, source: HubSource, snapshot: Path) -> Path:
+        """The model directory: the snapshot (or its ``subdir``), or what its archive
+        unpacks to (once)."""
         if source.archive is None:
-            return snapshot
-        target = self._unpacked_target(source, snapshot.name)
+            return _inside(snapshot, source.subdir)
+        target = self.unpacked_target(source, snapshot.name)
         try:
             return unpack_zip(snapshot / source.archive, target, self.archive_limits)
         except ModelFetchError as exc:
-            if exc.code == "bad_archive":  # a refused archive stays refused: drop it all
-                self._discard(source.repo_id, snapshot.name)
+            if exc.code == "bad_archive":  # a refused archive stays refused: drop it
+                self.remove_files(source.repo_id, {snapshot.name: [source.archive]})
+                with contextlib.suppress(OSError):  # the commit's folder, unless another
+                    target.parent.rmdir()  # archive of it was unpacked there
             raise
 
-    def _unpacked_folder(self, repo_id: str) -> Path:
+    def unpacked_folder(self, repo_id: str) -> Path:
+        """Where what was unpacked from ``repo_id``'s archives lives, by commit."""
         return self.unpacked_dir / repo_folder_name(repo_id=repo_id, repo_type="model")
 
-    def _unpacked_target(self, source: HubSource, commit: str) -> Path:
+    def unpacked_target(self, source: HubSource, commit: str) -> Path:
         """``<root>/unpacked/models--org--name/<commit>/<archive path, '/' as '--'>``."""
         assert source.archive is not None
         name = source.archive.strip("/").replace("/", "--")
         if name.lower().endswith(".zip"):
             name = name[: -len(".zip")]
-        return self._unpacked_folder(source.repo_id) / commit / name
-
-    def _discard(self, repo_id: str, commit: str) -> None:
-        """Delete a downloaded revision (the whole repo if it is the only one)."""
-        cache = hf.scan_cache_dir(self.hub_dir)
-        if _commits(cache, repo_id) == [commit]:
-            self.remove(repo_id)
-            return
-        cache.delete_revisions(commit).execute()
-        shutil.rmtree(self._unpacked_folder(repo_id) / commit, ignore_errors=True)
+        return self.unpacked_folder(source.repo_id) / commit / name
 
     def _check_free_space(self, source: HubSource, needed: int) -> None:
         self.hub_dir.mkdir(parents=True, exist_ok=True)
@@ -319,37 +355,10 @@ class ModelStore:
         return isinstance(found, str)  # not None, nor the "known to be missing" marker
 
     def _verify(self, api: hf.HfApi, source: HubSource, commit: str) -> None:
-        """Hash the snapshot against the hub's listing; drop and report corrupt files."""
-        result = api.verify_repo_checksums(source.repo_id, revision=commit, cache_dir=self.hub_dir)
-        if not result.mismatches:
-            return
-        bad = {mismatch["path"] for mismatch in result.mismatches}
-        cache = hf.scan_cache_dir(self.hub_dir)
-        corrupt = [
-            file
-            for repo in cache.repos
-            if repo.repo_id == source.repo_id
-            for revision in repo.revisions
-            if revision.commit_hash == commit
-            for file in revision.files
-            if file.file_path.relative_to(revision.snapshot_path).as_posix() in bad
-        ]
-        cache.delete_files(*corrupt).execute()  # so that the next pull downloads them again
-        first = result.mismatches[0]
-        raise ModelFetchError(
-            f"{first['path']} from '{source}' failed its {first['algorithm']} check "
-            f"(got {first['actual'][:12]}…, expected {first['expected'][:12]}…); "
-            "the corrupt copy was removed, pull again",
-            code="checksum_mismatch",
-        )
+        hubcache.verify(api, self.hub_dir, source.repo_id, commit, str(source))
 
     def _listing(self, repo_id: str, commit: str) -> dict[str, int] | None:
-        """File sizes of a commit, as cached by a completed pull; ``None`` if none was."""
-        try:
-            tree = hf.get_cached_repo_tree(repo_id, revision=commit, cache_dir=self.hub_dir)
-        except hf_errors.CachedRepoTreeNotFoundError:
-            return None
-        return {file.path: file.size for file in tree}
+        return hubcache.listing(self.hub_dir, repo_id, commit)
 
 
 def _commits(cache: hf.HFCacheInfo, repo_id: str) -> list[str]:
@@ -360,6 +369,11 @@ def _commits(cache: hf.HFCacheInfo, repo_id: str) -> list[str]:
         if repo.repo_id == repo_id and repo.repo_type == "model"
         for revision in repo.revisions
     ]
+
+
+def _inside(snapshot: Path, subdir: str | None) -> Path:
+    """The model directory inside a snapshot."""
+    return snapshot.joinpath(*subdir.split("/")) if subdir else snapshot
 
 
 def _size(path: Path) -> int:

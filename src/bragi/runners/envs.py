@@ -26,7 +26,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from bragi import __version__
-from bragi.errors import BackendUnavailableError, ConfigError, NotFoundError
+from bragi.errors import BackendUnavailableError, ConfigError, ConflictError, NotFoundError
+from bragi.runners.envswap import exclusive, in_use, staging_for, swap_in
 
 __all__ = [
     "COPY_INSTALLED",
@@ -100,6 +101,17 @@ def _worker_core() -> list[str]:
     return [pinned.get(name, name).split(";")[0].strip() for name in WORKER_CORE]
 
 
+def _python_in(venv: Path) -> Path:
+    return venv / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+
+
+def _busy(name: str) -> ConflictError:
+    return ConflictError(
+        f"the {name} environment is in use by a running worker (a server has a model loaded "
+        "from it): unload that model or stop the server first"
+    )
+
+
 def _size(path: Path) -> int:
     total = 0
     for root, _dirs, files in os.walk(path):
@@ -137,8 +149,7 @@ class EngineEnvs:
         return self.root / name
 
     def python(self, name: str) -> Path:
-        scripts = "Scripts/python.exe" if sys.platform == "win32" else "bin/python"
-        return self.path(name) / scripts
+        return _python_in(self.path(name))
 
     def manifest(self, name: str) -> EnvManifest | None:
         try:
@@ -163,13 +174,24 @@ class EngineEnvs:
             )
         return self.python(name)
 
+    def in_use(self, name: str) -> bool | None:
+        """Whether a running worker uses the environment (None: this system cannot tell)."""
+        path = self.path(name)
+        return in_use(path) if path.is_dir() else False
+
     def remove(self, name: str) -> int:
-        """Delete the environment; returns the bytes freed."""
+        """Delete the environment, unless a running worker uses it; the bytes freed."""
         path = self.path(name)
         if not path.is_dir():
             raise NotFoundError(f"no environment named {name!r} in {self.root}")
-        freed = _size(path)
-        shutil.rmtree(path)
+        with exclusive(path) as free:
+            if not free:
+                raise _busy(name)
+            trash = path.with_name(f".{name}.removed")
+            shutil.rmtree(trash, ignore_errors=True)
+            os.rename(path, trash)  # gone at once for a worker about to start
+        freed = _size(trash)
+        shutil.rmtree(trash, ignore_errors=True)
         return freed
 
     def install(
@@ -186,24 +208,22 @@ class EngineEnvs:
     ) -> EnvManifest:
         """(Re)create the environment ``name``; pip's output goes to ``output``.
 
-        ``verify_imports`` are modules imported in the new environment at the end, so a
-        broken install fails here, not at the first request.
+        The new environment is built beside the old one, which keeps serving until the new
+        one is complete; then they are swapped. ``verify_imports`` are modules imported in
+        the new environment, in its place, before the old one is deleted: a broken install
+        fails here (and the old one is put back), not at the first request. Refused while a
+        running worker uses the environment.
         """
         path = self.path(name)
-        if path.exists():
-            output(f"removing the old {name} environment")
-            shutil.rmtree(path)
-        self.root.mkdir(parents=True, exist_ok=True)
+        if self.in_use(name):
+            raise _busy(name)
         source = list(bragi) if bragi is not None else bragi_requirement()
         index = torch_index_for(device, torch_index)
+        staging = staging_for(path)
         try:
-            self._run(
-                name,
-                "creating the venv",
-                [python or sys.executable, "-m", "venv", str(path)],
-                output,
-            )
-            pip = [str(self.python(name)), "-m", "pip", "install", "--no-input"]
+            python_cmd = [python or sys.executable, "-m", "venv", str(staging)]
+            self._run(name, "creating the venv", python_cmd, output)
+            pip = [str(_python_in(staging)), "-m", "pip", "install", "--no-input", "--no-compile"]
             torch = [r for r in requirements if project_name(r) in TORCH_PACKAGES]
             if torch:
                 where = ["--index-url", index] if index else []
@@ -214,37 +234,59 @@ class EngineEnvs:
             if source:
                 self._run(name, "installing Bragi", [*pip, "--no-deps", *source], output)
             else:
-                self._copy_installed_bragi(name, output)
+                self._copy_installed_bragi(staging, output)
             if device == "cpu":
-                self._cpu_torchaudio(name, output)
-            if verify_imports:
-                check = "; ".join(f"import {module}" for module in verify_imports)
-                python_cmd = [str(self.python(name)), "-c", check]
-                self._run(name, "checking that the engine imports", python_cmd, output)
+                self._cpu_torchaudio(staging, output)
             manifest = EnvManifest(
                 name=name,
                 device=device,
                 created=datetime.now(UTC).isoformat(timespec="seconds"),
                 bragi_version=__version__,
                 bragi_source=source,
-                python_version=self._python_version(name),
+                python_version=self._python_version(staging),
                 requirements=list(requirements),
                 torch_index=index if torch else None,
-                packages=self._packages(name),
-                size_bytes=_size(path),
+                packages=self._packages(staging),
+                size_bytes=_size(staging),
             )
             text = json.dumps(asdict(manifest), indent=2) + "\n"
-            (path / MANIFEST_NAME).write_text(text, encoding="utf-8")
-        except BaseException:
-            shutil.rmtree(path, ignore_errors=True)
-            raise
+            (staging / MANIFEST_NAME).write_text(text, encoding="utf-8")
+
+            def verify() -> None:  # in its place: a venv names the folder it lives in
+                if verify_imports:
+                    check = "; ".join(f"import {module}" for module in verify_imports)
+                    command = [str(self.python(name)), "-c", check]
+                    self._run(name, "checking that the engine imports", command, output)
+
+            with exclusive(path) as free:
+                if not free:  # a worker started while this was being built
+                    raise _busy(name)
+                if path.exists():
+                    output(f"replacing the old {name} environment")
+                swap_in(staging, path, verify)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # gone already after the swap
         return manifest
 
     def _run(self, name: str, step: str, command: list[str], output: Output) -> None:
         output("$ " + " ".join(command))
-        with subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        ) as process:
+        # No bytecode while building: it would name the folder it was built in, not the
+        # one it is swapped into (the engine's modules compile on their first import).
+        quiet = os.environ | {"PYTHONDONTWRITEBYTECODE": "1"}
+        try:
+            process = subprocess.Popen(
+                command,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=quiet,
+            )
+        except OSError as exc:
+            raise BackendUnavailableError(
+                f"installing the {name} environment failed while {step}: "
+                f"cannot run {command[0]}: {exc.strerror or exc}"
+            ) from None
+        with process:
             assert process.stdout is not None
             for raw in process.stdout:
                 output(raw.decode(errors="replace").rstrip())
@@ -254,7 +296,7 @@ class EngineEnvs:
                 f"{Path(command[0]).name} exited with code {process.returncode} (output above)"
             )
 
-    def _copy_installed_bragi(self, name: str, output: Output) -> None:
+    def _copy_installed_bragi(self, venv: Path, output: Output) -> None:
         """Put this installation's ``bragi`` package and its metadata (entry points
         included, so the worker finds the backends) into the environment, as pip would."""
         dist = distribution("bragi")
@@ -262,7 +304,7 @@ class EngineEnvs:
         probe = "import sysconfig; print(sysconfig.get_path('purelib'))"
         site = Path(
             subprocess.run(
-                [str(self.python(name)), "-c", probe], capture_output=True, text=True, check=True
+                [str(_python_in(venv)), "-c", probe], capture_output=True, text=True, check=True
             ).stdout.strip()
         )
         output(f"copying Bragi {dist.version} from {package} (the source it came from is gone)")
@@ -275,7 +317,7 @@ class EngineEnvs:
                 (info / member).write_text(text, encoding="utf-8")
         (info / "INSTALLER").write_text("bragi backend install\n", encoding="utf-8")
 
-    def _cpu_torchaudio(self, name: str, output: Output) -> None:
+    def _cpu_torchaudio(self, venv: Path, output: Output) -> None:
         """Make a CUDA build of torchaudio importable beside a CPU torch.
 
         PyPI's Linux torchaudio is built for CUDA; beside a CPU torch (from a local wheel,
@@ -287,7 +329,7 @@ class EngineEnvs:
             "import importlib.util, pathlib; spec = importlib.util.find_spec('torchaudio'); "
             "print(pathlib.Path(spec.origin).parent if spec and spec.origin else '')"
         )
-        python = str(self.python(name))
+        python = str(_python_in(venv))
         where = subprocess.run([python, "-c", probe], capture_output=True, text=True)
         if where.returncode != 0 or not where.stdout.strip():
             return  # no torchaudio here
@@ -302,15 +344,15 @@ class EngineEnvs:
             f"libraries ({', '.join(p.name for p in native)}); its Python parts work without them"
         )
 
-    def _python_version(self, name: str) -> str:
+    def _python_version(self, venv: Path) -> str:
         command = [
-            str(self.python(name)),
+            str(_python_in(venv)),
             "-c",
             "import platform; print(platform.python_version())",
         ]
         return subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
 
-    def _packages(self, name: str) -> dict[str, str]:
-        command = [str(self.python(name)), "-m", "pip", "list", "--format=json"]
+    def _packages(self, venv: Path) -> dict[str, str]:
+        command = [str(_python_in(venv)), "-m", "pip", "list", "--format=json"]
         listed = subprocess.run(command, capture_output=True, text=True, check=True).stdout
         return {item["name"]: item["version"] for item in json.loads(listed)}

@@ -20,6 +20,7 @@ from typing import Literal
 from bragi.backends.protocol import Backend, BackendOptions, Device, Engine, IsolatedBackend
 from bragi.backends.registry import ENTRY_POINT_GROUP, load_engine
 from bragi.errors import BackendUnavailableError
+from bragi.runners.environment import worker_environment
 from bragi.runners.envs import EngineEnvs
 from bragi.runners.process import LiveWorkers, WorkerSpec
 from bragi.runners.proxy import start_worker
@@ -81,11 +82,13 @@ def _server_pythonpath() -> str:
 
 def _interpreter(
     backend: Backend, config: RunnerConfig, device: Device
-) -> tuple[str, dict[str, str]]:
-    environment = dict(os.environ, PYTHONUNBUFFERED="1")
+) -> tuple[str, dict[str, str], Path | None]:
+    """The worker's interpreter, its environment variables, and the engine environment it
+    runs from (held while it runs, so it is not replaced or removed under it)."""
+    environment = worker_environment(os.environ)
     if not isinstance(backend, IsolatedBackend):
         environment["PYTHONPATH"] = _server_pythonpath()
-        return sys.executable, environment
+        return sys.executable, environment, None
     if config.envs_dir is None:
         raise BackendUnavailableError(f"the {backend.name} engine needs an environments directory")
     envs = EngineEnvs(config.envs_dir)
@@ -105,7 +108,7 @@ def _interpreter(
     for leak in ("PYTHONPATH", "PYTHONHOME"):  # the environment is the engine's alone
         environment.pop(leak, None)
     environment["PYTHONNOUSERSITE"] = "1"
-    return str(python), environment
+    return str(python), environment, envs.path(backend.name)
 
 
 def create_engine(
@@ -119,7 +122,7 @@ def create_engine(
     config = config or RunnerConfig()
     if not runs_in_worker(backend, config.runner):
         return load_engine(backend, model_dir, device, options)
-    python, environment = _interpreter(backend, config, device)
+    python, environment, holds = _interpreter(backend, config, device)
     reference = backend_reference(backend)
     spec = WorkerSpec(
         label=config.label,
@@ -132,5 +135,6 @@ def create_engine(
         environment=environment,
         timeout=config.timeout,
         load_timeout=config.load_timeout,
+        holds=holds,
     )
     return start_worker(spec, backend.kind, config.workers)

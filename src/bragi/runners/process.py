@@ -26,6 +26,7 @@ from typing import IO, Any
 
 from bragi.errors import BragiError, ModelUnavailableError
 from bragi.runners import codec
+from bragi.runners.envswap import hold
 from bragi.runners.framing import Channel, ChannelClosed, Frame
 
 __all__ = ["LiveWorkers", "WorkerProcess", "WorkerSpec"]
@@ -49,6 +50,7 @@ class WorkerSpec:
     timeout: float = 120.0  # longest wait for one reply (a segment, a chunk)
     load_timeout: float = 600.0  # longest wait for the worker to start and load
     stop_timeout: float = 10.0  # grace before a worker that should exit is killed
+    holds: Path | None = None  # the engine environment it runs from, marked in use
 
 
 def _describe_exit(code: int) -> str:
@@ -201,10 +203,14 @@ class WorkerProcess:
         ours, theirs = socket.socketpair()
         command = [spec.python, "-m", "bragi.runners.worker_main"]
         command += ["--fd", str(theirs.fileno()), "--label", spec.label]
+        # The worker inherits a shared lock on its environment (flock goes with the open
+        # file, so it lasts as long as the worker): `bragi backend` sees it in use.
+        held = hold(spec.holds) if spec.holds is not None else None
+        passed = (theirs.fileno(), *([held.fileno()] if held is not None else []))
         try:
             process = subprocess.Popen(
                 command,
-                pass_fds=(theirs.fileno(),),
+                pass_fds=passed,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -219,6 +225,8 @@ class WorkerProcess:
             ) from None
         finally:
             theirs.close()
+            if held is not None:
+                held.close()  # the worker's copy holds the lock now
         assert process.stdout is not None
         self._process, self._channel = process, Channel(ours)
         self._output = _OutputReader(process.stdout, f"{spec.label} pid {process.pid}")

@@ -138,12 +138,6 @@ class WorkerTextToSpeech(_WorkerEngine):
     def voices(self) -> Sequence[Voice]:
         return self._voices
 
-    def refresh_voices(self) -> Sequence[Voice]:
-        """Ask the worker again (after voices were added to the engine)."""
-        frame, _ = self.worker.call({"op": "voices"})
-        self._voices = [codec.voice(v) for v in frame.header["voices"]]
-        return self._voices
-
     def synthesize(self, request: SynthesisRequest) -> Iterator[Audio]:
         stream = self.worker.new_stream()
         data, payload = codec.synthesis_header(request)

@@ -4,7 +4,7 @@ Started by the server as ``python -m bragi.runners.worker_main --fd N`` with the
 interpreter of the engine's environment. It handles one message at a time: ``load``
 once, then ``transcribe`` / ``synthesize`` (which open a stream), ``next`` (the
 stream's next segment or audio chunk, produced only when asked), ``cancel`` (closes
-the engine's generator), ``voices``, ``ping`` and ``shutdown``. Several streams may be
+the engine's generator), ``ping`` and ``shutdown``. Several streams may be
 open at once; they interleave item by item, so the engine is never called from two
 threads. The server going away (end of stream on the socket) ends the worker.
 """
@@ -29,6 +29,7 @@ from bragi.backends.registry import load_engine
 from bragi.errors import BragiError, EngineError
 from bragi.runners import codec
 from bragi.runners.framing import Channel, ChannelClosed, Frame
+from bragi.runners.memory import resident_bytes
 
 __all__ = ["main", "resolve_backend"]
 
@@ -54,14 +55,6 @@ def resolve_backend(name: str, reference: str | None) -> Backend:
     return backend
 
 
-def _resident_memory() -> int | None:
-    try:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 class WorkerServer:
     """The worker's side of the protocol: an engine and its open streams."""
 
@@ -75,7 +68,6 @@ class WorkerServer:
             "synthesize": self._synthesize,
             "next": self._next,
             "cancel": self._cancel,
-            "voices": self._voices,
             "ping": self._ping,
         }
 
@@ -173,16 +165,11 @@ class WorkerServer:
         self._close_stream(int(frame.header["stream"]))
         return {"op": "cancelled"}, b""
 
-    def _voices(self, frame: Frame) -> Reply:
-        engine = self._engine()
-        voices = engine.voices() if isinstance(engine, TextToSpeech) else []
-        return {"op": "voices", "voices": [codec.encode(v) for v in voices]}, b""
-
     def _ping(self, frame: Frame) -> Reply:
         return {
             "op": "pong",
             "pid": os.getpid(),
-            "rss": _resident_memory(),
+            "rss": resident_bytes(),
             "streams": len(self.streams),
             "python": sys.executable,
             "prefix": sys.prefix,

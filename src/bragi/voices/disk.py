@@ -14,8 +14,9 @@ __all__ = ["exclusive_lock", "sweep", "sync_dir", "write_file"]
 
 
 def write_file(path: Path, data: bytes) -> None:
-    """Write ``data`` and flush it to the disk before returning."""
-    with open(path, "wb") as out:
+    """Write ``data`` to a new file readable by this user only (a voice is a recording of
+    a person) and flush it to the disk before returning."""
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
         out.write(data)
         out.flush()
         os.fsync(out.fileno())
@@ -37,7 +38,7 @@ def exclusive_lock(path: Path) -> Iterator[None]:
     ``flock`` locks belong to one open file, so two threads of one process exclude each
     other as two processes do.
     """
-    with open(path, "a+b") as lock:
+    with os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o600), "r+b") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield

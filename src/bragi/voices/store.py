@@ -1,7 +1,8 @@
 """Cloned voices on disk: ``<data_dir>/voices/<voice id>/`` with the reference and its facts.
 
 Each voice is a directory named after its id holding ``reference.flac`` (mono, 16-bit,
-:data:`~bragi.voices.reference.STORED_SAMPLE_RATE`) and ``voice.json``. A voice is
+:data:`~bragi.voices.reference.STORED_SAMPLE_RATE`) and ``voice.json``, readable by the
+service user only (folders 0700, files 0600: a voice is a recording of a person). A voice is
 written into a hidden temporary directory and renamed into place, and removed by a
 rename out of the way before it is deleted, so a crash or a failed upload never
 leaves a half-written voice that listings would show. Creating and deleting hold a
@@ -28,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from bragi.audio import Audio, decode_audio, encode_audio
 from bragi.backends.protocol import VoiceReference
 from bragi.config import Settings
+from bragi.datadir import make_private_dir
 from bragi.errors import BragiError, ConflictError, InvalidRequestError, NotFoundError
 from bragi.voices.disk import exclusive_lock, sweep, sync_dir, write_file
 from bragi.voices.reference import (
@@ -39,7 +41,14 @@ from bragi.voices.reference import (
     decode_reference,
 )
 
-__all__ = ["REFERENCE_FILE", "VOICE_FILE", "StoreProblem", "StoredVoice", "VoiceStore"]
+__all__ = [
+    "REFERENCE_FILE",
+    "VOICE_FILE",
+    "StoreProblem",
+    "StoredVoice",
+    "VoiceStore",
+    "voice_not_found",
+]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +79,13 @@ class StoredVoice(BaseModel):
     model: str | None = None  # the model alias it was made for, if the creator said
     consent: str | None = None  # OpenAI's consent recording id, kept as given
     created_by: str | None = None  # id of the API key that made it; None: CLI or auth off
+    shared: bool = False  # usable by every key, not only its creator's (and admin keys)
+
+    def usable_by(self, key_id: str | None, *, admin: bool) -> bool:
+        """Whether a caller may speak in, list or read this voice: its creator's key, an
+        admin key, or any key when it is shared. One made without a key (the command
+        line, auth off) belongs to the admins."""
+        return admin or self.shared or (key_id is not None and key_id == self.created_by)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,9 +117,10 @@ class VoiceStore:
 
     @classmethod
     def for_settings(cls, settings: Settings) -> VoiceStore:
-        """The store in ``<data_dir>/voices`` with the configured limits."""
+        """The store in ``voices_dir`` (default ``<data_dir>/voices``) with the configured
+        limits."""
         return cls(
-            settings.data_dir / "voices",
+            settings.voices_dir or settings.data_dir / "voices",
             limits=ReferenceLimits(settings.voice_min_seconds, settings.voice_max_seconds),
             max_voices=settings.max_voices,
         )
@@ -151,12 +168,7 @@ class VoiceStore:
         """Like :meth:`find`, but a 404 when there is no such voice."""
         voice = self.find(name_or_id)
         if voice is None:
-            raise NotFoundError(
-                f"No cloned voice named or with id '{name_or_id}'. "
-                "GET /v1/audio/voices lists the voices.",
-                param="voice_id",
-                code="voice_not_found",
-            )
+            raise voice_not_found(name_or_id)
         return voice
 
     def reference(self, voice: StoredVoice) -> VoiceReference:
@@ -194,6 +206,7 @@ class VoiceStore:
         model: str | None = None,
         consent: str | None = None,
         created_by: str | None = None,
+        shared: bool = False,
         reserved: Collection[str] = (),
         param: str = "audio_sample",
     ) -> StoredVoice:
@@ -208,6 +221,7 @@ class VoiceStore:
             model=model,
             consent=consent,
             created_by=created_by,
+            shared=shared,
         )
 
     def add(
@@ -219,6 +233,7 @@ class VoiceStore:
         model: str | None = None,
         consent: str | None = None,
         created_by: str | None = None,
+        shared: bool = False,
     ) -> StoredVoice:
         """Store an already checked recording (see :meth:`create`) under ``name``."""
         if audio.sample_rate != STORED_SAMPLE_RATE:
@@ -233,11 +248,12 @@ class VoiceStore:
             model=model,
             consent=consent,
             created_by=created_by,
+            shared=shared,
         )
-        self.root.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.root)
         staging = self.root / f"{_TEMP_PREFIX}{voice.id}"
         try:
-            staging.mkdir()
+            staging.mkdir(mode=0o700)
             # Encoded outside the lock: only the name check and the rename need it.
             write_file(staging / REFERENCE_FILE, encode_audio(audio, "flac"))
             write_file(staging / VOICE_FILE, voice.model_dump_json(indent=2).encode() + b"\n")
@@ -301,8 +317,17 @@ class VoiceStore:
             )
 
     def _locked(self) -> contextlib.AbstractContextManager[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.root)
         return exclusive_lock(self.root / _LOCK_FILE)
+
+
+def voice_not_found(name_or_id: str) -> NotFoundError:
+    """The 404 for a voice that does not exist (or that the caller may not see)."""
+    return NotFoundError(
+        f"No cloned voice named or with id '{name_or_id}'. GET /v1/audio/voices lists the voices.",
+        param="voice_id",
+        code="voice_not_found",
+    )
 
 
 class _Unusable(Exception):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import shutil
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 from anyio import to_thread
@@ -18,16 +18,18 @@ from bragi.api.deps import AdminKey, Manager
 from bragi.errors import (
     BragiError,
     ConfigError,
+    ConflictError,
     InvalidRequestError,
     ModelUnavailableError,
-    NotFoundError,
+    PermissionDeniedError,
 )
 from bragi.models.downloads import DownloadAborted
 from bragi.models.manager import ModelManager
-from bragi.models.packaged import packaged_dir
+from bragi.models.removal import plan_removal, remove
 from bragi.models.resolve import plan_source
 from bragi.models.served import ServedModel
 from bragi.models.store import DownloadProgress
+from bragi.runners.memory import engine_memory
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 log = logging.getLogger(__name__)
@@ -46,7 +48,8 @@ def _loaded_view(model: ServedModel, manager: ModelManager) -> dict[str, Any]:
         "backend": model.backend_name,
         "kind": model.kind.value if model.kind else None,
         "state": model.state.value,
-        "memory_bytes": model.memory_bytes,
+        # a worker's whole process, live; an in-process engine's growth at load
+        "memory_bytes": engine_memory(model.engine) or model.memory_bytes,
         "in_use": model.in_use,
         "running": model.running,
         "waiting": model.waiting,
@@ -80,6 +83,12 @@ async def unload(alias: str, manager: Manager, _: AdminKey) -> dict[str, Any]:
 @router.post("/pull")
 async def pull(request: PullRequest, manager: Manager, _: AdminKey) -> StreamingResponse:
     """Download a model into the store, streaming progress as JSON lines."""
+    if not manager.settings.allow_downloads:
+        raise PermissionDeniedError(
+            "This server does not download models (allow_downloads: false); pull them where "
+            "downloads are allowed, with `bragi pull` (in Kubernetes: the bragi-pull Job).",
+            code="downloads_disabled",
+        )
     try:
         source = plan_source(request.model, request.revision, manager.catalog)
     except ConfigError as exc:  # not a catalog name, a repo id or a directory
@@ -125,25 +134,26 @@ async def pull(request: PullRequest, manager: Manager, _: AdminKey) -> Streaming
 
 
 @router.delete("/models/{name:path}")
-async def delete(name: str, manager: Manager, _: AdminKey) -> dict[str, Any]:
-    """Delete a downloaded model's files (not while a served model is loaded from them)."""
-    try:
-        source = plan_source(name, None, manager.catalog)
-    except ConfigError as exc:  # not a catalog name, a repo id or a directory
-        raise NotFoundError(exc.message) from None
-    if source.path is not None:
-        raise InvalidRequestError(f"{name} is a local directory; Bragi does not delete those")
-    for model in manager.models():
-        if model.engine is not None and model.source.reference == name:
-            raise InvalidRequestError(f"{name} is loaded as `{model.alias}`; unload it first")
-    freed = 0
-    if source.catalog is not None:
-        target = packaged_dir(manager.store.root, source.catalog.name)
-        if target.is_dir():
-            freed += sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
-            await to_thread.run_sync(shutil.rmtree, target)
-    if source.hub is not None:
-        freed += await to_thread.run_sync(manager.store.remove, source.hub)
-    if not freed:
-        raise NotFoundError(f"{name} is not downloaded")
-    return {"deleted": name, "freed_bytes": freed}
+async def delete(name: str, manager: Manager, _: AdminKey, dry_run: bool = False) -> dict[str, Any]:
+    """Delete a downloaded model's files: only what no other catalog entry shares, and
+    never what a configured model uses, in any state (409). ``?dry_run=true`` only says."""
+    configured = {f"`{m.alias}` ({m.state.value})": m.source for m in manager.models()}
+    plan = partial(plan_removal, name, manager.store, manager.catalog, configured)
+    removal = await to_thread.run_sync(plan)
+    if removal.users:
+        raise ConflictError(
+            f"{name} is in use: configured model {', '.join(removal.users)} uses its files; "
+            "take it out of the configuration first",
+            code="model_in_use",
+        )
+    freed = removal.freed_bytes
+    if not dry_run:
+        freed = await to_thread.run_sync(remove, removal, manager.store)
+    return {
+        "deleted": name,
+        "dry_run": dry_run,
+        "freed_bytes": freed,
+        "files": [item.label for item in removal.deleted],
+        "kept": [{"file": item.label, "why": item.why} for item in removal.kept],
+        "note": removal.note or None,
+    }

@@ -11,8 +11,8 @@ from fastapi import APIRouter, Request
 from bragi.api.deps import AdminKey, Manager
 from bragi.errors import BragiError
 from bragi.models.catalog import CatalogEntry
-from bragi.models.on_disk import downloaded_models
 from bragi.models.manager import ModelManager
+from bragi.models.on_disk import downloaded_models
 from bragi.models.resolve import local_copy, plan_source
 
 router = APIRouter(prefix="/admin", tags=["admin"])

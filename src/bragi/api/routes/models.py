@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter
 
 from bragi.api.deps import ApiKey, Manager
-from bragi.backends.protocol import TextToSpeech
+from bragi.models.capabilities import capabilities_of
 from bragi.models.manager import ModelManager
 from bragi.models.served import ServedModel
 
@@ -50,10 +51,9 @@ def describe_model(model: ServedModel, manager: ModelManager) -> dict[str, Any]:
         description["error"] = model.error
     if model.state.value == "downloading" and model.progress is not None:
         description["progress"] = model.progress_text()
-    if isinstance(model.engine, TextToSpeech):  # known once loaded
-        capabilities = model.engine.capabilities
-        description["cloning"] = capabilities.cloning
-        description["instructions"] = capabilities.instructions
+    capabilities = capabilities_of(model, manager.registry)
+    if capabilities is not None:  # a TTS model: what it can do, loaded or not
+        description |= asdict(capabilities)
     voices = manager.voices_of(model)
     if voices is not None:
         description["voices"] = [

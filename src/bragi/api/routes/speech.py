@@ -21,13 +21,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from bragi.api.deps import ApiKey, Manager, SettingsDep, VoiceStoreDep
 from bragi.api.forms import json_params
 from bragi.api.metrics import label_model
+from bragi.api.routes.voices import can_use
 from bragi.api.sse import SSE_HEADERS, sse_event
 from bragi.api.streaming import ClosingStreamingResponse
 from bragi.audio import CONTENT_TYPES, Audio
 from bragi.audio.speech_encoder import SpeechEncoder
 from bragi.backends.protocol import ModelKind, TextToSpeech
 from bragi.errors import InvalidRequestError
-from bragi.models.manager import Lease, ModelManager
+from bragi.models.capabilities import models_that_can
+from bragi.models.manager import Lease
 from bragi.speech import synthesis_plan
 from bragi.voices.choose import choose_voice
 
@@ -66,15 +68,6 @@ class SpeechParams(BaseModel):
     @property
     def voice_name(self) -> str:
         return self.voice.id if isinstance(self.voice, VoiceRef) else self.voice
-
-
-def _cloning_models(manager: ModelManager) -> list[str]:
-    """Loaded models whose engine can clone (whether one can is known once it is loaded)."""
-    return [
-        model.alias
-        for model in manager.models()
-        if isinstance(model.engine, TextToSpeech) and model.engine.capabilities.cloning
-    ]
 
 
 _FIRST_PIECE_SECONDS = 0.25
@@ -199,7 +192,7 @@ async def create_speech(
     manager: Manager,
     settings: SettingsDep,
     store: VoiceStoreDep,
-    _: ApiKey,
+    key: ApiKey,
 ) -> StreamingResponse:
     params = json_params(await request.body(), SpeechParams)
     label_model(request, manager, params.model)
@@ -215,7 +208,8 @@ async def create_speech(
             engine,
             settings.voices,
             store,
-            lambda: _cloning_models(manager),
+            lambda: models_that_can(manager.models(), "cloning", manager.registry),
+            can_use(key),
         )
         job, tempo = synthesis_plan(
             params.input, voice, params.speed, engine, reference, params.language

@@ -2,13 +2,15 @@
 
 Creating follows OpenAI's custom-voices API (``POST /v1/audio/voices``, multipart,
 ``name`` and ``audio_sample``; ``client.audio.voices.create`` works as is) and takes
-``file`` for the recording too, plus Bragi's ``transcript`` and ``model``. Every key
-may create voices and use them; a user key may delete only the voices it created,
-an admin key any of them.
+``file`` for the recording too, plus Bragi's ``transcript``, ``model`` and ``shared``.
+Every key may create voices. A voice is a recording of a person, so it is listed, read
+and spoken in only with the key that created it (or an admin key), unless it was made
+``shared``; only its creator's key or an admin key deletes it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import Any, Literal
 
@@ -20,6 +22,7 @@ from starlette.datastructures import FormData, UploadFile
 from bragi.api.deps import ApiKey, Manager, SettingsDep, VoiceStoreDep
 from bragi.api.forms import form_params, read_form, upload_bytes
 from bragi.api.upload_limit import limited_receive
+from bragi.auth import KeyRecord
 from bragi.backends.protocol import ModelKind
 from bragi.config import Settings
 from bragi.errors import (
@@ -30,9 +33,10 @@ from bragi.errors import (
 )
 from bragi.models.manager import ModelManager
 from bragi.models.openai_voices import OPENAI_VOICES
-from bragi.voices import StoredVoice
+from bragi.voices import StoredVoice, VoiceStore
+from bragi.voices.store import voice_not_found
 
-__all__ = ["builtin_voice_names", "router", "voice_object"]
+__all__ = ["builtin_voice_names", "can_use", "router", "voice_object"]
 
 router = APIRouter(tags=["audio"])
 
@@ -51,6 +55,8 @@ class CreateVoiceParams(BaseModel):
     model: str | None = None
     consent: str | None = None  # OpenAI's consent recording id; kept, not checked
     type: Literal["audio_sample"] = "audio_sample"
+    #: Bragi's own: every key may use the voice, not only its creator's (and admin keys).
+    shared: bool = False
 
 
 def voice_object(voice: StoredVoice) -> dict[str, Any]:
@@ -67,6 +73,7 @@ def voice_object(voice: StoredVoice) -> dict[str, Any]:
         "transcript": voice.transcript,
         "duration": voice.duration,
         "sample_rate": voice.sample_rate,
+        "shared": voice.shared,
     }
 
 
@@ -135,6 +142,7 @@ def _check_model(manager: ModelManager, alias: str) -> None:
                             "transcript": {"type": "string"},
                             "model": {"type": "string"},
                             "consent": {"type": "string"},
+                            "shared": {"type": "boolean"},
                         },
                     }
                 }
@@ -173,6 +181,7 @@ async def create_voice(
         model=params.model,
         consent=params.consent,
         created_by=key.id if key is not None else None,
+        shared=params.shared,
         reserved=builtin_voice_names(manager, settings),
         param=field,
     )
@@ -180,9 +189,24 @@ async def create_voice(
     return voice_object(voice)
 
 
+def can_use(key: KeyRecord | None) -> Callable[[StoredVoice], bool]:
+    """Whether the caller's key may list, read and speak in a cloned voice."""
+    if key is None:  # auth is off: everything is the operator's
+        return lambda voice: True
+    return lambda voice: voice.usable_by(key.id, admin=key.is_admin)
+
+
+def _own_voice(store: VoiceStore, voice_id: str, key: KeyRecord | None) -> StoredVoice:
+    """The voice, or the 404 an unknown one gets when the caller may not use it."""
+    voice = store.get(voice_id)
+    if not can_use(key)(voice):
+        raise voice_not_found(voice_id)  # as if it did not exist
+    return voice
+
+
 @router.get("/v1/audio/voices")
 async def list_voices(
-    manager: Manager, store: VoiceStoreDep, _: ApiKey, model: str | None = None
+    manager: Manager, store: VoiceStoreDep, key: ApiKey, model: str | None = None
 ) -> dict[str, Any]:
     """Each TTS model's built-in voices (or ``?model=``'s), then the cloned voices."""
     models = [manager.get(model)] if model else manager.models()
@@ -202,23 +226,24 @@ async def list_voices(
             for v in voices
         )
     if model is None or models[0].kind is not ModelKind.STT:
-        cloned = await to_thread.run_sync(store.list)
+        visible = can_use(key)
+        cloned = [voice for voice in await to_thread.run_sync(store.list) if visible(voice)]
         # A cloned voice made for one model still shows under no filter and under its own.
         data.extend(voice_object(v) for v in cloned if model is None or v.model in (None, model))
     return {"object": "list", "data": data}
 
 
 @router.get("/v1/audio/voices/{voice_id}")
-async def get_voice(voice_id: str, store: VoiceStoreDep, _: ApiKey) -> dict[str, Any]:
+async def get_voice(voice_id: str, store: VoiceStoreDep, key: ApiKey) -> dict[str, Any]:
     """One cloned voice, by id (or by name)."""
-    voice = await to_thread.run_sync(store.get, voice_id)
+    voice = await to_thread.run_sync(_own_voice, store, voice_id, key)
     return voice_object(voice)
 
 
 @router.delete("/v1/audio/voices/{voice_id}")
 async def delete_voice(voice_id: str, store: VoiceStoreDep, key: ApiKey) -> dict[str, Any]:
     """Delete a cloned voice (by id, or by name): its creator's key or an admin key."""
-    voice = await to_thread.run_sync(store.get, voice_id)
+    voice = await to_thread.run_sync(_own_voice, store, voice_id, key)
     if key is not None and not key.is_admin and voice.created_by != key.id:
         raise PermissionDeniedError(
             f"Voice '{voice.name}' was created with another key; only that key or an "

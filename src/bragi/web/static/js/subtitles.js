@@ -1,4 +1,4 @@
-// Transcript downloads, written as Bragi's server writes them (bragi/audio/subtitles.py).
+// Transcript downloads, written as Bragi's server writes them (bragi/transcripts.py).
 
 const pad = (value, width = 2) => String(value).padStart(width, '0');
 
