@@ -24,7 +24,8 @@ from hubstub import HubStub
 @pytest.fixture
 def server(tmp_path: Path, hub_stub: HubStub) -> Iterator[AppServer]:
     models = {"stt": ModelConfig(model=str(make_model_dir(tmp_path, "fake-stt", "stt")))}
-    with serve_app(fake_settings(tmp_path / "data", models), [FakeSttBackend()]) as live:
+    settings = fake_settings(tmp_path / "data", models, allow_downloads=True)  # pulls here
+    with serve_app(settings, [FakeSttBackend()]) as live:
         yield live
 
 
@@ -68,7 +69,7 @@ def test_a_pull_cut_short_by_shutdown_ends_with_an_error_event(
     (folder / "weights.bin").write_bytes(bytes(40 * 1024 * 1024))
     hub_stub.add_repo("bragi-tests/big", folder)
     hub_stub.throttle("bragi-tests/big", "weights.bin", 8 * 1024 * 1024)
-    settings = fake_settings(tmp_path / "data", {}, auth="disabled")
+    settings = fake_settings(tmp_path / "data", {}, auth="disabled", allow_downloads=True)
     registry = BackendRegistry([FakeSttBackend()])
     manager = build_manager(settings, registry)
     app = create_app(settings, registry=registry, manager=manager)
