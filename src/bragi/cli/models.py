@@ -146,7 +146,7 @@ def _show(args: argparse.Namespace) -> int:
 def _remove(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from bragi.cli.main import settings_from_args
+    from bragi.cli.common import settings_from_args
     from bragi.errors import ConflictError
     from bragi.models.removal import configured_sources, plan_removal, remove
 
