@@ -52,6 +52,10 @@ def create_app(
     if keystore is None and settings.auth_enabled:
         keystore = KeyStore(settings.data_dir / "keys.db")
     voice_store = voice_store or VoiceStore.for_settings(settings)
+    if settings.wyoming.enabled:
+        from bragi.wyoming import WyomingListener, check_settings
+
+        check_settings(settings, manager)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -59,10 +63,18 @@ def create_app(
             announce_first_key(keystore)
         else:
             log.warning("authentication is disabled (BRAGI_AUTH=disabled): local use only")
+        wyoming = None
+        if settings.wyoming.enabled:
+            # Before the models load: Home Assistant's describe must not wait for them.
+            wyoming = WyomingListener(settings, manager, voice_store, app.state.metrics)
+            await wyoming.start()
+            app.state.wyoming = wyoming
         await manager.start()
         try:
             yield
         finally:
+            if wyoming is not None:
+                await wyoming.stop()
             await manager.stop()
 
     app = FastAPI(

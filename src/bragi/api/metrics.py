@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -69,6 +69,12 @@ class Metrics:
             "Seconds of audio transcribed (in) or synthesized (out)",
             ["model", "direction"],
             registry=self.registry,
+        )
+        # Wyoming requests are counted in `requests` and `latency` too, with the routes
+        # `wyoming/transcribe` and `wyoming/synthesize` and the status an HTTP request with
+        # the same outcome would have had (499: the client left).
+        self.wyoming_connections = Gauge(
+            "bragi_wyoming_connections", "Wyoming connections open now", registry=self.registry
         )
         self.registry.register(_ManagerCollector(manager))
 

@@ -17,7 +17,29 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
     common(parser)
     parser.add_argument("--host", help="address to listen on ($BRAGI_HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port ($BRAGI_PORT, default 8000)")
+    parser.add_argument(
+        "--wyoming",
+        action="store_true",
+        help="also serve Home Assistant's Wyoming protocol (unauthenticated; "
+        "$BRAGI_WYOMING__ENABLED)",
+    )
+    parser.add_argument(
+        "--wyoming-port",
+        type=int,
+        metavar="PORT",
+        help="Wyoming port, implies --wyoming ($BRAGI_WYOMING__PORT, default 10300)",
+    )
     parser.set_defaults(handler=run)
+
+
+def _wyoming_flags(args: argparse.Namespace) -> dict[str, object] | None:
+    """The ``wyoming:`` settings the flags set (merged over the file and environment)."""
+    flags: dict[str, object] = {}
+    if args.wyoming or args.wyoming_port is not None:
+        flags["enabled"] = True
+    if args.wyoming_port is not None:
+        flags["port"] = args.wyoming_port
+    return flags or None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,7 +55,9 @@ def run(args: argparse.Namespace) -> int:
     from bragi.cli.main import configure_logging, settings_from_args
     from bragi.models.configure import build_manager
 
-    settings = settings_from_args(args, host=args.host, port=args.port)
+    settings = settings_from_args(
+        args, host=args.host, port=args.port, wyoming=_wyoming_flags(args)
+    )
     configure_logging(settings.log_level)
     registry = BackendRegistry.from_entry_points()
     manager = build_manager(settings, registry)  # config errors stop start-up here

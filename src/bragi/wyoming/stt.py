@@ -1,0 +1,129 @@
+"""Speech to text over Wyoming: ``transcribe``, ``audio-start``, ``audio-chunk``*,
+``audio-stop`` in; ``transcript`` out.
+
+Audio comes at any rate, width and channel count; it is made mono and resampled to the
+engine's rate at ``audio-stop``, then goes through the model manager like an HTTP
+transcription (same lease, keep-alive, concurrency limit). With
+``wyoming.transcript_streaming`` (the default) each decoded segment is sent as a
+``transcript-chunk`` between ``transcript-start`` and ``transcript-stop``; the final
+``transcript`` always comes before ``transcript-stop``, so clients that only know
+``transcript`` (Home Assistant 2026.2) read that and nothing else changes for them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from anyio import to_thread
+
+from bragi.audio import resample
+from bragi.audio.types import Audio
+from bragi.backends.checks import check_transcription
+from bragi.backends.protocol import ModelKind, Segment, SpeechToText, TranscribeOptions
+from bragi.errors import BragiError, InvalidRequestError
+from bragi.wyoming.events import AudioStartData, ChunkFormat, TranscribeData, parse
+from bragi.wyoming.framing import Event
+from bragi.wyoming.utterance import Utterance
+
+if TYPE_CHECKING:
+    from bragi.wyoming.connection import Connection
+
+__all__ = ["ROUTE", "SpeechInput"]
+
+#: The route label of Wyoming transcriptions in Bragi's request metrics.
+ROUTE = "wyoming/transcribe"
+
+
+def _close(segments: Iterator[Segment]) -> None:
+    close = getattr(segments, "close", None)
+    if callable(close):
+        close()
+
+
+class SpeechInput:
+    """The speech-to-text side of one connection: at most one command at a time."""
+
+    def __init__(self, connection: Connection):
+        self.connection = connection
+        self.services = connection.services
+        self.request: TranscribeData | None = None
+        self.utterance: Utterance | None = None
+
+    async def on_transcribe(self, event: Event) -> None:
+        request = parse(TranscribeData, event)
+        self.services.chooser.stt_model(request.name, request.language)  # refuse it now
+        await self.connection.speech_out.settle()
+        self.request, self.utterance = request, None
+
+    async def on_audio_start(self, event: Event) -> None:
+        audio_format = parse(AudioStartData, event)
+        await self.connection.speech_out.settle()
+        self.utterance = Utterance(audio_format, self.services.settings)
+
+    async def on_audio_chunk(self, event: Event) -> None:
+        declared = parse(ChunkFormat, event)
+        if self.utterance is None:  # no audio-start: the chunk's own format starts one
+            await self.on_audio_start(event)
+        assert self.utterance is not None
+        self.utterance.add(declared, event.payload)
+
+    async def on_audio_stop(self, event: Event) -> None:
+        request, utterance = self.request or TranscribeData(), self.utterance
+        self.request = self.utterance = None
+        alias, language = self.services.chooser.stt_model(request.name, request.language)
+        started = time.perf_counter()
+        status = "200"
+        try:
+            await self._transcribe(alias, language, utterance)
+        except BragiError as exc:
+            status = str(exc.status_code)
+            raise
+        except ConnectionError:
+            status = "499"
+            raise
+        finally:
+            self.services.record(ROUTE, alias, status, started)
+
+    async def _transcribe(
+        self, alias: str, language: str | None, utterance: Utterance | None
+    ) -> None:
+        connection = self.connection
+        if utterance is None or utterance.seconds == 0:
+            # Nothing was said: an empty transcript, as the reference servers answer.
+            await connection.send(Event("transcript", {"text": ""}))
+            return
+        lease = await self.services.manager.acquire(alias, ModelKind.STT)
+        segments: Iterator[Segment] | None = None
+        try:
+            engine = lease.engine
+            if not isinstance(engine, SpeechToText):
+                raise InvalidRequestError(f"Model `{alias}` cannot transcribe.", param="name")
+            options = TranscribeOptions(language=language)
+            check_transcription(options, engine.capabilities, f"Model `{alias}`")
+            rate = engine.capabilities.sample_rate
+            audio: Audio = await to_thread.run_sync(lambda: resample(utterance.audio(), rate))
+            decoding, info = await to_thread.run_sync(engine.transcribe, audio, options)
+            segments = decoding
+            self.services.metrics.audio_seconds.labels(alias, "in").inc(audio.duration)
+            streaming = self.services.settings.wyoming.transcript_streaming
+            if streaming:
+                await connection.send(Event("transcript-start", {"language": info.language}))
+            pieces: list[str] = []
+            while (segment := await to_thread.run_sync(next, decoding, None)) is not None:
+                delta = segment.text if pieces else segment.text.lstrip()
+                if not delta:
+                    continue
+                pieces.append(delta)
+                if streaming:
+                    await connection.send(Event("transcript-chunk", {"text": delta}))
+            text = "".join(pieces).strip()
+            final = [Event("transcript", {"text": text, "language": info.language})]
+            if streaming:
+                final.append(Event("transcript-stop"))
+            await connection.send(*final)
+        finally:
+            if segments is not None:
+                _close(segments)  # a client that left stops the decoding
+            await lease.release()
