@@ -35,6 +35,9 @@ __all__ = ["Connection", "Services"]
 
 log = logging.getLogger(__name__)
 
+#: Longest a failed connection waits for its client to stop sending before it closes.
+_LINGER_SECONDS = 1.0
+
 
 @dataclass(frozen=True, slots=True)
 class Services:
@@ -92,6 +95,8 @@ class Connection:
             await self.fail(BragiError("Internal error; see the server log."))
         finally:
             await self.speech_out.close()
+            if self._closing:
+                await self._linger()
             self.writer.close()
             with contextlib.suppress(ConnectionError, OSError):
                 await self.writer.wait_closed()
@@ -136,8 +141,13 @@ class Connection:
         await self.send(Event("pong", {"text": text} if isinstance(text, str) else {}))
 
     async def send(self, *events: Event) -> None:
-        """Write events in order, whole; ConnectionResetError when the client is gone or
-        stops reading for ``idle_timeout``."""
+        """Write events in order, whole; ConnectionResetError when the client is gone,
+        stops reading for ``idle_timeout``, or the connection has failed."""
+        if self._closing:
+            raise ConnectionResetError("the Wyoming connection is closing")
+        await self._write(events)
+
+    async def _write(self, events: tuple[Event, ...]) -> None:
         async with self._write_lock:
             if self.writer.is_closing():
                 raise ConnectionResetError("the Wyoming client left")
@@ -148,12 +158,20 @@ class Connection:
                 raise ConnectionResetError("the Wyoming client stopped reading") from None
 
     async def fail(self, exc: BragiError) -> None:
-        """Send ``error`` and end the connection (HA 2026.2 ignores ``error`` and waits
-        for the connection to close)."""
+        """Send ``error`` and end the connection: nothing more is written, and the client
+        sees the end of the stream (HA 2026.2 ignores ``error`` and waits for that)."""
         if self._closing:
             return
         self._closing = True
         log.info("Wyoming request from %s failed: %s", self.peer, exc.message)
-        with contextlib.suppress(ConnectionError):
-            await self.send(error_event(exc))
-        self.writer.close()  # wakes the read loop, if it is waiting
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await self._write((error_event(exc),))
+            self.writer.write_eof()
+
+    async def _linger(self) -> None:
+        """Read and drop what the client still sends, briefly: closing a socket with
+        unread data resets it, and the reset can overtake the ``error`` just sent."""
+        with contextlib.suppress(TimeoutError, ConnectionError):
+            async with asyncio.timeout(_LINGER_SECONDS):
+                while await self.reader.read(65536):
+                    pass

@@ -16,8 +16,6 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from anyio import to_thread
-
 from bragi.audio import resample
 from bragi.audio.types import Audio
 from bragi.backends.checks import check_transcription
@@ -25,6 +23,7 @@ from bragi.backends.protocol import ModelKind, Segment, SpeechToText, Transcribe
 from bragi.errors import BragiError, InvalidRequestError
 from bragi.wyoming.events import AudioStartData, ChunkFormat, TranscribeData, parse
 from bragi.wyoming.framing import Event
+from bragi.wyoming.threads import in_thread
 from bragi.wyoming.utterance import Utterance
 
 if TYPE_CHECKING:
@@ -103,15 +102,15 @@ class SpeechInput:
             options = TranscribeOptions(language=language)
             check_transcription(options, engine.capabilities, f"Model `{alias}`")
             rate = engine.capabilities.sample_rate
-            audio: Audio = await to_thread.run_sync(lambda: resample(utterance.audio(), rate))
-            decoding, info = await to_thread.run_sync(engine.transcribe, audio, options)
+            audio: Audio = await in_thread(lambda: resample(utterance.audio(), rate))
+            decoding, info = await in_thread(engine.transcribe, audio, options)
             segments = decoding
             self.services.metrics.audio_seconds.labels(alias, "in").inc(audio.duration)
             streaming = self.services.settings.wyoming.transcript_streaming
             if streaming:
                 await connection.send(Event("transcript-start", {"language": info.language}))
             pieces: list[str] = []
-            while (segment := await to_thread.run_sync(next, decoding, None)) is not None:
+            while (segment := await in_thread(next, decoding, None)) is not None:
                 delta = segment.text if pieces else segment.text.lstrip()
                 if not delta:
                     continue

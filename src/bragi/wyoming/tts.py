@@ -48,6 +48,7 @@ from bragi.wyoming.events import (
 )
 from bragi.wyoming.framing import Event
 from bragi.wyoming.textstream import SentenceBuffer
+from bragi.wyoming.threads import in_thread
 
 if TYPE_CHECKING:
     from bragi.wyoming.connection import Connection
@@ -85,9 +86,9 @@ class _Speaker:
     async def pcm(self, text: str) -> AsyncGenerator[bytes, None]:
         """``text`` spoken, as 16-bit PCM pieces, as the engine makes them."""
         request = SynthesisRequest(text, self.voice, 1.0, self.language, self.reference)
-        chunks: Iterator[Audio] = await to_thread.run_sync(self.engine.synthesize, request)
+        chunks: Iterator[Audio] = await in_thread(self.engine.synthesize, request)
         try:
-            while (chunk := await to_thread.run_sync(next, chunks, None)) is not None:
+            while (chunk := await in_thread(next, chunks, None)) is not None:
                 if chunk.sample_rate != self.rate:
                     chunk = resample(chunk, self.rate)
                 if len(chunk.samples):
