@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["register"]
+__all__ = ["register", "wyoming_flags"]
 
 
 def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -32,7 +32,7 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
     parser.set_defaults(handler=run)
 
 
-def _wyoming_flags(args: argparse.Namespace) -> dict[str, object] | None:
+def wyoming_flags(args: argparse.Namespace) -> dict[str, object] | None:
     """The ``wyoming:`` settings the flags set (merged over the file and environment)."""
     flags: dict[str, object] = {}
     if args.wyoming or args.wyoming_port is not None:
@@ -55,9 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from bragi.cli.main import configure_logging, settings_from_args
     from bragi.models.configure import build_manager
 
-    settings = settings_from_args(
-        args, host=args.host, port=args.port, wyoming=_wyoming_flags(args)
-    )
+    settings = settings_from_args(args, host=args.host, port=args.port, wyoming=wyoming_flags(args))
     configure_logging(settings.log_level)
     registry = BackendRegistry.from_entry_points()
     manager = build_manager(settings, registry)  # config errors stop start-up here
