@@ -455,6 +455,20 @@ def test_cloned_voices_are_listed_and_spoken_and_go_when_deleted(
     assert gone.error is not None and gone.error["code"] == "voice_not_found"
 
 
+def test_an_engine_failing_its_own_way_is_an_error_not_a_hang(server: AppServer) -> None:
+    streamed = asyncio.run(
+        hassclient.synthesize_streaming(HOST, port(server), ["Fine. ", "EXPLODE now. ", "More."])
+    )
+    assert streamed.types()[-1] == "error", streamed.types()
+    assert streamed.error is not None and streamed.error["code"] == "internal_error"
+    assert streamed.types().count("audio-start") == 1  # the first sentence was spoken
+    once = asyncio.run(hassclient.synthesize_once(HOST, port(server), "EXPLODE."))
+    assert once.types() == ["error"]
+    assert_nothing_left(server)
+    labels = {"route": "wyoming/synthesize", "model": "tts", "status": "500"}
+    assert server.metrics().value("bragi_requests_total", **labels) == 2
+
+
 def test_ssml_is_refused_before_any_audio(server: AppServer) -> None:
     raw = Raw(server)
     raw.event("synthesize", {"text": "<speak>Hi</speak>", "text_format": "ssml"})

@@ -28,6 +28,7 @@ from bragi.wyoming.catalog import Catalog
 from bragi.wyoming.choose import Chooser
 from bragi.wyoming.events import error_event
 from bragi.wyoming.framing import Event, FrameLimits, encode_event, read_event
+from bragi.wyoming.outcome import internal_error
 from bragi.wyoming.stt import SpeechInput
 from bragi.wyoming.tts import SpeechOutput
 
@@ -86,15 +87,19 @@ class Connection:
         metrics = self.services.metrics
         metrics.wyoming_connections.inc()
         log.debug("Wyoming client %s connected", self.peer)
+        stopping = False
         try:
             await self._read_events()
         except ConnectionError:
             pass  # the client left; nothing to tell it
+        except asyncio.CancelledError:  # the server is shutting down
+            stopping = True
+            raise
         except Exception:  # a bug: this connection ends, the server keeps serving
             log.exception("Wyoming connection from %s failed", self.peer)
-            await self.fail(BragiError("Internal error; see the server log."))
+            await self.fail(internal_error())
         finally:
-            await self.speech_out.close()
+            await self.speech_out.close(stop=stopping)
             if self._closing:
                 await self._linger()
             self.writer.close()

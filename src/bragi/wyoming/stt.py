@@ -20,9 +20,10 @@ from bragi.audio import resample
 from bragi.audio.types import Audio
 from bragi.backends.checks import check_transcription
 from bragi.backends.protocol import ModelKind, Segment, SpeechToText, TranscribeOptions
-from bragi.errors import BragiError, InvalidRequestError
+from bragi.errors import InvalidRequestError
 from bragi.wyoming.events import AudioStartData, ChunkFormat, TranscribeData, parse
 from bragi.wyoming.framing import Event
+from bragi.wyoming.outcome import status_of
 from bragi.wyoming.threads import in_thread
 from bragi.wyoming.utterance import Utterance
 
@@ -73,17 +74,14 @@ class SpeechInput:
         self.request = self.utterance = None
         alias, language = self.services.chooser.stt_model(request.name, request.language)
         started = time.perf_counter()
-        status = "200"
+        failure: BaseException | None = None
         try:
             await self._transcribe(alias, language, utterance)
-        except BragiError as exc:
-            status = str(exc.status_code)
-            raise
-        except ConnectionError:
-            status = "499"
+        except BaseException as exc:
+            failure = exc
             raise
         finally:
-            self.services.record(ROUTE, alias, status, started)
+            self.services.record(ROUTE, alias, status_of(failure), started)
 
     async def _transcribe(
         self, alias: str, language: str | None, utterance: Utterance | None

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncGenerator, Iterator
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ from bragi.wyoming.events import (
     parse,
 )
 from bragi.wyoming.framing import Event
+from bragi.wyoming.outcome import internal_error, status_of
 from bragi.wyoming.textstream import SentenceBuffer
 from bragi.wyoming.threads import in_thread
 
@@ -54,6 +56,8 @@ if TYPE_CHECKING:
     from bragi.wyoming.connection import Connection
 
 __all__ = ["ROUTE", "SAMPLES_PER_CHUNK", "SpeechOutput"]
+
+log = logging.getLogger(__name__)
 
 #: The route label of Wyoming syntheses in Bragi's request metrics.
 ROUTE = "wyoming/synthesize"
@@ -123,11 +127,11 @@ class SpeechOutput:
             await self.stream.wait()
             self.stream = None
 
-    async def close(self) -> None:
+    async def close(self, *, stop: bool = False) -> None:
         """The connection ends: a stream still being written is stopped, a finishing
-        one finishes (its writes fail if the client is really gone)."""
+        one finishes (its writes fail if the client is really gone) unless ``stop``."""
         if self.stream is not None:
-            if self.stream.finishing:
+            if self.stream.finishing and not stop:
                 await self.stream.wait()
             else:
                 await self.stream.cancel()
@@ -177,21 +181,19 @@ class SpeechOutput:
         await self.settle()
         _check_text_format(request.text_format)
         plan = await self.plan(request.voice)
-        started, status = time.perf_counter(), "200"
+        started = time.perf_counter()
+        failure: BaseException | None = None
         try:
             speaker = await self.speaker(plan)
             try:
                 await self._speak_once(speaker, request.text)
             finally:
                 await speaker.lease.release()
-        except BragiError as exc:
-            status = str(exc.status_code)
-            raise
-        except ConnectionError:
-            status = "499"
+        except BaseException as exc:
+            failure = exc
             raise
         finally:
-            self.services.record(ROUTE, plan.alias, status, started)
+            self.services.record(ROUTE, plan.alias, status_of(failure), started)
 
     async def _speak_once(self, speaker: _Speaker, text: str) -> None:
         send, rate = self.connection.send, speaker.rate
@@ -260,7 +262,8 @@ class _SpeechStream:
     async def _speak_all(self) -> None:
         output = self.output
         connection, services = output.connection, output.services
-        started, status = time.perf_counter(), "200"
+        started = time.perf_counter()
+        failure: BaseException | None = None
         try:
             speaker = await output.speaker(self.plan)
             try:
@@ -269,15 +272,19 @@ class _SpeechStream:
                 with CancelScope(shield=True):  # released even when the stream is cancelled
                     await speaker.lease.release()
         except BragiError as exc:
-            status = str(exc.status_code)
+            failure = exc
             await connection.fail(exc)
-        except ConnectionError:
-            status = "499"
-        except asyncio.CancelledError:  # the connection ended before the stream did
-            status = "499"
+        except ConnectionError as exc:
+            failure = exc
+        except asyncio.CancelledError as exc:  # the connection ended before the stream did
+            failure = exc
             raise
+        except Exception as exc:  # an engine failing in its own way: an error, not silence
+            failure = exc
+            log.exception("Wyoming synthesis for %s failed", connection.peer)
+            await connection.fail(internal_error())
         finally:
-            services.record(ROUTE, self.plan.alias, status, started)
+            services.record(ROUTE, self.plan.alias, status_of(failure), started)
 
     async def _speak(self, speaker: _Speaker) -> None:
         send, rate = self.output.connection.send, speaker.rate
