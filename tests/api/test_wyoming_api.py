@@ -254,6 +254,8 @@ def test_the_language_map_chooses_the_model(server: AppServer) -> None:
     assert len(engine_of(server, "german").calls) == before
     assert run(language="en", name="german").text == "word0 word1 word2"  # named: that one
     assert len(engine_of(server, "german").calls) == before + 1
+    assert run(language="de", name="bragi").text == "word0 word1 word2"  # the program's name
+    assert len(engine_of(server, "german").calls) == before + 2
 
     for request, code in [
         ({"name": "nonexistent"}, "model_not_found"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import socket
 import uuid
 
 import numpy as np
@@ -231,6 +232,18 @@ def test_service_names_are_one_dns_label() -> None:
     assert service_name(None).startswith("bragi-")
 
 
+def _loopback_multicast() -> bool:
+    """Whether this machine lets a socket join the mDNS group on the loopback interface."""
+    membership = socket.inet_aton("224.0.0.251") + socket.inet_aton("127.0.0.1")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, membership)
+        except OSError:
+            return False
+    return True
+
+
+@pytest.mark.skipif(not _loopback_multicast(), reason="no multicast on the loopback interface")
 def test_the_announcement_is_found_by_a_browser() -> None:
     """A real mDNS registration and lookup, kept on the loopback interface."""
     from zeroconf.asyncio import AsyncZeroconf

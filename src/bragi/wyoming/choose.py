@@ -31,7 +31,7 @@ from bragi.errors import (
 from bragi.languages import language_code
 from bragi.models.manager import ModelManager
 from bragi.models.voices import OPENAI_VOICES
-from bragi.wyoming.catalog import Catalog, Snapshot, VoiceEntry
+from bragi.wyoming.catalog import PROGRAM_NAME, Catalog, Snapshot, VoiceEntry
 from bragi.wyoming.events import VoiceData
 
 __all__ = ["Chooser", "VoicePlan", "check_settings"]
@@ -102,6 +102,8 @@ class Chooser:
     def stt_model(self, name: str | None, language: str | None) -> tuple[str, str | None]:
         """The model alias and the ISO 639-1 language for a ``transcribe``."""
         code = _stt_code(language) if language else None
+        if name == PROGRAM_NAME:  # the program, not a model: no choice made
+            name = None
         if name:
             if self.manager.get(name).kind is ModelKind.TTS:
                 raise InvalidRequestError(
