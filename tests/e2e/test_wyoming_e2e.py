@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -161,11 +162,12 @@ def test_44_1_khz_stereo_is_heard(deployment: Deployment, speech: dict[str, Spee
 
 def test_the_language_map_sends_german_to_the_multilingual_model(deployment: Deployment) -> None:
     german = pcm_of(espeak("Schalte bitte das Licht in der Küche ein.", "de"))
+    before = requests(deployment, "wyoming/transcribe", "whisper-1")
     reply = asyncio.run(hassclient.transcribe(HOST, deployment.port, german, language="de"))
     assert reply.text is not None
     assert "Licht" in reply.text and "Küche" in reply.text, reply.text
     assert reply.events[-1].data["language"] == "de"
-    assert requests(deployment, "wyoming/transcribe", "whisper-1") == 1
+    assert requests(deployment, "wyoming/transcribe", "whisper-1") == before + 1
 
 
 def test_piper_streams_speech_that_whisper_understands(deployment: Deployment) -> None:
@@ -273,6 +275,7 @@ def test_wyoming_bench_runs_info_stt_and_tts(deployment: Deployment, tmp_path: P
     assert "[ok]" in made and (corpus / "sample_01.wav").exists()
     heard = bench("stt", server, "--corpus", str(corpus), "--rounds", "1", "--warmup", "0")
     assert heard.count("ok=1 fail=0") == 2  # non-streaming and streaming
-    assert "WER=0.0%" in heard
+    rates = [float(rate) for rate in re.findall(r"WER=([\d.]+)%", heard)]
+    assert len(rates) == 2 and max(rates) <= 25.0, heard  # at most one word of four
     spoken = bench("tts", server, "--rounds", "1", "--warmup", "0", "--texts", "Hi. Bye now.")
     assert spoken.count("ok=1 fail=0") == 2
