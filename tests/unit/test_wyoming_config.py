@@ -4,6 +4,7 @@ refusing a section that cannot work (exit code 2, one line)."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -106,3 +107,17 @@ def test_bad_values_name_their_key(tmp_path: Path, section: str, words: list[str
         check_settings(settings, build_manager(settings, BackendRegistry.from_entry_points()))
     for word in words:
         assert word in refused.value.message, refused.value.message
+
+
+def test_a_wyoming_port_in_use_stops_start_up_with_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_serve(tmp_path, "--wyoming-port", str(port))
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        f"bragi: cannot listen for Wyoming clients on 127.0.0.1:{port}: Address already in use"
+    ]

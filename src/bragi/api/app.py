@@ -63,12 +63,10 @@ def create_app(
             announce_first_key(keystore)
         else:
             log.warning("authentication is disabled (BRAGI_AUTH=disabled): local use only")
-        wyoming = None
-        if settings.wyoming.enabled:
+        wyoming = app.state.wyoming
+        if wyoming is not None:
             # Before the models load: Home Assistant's describe must not wait for them.
-            wyoming = WyomingListener(settings, manager, voice_store, app.state.metrics)
             await wyoming.start()
-            app.state.wyoming = wyoming
         await manager.start()
         try:
             yield
@@ -90,6 +88,9 @@ def create_app(
     app.state.voices = voice_store
     install_error_handlers(app)
     app.state.metrics = Metrics(manager)
+    app.state.wyoming = None
+    if settings.wyoming.enabled:
+        app.state.wyoming = WyomingListener(settings, manager, voice_store, app.state.metrics)
     app.add_middleware(UploadLimitMiddleware, limit=settings.upload_limit_bytes)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     routers = (health, metrics, models, transcriptions, speech, voices, admin)

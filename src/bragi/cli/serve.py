@@ -60,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
     registry = BackendRegistry.from_entry_points()
     manager = build_manager(settings, registry)  # config errors stop start-up here
     app = create_app(settings, registry=registry, manager=manager)
+    if app.state.wyoming is not None:
+        app.state.wyoming.bind()  # a port in use is one line now, not a failed start-up
     uvicorn.run(
         app,
         host=settings.host,

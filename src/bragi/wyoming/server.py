@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import logging
+import os
+import socket
 
 from bragi.api.metrics import Metrics
 from bragi.config import Settings
-from bragi.errors import ConfigError
+from bragi.errors import BragiError, ConfigError
 from bragi.models.manager import ModelManager
 from bragi.voices import VoiceStore
 from bragi.wyoming import choose
@@ -54,6 +56,7 @@ class WyomingListener:
         self.services = Services(
             settings, manager, catalog, Chooser(catalog, settings), metrics, FrameLimits()
         )
+        self._socket: socket.socket | None = None
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self._announcer: Announcer | None = None
@@ -66,21 +69,25 @@ class WyomingListener:
         port: int = self._server.sockets[0].getsockname()[1]
         return port
 
+    def bind(self) -> None:
+        """Take the port (before the event loop runs, in ``bragi serve``), so a port in
+        use stops start-up with one line."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        try:
+            self._socket = socket.create_server((self.host, self.config.port), family=family)
+        except OSError as exc:
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise BragiError(
+                f"cannot listen for Wyoming clients on {self.host}:{self.config.port}: {reason}"
+            ) from None
+
     async def start(self) -> None:
         await self.services.catalog.current(wait=30.0)  # the first snapshot
-        limits = self.services.limits
-        try:
-            self._server = await asyncio.start_server(
-                self._serve, self.host, self.config.port, limit=limits.header
-            )
-        except OSError as exc:
-            log.error(
-                "cannot listen for Wyoming clients on %s:%d: %s",
-                self.host,
-                self.config.port,
-                exc.strerror or exc,
-            )
-            raise
+        if self._socket is None:
+            self.bind()
+        self._server = await asyncio.start_server(
+            self._serve, sock=self._socket, limit=self.services.limits.header
+        )
         log.warning(
             "\n\n    Wyoming protocol (Home Assistant) on tcp://%s:%d\n"
             "    The Wyoming protocol has NO AUTHENTICATION: whoever reaches this port can\n"
