@@ -178,10 +178,10 @@ class Catalog:
     async def _rebuild(self, fingerprint: Hashable) -> None:
         try:
             self.snapshot = await to_thread.run_sync(self.build)
-            self._built_for = fingerprint
-        except Exception:  # a model's files unreadable: keep serving the last snapshot
+        except Exception:  # a model's files unreadable: the last snapshot until a change
             log.exception("rebuilding the Wyoming info failed")
         finally:
+            self._built_for = fingerprint
             self._building = None
 
     async def close(self) -> None:
