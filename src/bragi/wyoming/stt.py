@@ -17,9 +17,14 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from bragi.audio import resample
-from bragi.audio.types import Audio
 from bragi.backends.checks import check_transcription
-from bragi.backends.protocol import ModelKind, Segment, SpeechToText, TranscribeOptions
+from bragi.backends.protocol import (
+    ModelKind,
+    Segment,
+    SpeechToText,
+    TranscribeOptions,
+    TranscriptionInfo,
+)
 from bragi.errors import InvalidRequestError
 from bragi.wyoming.events import AudioStartData, ChunkFormat, TranscribeData, parse
 from bragi.wyoming.framing import Event
@@ -100,21 +105,28 @@ class SpeechInput:
             options = TranscribeOptions(language=language)
             check_transcription(options, engine.capabilities, f"Model `{alias}`")
             rate = engine.capabilities.sample_rate
-            audio: Audio = await in_thread(lambda: resample(utterance.audio(), rate))
-            decoding, info = await in_thread(engine.transcribe, audio, options)
+
+            def start() -> tuple[Iterator[Segment], TranscriptionInfo, float, Segment | None]:
+                # One trip to a worker thread (each costs a wake-up of the event loop, slow
+                # on a busy machine): made mono, resampled, the first segment decoded.
+                audio = resample(utterance.audio(), rate)
+                decoding, info = engine.transcribe(audio, options)
+                return decoding, info, audio.duration, next(decoding, None)
+
+            decoding, info, seconds, segment = await in_thread(start)
             segments = decoding
-            self.services.metrics.audio_seconds.labels(alias, "in").inc(audio.duration)
+            self.services.metrics.audio_seconds.labels(alias, "in").inc(seconds)
             streaming = self.services.settings.wyoming.transcript_streaming
             if streaming:
                 await connection.send(Event("transcript-start", {"language": info.language}))
             pieces: list[str] = []
-            while (segment := await in_thread(next, decoding, None)) is not None:
+            while segment is not None:
                 delta = segment.text if pieces else segment.text.lstrip()
-                if not delta:
-                    continue
-                pieces.append(delta)
-                if streaming:
-                    await connection.send(Event("transcript-chunk", {"text": delta}))
+                if delta:
+                    pieces.append(delta)
+                    if streaming:
+                        await connection.send(Event("transcript-chunk", {"text": delta}))
+                segment = await in_thread(next, decoding, None)
             text = "".join(pieces).strip()
             final = [Event("transcript", {"text": text, "language": info.language})]
             if streaming:
