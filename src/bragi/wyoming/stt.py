@@ -97,7 +97,7 @@ class SpeechInput:
             await connection.send(Event("transcript", {"text": ""}))
             return
         lease = await self.services.manager.acquire(alias, ModelKind.STT)
-        segments: Iterator[Segment] | None = None
+        started: list[Iterator[Segment]] = []  # closed below even if this is cancelled
         try:
             engine = lease.engine
             if not isinstance(engine, SpeechToText):
@@ -106,15 +106,16 @@ class SpeechInput:
             check_transcription(options, engine.capabilities, f"Model `{alias}`")
             rate = engine.capabilities.sample_rate
 
-            def start() -> tuple[Iterator[Segment], TranscriptionInfo, float, Segment | None]:
+            def start() -> tuple[TranscriptionInfo, float, Segment | None]:
                 # One trip to a worker thread (each costs a wake-up of the event loop, slow
                 # on a busy machine): made mono, resampled, the first segment decoded.
                 audio = resample(utterance.audio(), rate)
                 decoding, info = engine.transcribe(audio, options)
-                return decoding, info, audio.duration, next(decoding, None)
+                started.append(decoding)
+                return info, audio.duration, next(decoding, None)
 
-            decoding, info, seconds, segment = await in_thread(start)
-            segments = decoding
+            info, seconds, segment = await in_thread(start)
+            decoding = started[0]
             self.services.metrics.audio_seconds.labels(alias, "in").inc(seconds)
             streaming = self.services.settings.wyoming.transcript_streaming
             if streaming:
@@ -133,6 +134,6 @@ class SpeechInput:
                 final.append(Event("transcript-stop"))
             await connection.send(*final)
         finally:
-            if segments is not None:
-                _close(segments)  # a client that left stops the decoding
+            for decoding in started:
+                _close(decoding)  # a client that left stops the decoding
             await lease.release()

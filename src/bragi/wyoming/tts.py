@@ -90,15 +90,23 @@ class _Speaker:
     async def pcm(self, text: str) -> AsyncGenerator[bytes, None]:
         """``text`` spoken, as 16-bit PCM pieces, as the engine makes them."""
         request = SynthesisRequest(text, self.voice, 1.0, self.language, self.reference)
-        chunks: Iterator[Audio] = await in_thread(self.engine.synthesize, request)
+        started: list[Iterator[Audio]] = []  # closed below even if this is cancelled
+
+        def start() -> Audio | None:
+            # One trip to a worker thread for the request and its first chunk.
+            started.append(self.engine.synthesize(request))
+            return next(started[0], None)
+
         try:
-            while (chunk := await in_thread(next, chunks, None)) is not None:
+            chunk = await in_thread(start)
+            while chunk is not None:
                 if chunk.sample_rate != self.rate:
                     chunk = resample(chunk, self.rate)
                 if len(chunk.samples):
                     yield to_pcm16(chunk.samples).tobytes()
+                chunk = await in_thread(next, started[0], None)
         finally:
-            close = getattr(chunks, "close", None)
+            close = getattr(started[0], "close", None) if started else None
             if callable(close):  # a client that left stops the engine now
                 close()
 
