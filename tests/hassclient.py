@@ -16,6 +16,7 @@ else one ``synthesize`` read until the first ``audio-stop``.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -39,7 +40,9 @@ __all__ = [
     "SpeechReply",
     "TranscriptReply",
     "describe",
+    "discover",
     "home_assistant_view",
+    "loopback_multicast",
     "synthesize_once",
     "synthesize_streaming",
     "transcribe",
@@ -239,3 +242,38 @@ def home_assistant_view(info: Info) -> HaView:
         for language in voices:
             voices[language].sort(key=lambda pair: pair[1])
     return HaView(stt_name, stt_languages, tts_name, dict(voices), streaming)
+
+
+def loopback_multicast() -> bool:
+    """Whether this machine lets a socket join the mDNS group on the loopback interface
+    (where the tests announce, so nothing reaches the real network)."""
+    membership = socket.inet_aton("224.0.0.251") + socket.inet_aton("127.0.0.1")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, membership)
+        except OSError:
+            return False
+    return True
+
+
+async def discover(name: str, timeout: float = 10.0) -> tuple[list[str], int] | None:
+    """The addresses and port of ``<name>._wyoming._tcp.local.``, looked up as Home
+    Assistant's zeroconf does (on the loopback interface only); None if not announced."""
+    from zeroconf.asyncio import AsyncZeroconf
+
+    browser = AsyncZeroconf(interfaces=["127.0.0.1"])
+    try:
+        kind = "_wyoming._tcp.local."
+        found = await browser.async_get_service_info(
+            kind, f"{name}.{kind}", timeout=int(timeout * 1000)
+        )
+        return (
+            None
+            if found is None or found.port is None
+            else (
+                found.parsed_addresses(),
+                found.port,
+            )
+        )
+    finally:
+        await browser.async_close()

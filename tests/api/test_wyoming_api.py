@@ -577,3 +577,22 @@ def test_a_silent_client_is_closed_after_the_idle_timeout(tmp_path: Path) -> Non
         assert raw.closed()
         raw.close()
         assert_nothing_left(live)
+
+
+@pytest.mark.skipif(
+    not hassclient.loopback_multicast(), reason="no multicast on the loopback interface"
+)
+def test_zeroconf_announces_the_listener(tmp_path: Path) -> None:
+    name = f"bragi-test-{tmp_path.name[-12:]}".replace("_", "-")
+    wyoming = WyomingSettings(
+        enabled=True,
+        port=free_port(),
+        zeroconf=True,
+        zeroconf_name=name,
+        zeroconf_address="127.0.0.1",  # the loopback interface: nothing reaches the network
+    )
+    models = {"stt": ModelConfig(model=str(make_model_dir(tmp_path, "fake-stt")))}
+    settings = fake_settings(tmp_path / "data", models, wyoming=wyoming)
+    with serve_app(settings, [FakeSttBackend()]):
+        found = asyncio.run(hassclient.discover(name))
+    assert found == (["127.0.0.1"], wyoming.port)

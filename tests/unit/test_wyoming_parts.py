@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import socket
 import uuid
 
 import numpy as np
@@ -17,12 +16,13 @@ from wyoming.audio import AudioChunk
 from wyoming.event import Event as WyomingEvent
 from wyoming.event import async_read_event, async_write_event
 
+import hassclient
 from bragi.errors import ConfigError, PayloadTooLargeError, ProtocolError
 from bragi.wyoming.catalog import ha_language
 from bragi.wyoming.framing import Event, FrameLimits, encode_event, read_event
 from bragi.wyoming.textstream import SentenceBuffer
 from bragi.wyoming.utterance import pcm_to_float
-from bragi.wyoming.zeroconf import SERVICE_TYPE, Announcer, announced_address, service_name
+from bragi.wyoming.zeroconf import Announcer, announced_address, service_name
 
 LIMITS = FrameLimits(header=1024, data=2048, payload=4096)
 
@@ -232,37 +232,22 @@ def test_service_names_are_one_dns_label() -> None:
     assert service_name(None).startswith("bragi-")
 
 
-def _loopback_multicast() -> bool:
-    """Whether this machine lets a socket join the mDNS group on the loopback interface."""
-    membership = socket.inet_aton("224.0.0.251") + socket.inet_aton("127.0.0.1")
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, membership)
-        except OSError:
-            return False
-    return True
-
-
-@pytest.mark.skipif(not _loopback_multicast(), reason="no multicast on the loopback interface")
-def test_the_announcement_is_found_by_a_browser() -> None:
+@pytest.mark.skipif(
+    not hassclient.loopback_multicast(), reason="no multicast on the loopback interface"
+)
+def test_the_announcement_is_found_and_withdrawn() -> None:
     """A real mDNS registration and lookup, kept on the loopback interface."""
-    from zeroconf.asyncio import AsyncZeroconf
-
     name = f"bragi-test-{uuid.uuid4().hex[:8]}"
 
-    async def announce_and_browse() -> tuple[list[str], int | None]:
+    async def announce_and_browse() -> tuple[object, object]:
         announcer = Announcer(name, "127.0.0.1", 10399)
         await announcer.start()
-        browser = AsyncZeroconf(interfaces=["127.0.0.1"])
         try:
-            found = await browser.async_get_service_info(
-                SERVICE_TYPE, f"{name}.{SERVICE_TYPE}", timeout=5000
-            )
-            assert found is not None, "the announcement was not found"
-            return found.parsed_addresses(), found.port
+            found = await hassclient.discover(name)
         finally:
-            await browser.async_close()
             await announcer.stop()
+        return found, await hassclient.discover(name, timeout=1.0)
 
-    addresses, port = asyncio.run(announce_and_browse())
-    assert (addresses, port) == (["127.0.0.1"], 10399)
+    found, after = asyncio.run(announce_and_browse())
+    assert found == (["127.0.0.1"], 10399)
+    assert after is None, "the announcement is withdrawn when Bragi stops"
