@@ -194,7 +194,7 @@ class SpeechOutput:
         try:
             speaker = await self.speaker(plan)
             try:
-                await self._speak_once(speaker, request.text)
+                await self._speak_once(speaker, request.text, plan.alias)
             finally:
                 await speaker.lease.release()
         except BaseException as exc:
@@ -203,7 +203,7 @@ class SpeechOutput:
         finally:
             self.services.record(ROUTE, plan.alias, status_of(failure), started)
 
-    async def _speak_once(self, speaker: _Speaker, text: str) -> None:
+    async def _speak_once(self, speaker: _Speaker, text: str, alias: str) -> None:
         send, rate = self.connection.send, speaker.rate
         seconds = 0.0
         if split_sentences(text):
@@ -213,7 +213,7 @@ class SpeechOutput:
                     await send(*([audio_start(rate)] if seconds == 0 else []), *events)
                     seconds += len(pcm) / 2 / rate
         await send(*([audio_start(rate)] if seconds == 0 else []), audio_stop())
-        self.services.metrics.audio_seconds.labels(speaker.lease.model.alias, "out").inc(seconds)
+        self.services.metrics.audio_seconds.labels(alias, "out").inc(seconds)
 
     # --- streaming ----------------------------------------------------------------
 
