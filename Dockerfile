@@ -11,7 +11,8 @@
 #
 # Build arguments:
 #   BASE_IMAGE     any Debian-based image with Python 3.11+ and `python3 -m venv`
-#   EXTRAS         the bragi extras to install: the engines (one line to add one)
+#   EXTRAS         the bragi extras to install: the engines (one line to add one), and
+#                  zeroconf (Home Assistant finds the Wyoming port by itself)
 #   CUDA_PACKAGES  what the cuda target adds: ONNX Runtime's CUDA build and the CUDA 12
 #                  libraries from PyPI that it and CTranslate2 load (no torch, no driver)
 #   PIP_INDEX_URL  a PyPI mirror
@@ -20,7 +21,7 @@
 
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 # Every torch-free engine. Adding one to the images is adding its extra here.
-ARG EXTRAS=faster-whisper,piper,kokoro,moonshine,vosk,paraformer,parakeet
+ARG EXTRAS=faster-whisper,piper,kokoro,moonshine,vosk,paraformer,parakeet,zeroconf
 
 # ---------------------------------------------------------------------------------------
 # deps: a virtual environment at /opt/bragi with bragi's dependencies. The package itself
@@ -133,7 +134,8 @@ RUN useradd --uid 1000 --user-group --create-home --home-dir /home/bragi \
     && chown bragi:bragi /data
 # A config file mounted at /etc/bragi/config.yaml is read when present.
 VOLUME ["/data"]
-EXPOSE 8000
+# 10300: the Wyoming protocol for Home Assistant, only with BRAGI_WYOMING__ENABLED=true.
+EXPOSE 8000 10300
 WORKDIR /home/bragi
 USER bragi
 # Liveness only (no model needed); /health/ready tells when the models can serve.

@@ -33,16 +33,17 @@ SUITES = {
     "p3": "bench.p3_tts_first_audio",
     "p4": "bench.p4_tts_throughput",
     "p10": "bench.p10_worker_cost",
-    "p11": "bench.p11_web_page",
+    "p13": "bench.p13_web_page",
+    "p14": "bench.p14_wyoming",
     "p6": "bench.p6_idle_memory",
     "p7": "bench.p7_startup",
     "p5": "bench.p5_image_size",
 }
-KNOWN = sorted(SUITES, key=report.figure_order)  # p1 ... p10
-NEEDS_SERVER = {"p1", "p2", "p3", "p4", "p8", "p9", "p10", "p11"}
+KNOWN = sorted(SUITES, key=report.figure_order)  # p1 ... p14
+NEEDS_SERVER = {"p1", "p2", "p3", "p4", "p8", "p9", "p10", "p13"}
 LOCAL_BRAGI = {"p6", "p7"}  # about `bragi serve` itself: not run against --base-url
 #: compares configs of the bench's own `bragi serve`: never against --base-url
-LOCAL_SERVERS = {"p10"}
+LOCAL_SERVERS = {"p10", "p14"}
 #: needs models an outside server does not have (P9's aliases and tiny models): not run
 #: against --base-url unless named
 OWN_MODELS = {"p9"}
@@ -135,7 +136,7 @@ def _options(args: argparse.Namespace) -> tuple[Options, list[str]]:
             raise SystemExit(f"bench: unknown suites {unknown}; known: {KNOWN}")
         if args.base_url and LOCAL_SERVERS & set(wanted):
             raise SystemExit(
-                "bench: p10 compares two configs of its own bragi serve: no --base-url"
+                "bench: p10 and p14 measure the bench's own bragi serve: no --base-url"
             )
     else:
         skipped = LOCAL_BRAGI | OWN_MODELS | LOCAL_SERVERS if args.base_url else set()
@@ -249,6 +250,7 @@ def run(argv: Sequence[str]) -> int:
         + (", P9's models" if config else "")
         + ")"
         + (", and as many with runner: worker on every model for P10" if "p10" in suites else "")
+        + (", and as many with Wyoming on for P14" if "p14" in suites else "")
         + "".join(f", {k}={v}" for k, v in options.server_env.items()),
         "settings": {
             "stt_model": options.stt_model,

@@ -381,7 +381,8 @@ FAKE_VOICES: tuple[Voice, ...] = (
 
 
 class FakeTtsEngine:
-    """Speaks each sentence as a 0.5 s tone at 24 kHz (shorter at higher speed).
+    """Speaks each sentence as a 0.5 s tone at 24 kHz (shorter at higher speed); a
+    sentence with ``EXPLODE`` in it raises RuntimeError, as a library failing its own way.
 
     Appends ``("synthesized", i)`` to the backend's ``events`` after each sentence and,
     with a ``gate``, ``("waiting", i)`` before waiting for it ahead of sentence
@@ -408,7 +409,9 @@ class FakeTtsEngine:
         gated = backend.gate_at % len(sentences)
         index = 0
         try:
-            for index, _sentence in enumerate(sentences):
+            for index, sentence in enumerate(sentences):
+                if "EXPLODE" in sentence:
+                    raise RuntimeError("the vocoder exploded")
                 if backend.gate is not None and index == gated:
                     backend.events.append(("waiting", index))
                     _wait_gate(backend.gate, f"sentence {index}")

@@ -37,6 +37,7 @@ __all__ = [
     "Settings",
     "VoiceMapping",
     "WebSettings",
+    "WyomingSettings",
     "default_data_dir",
     "load_settings",
     "parse_duration",
@@ -126,6 +127,47 @@ class WebSettings(BaseModel):
     """Serve the page (``BRAGI_WEB__ENABLED=false`` turns it off; the API stays)."""
 
 
+class WyomingSettings(BaseModel):
+    """The Wyoming listener (Home Assistant's protocol, beside the OpenAI API). It has no
+    authentication: anyone who reaches the port can use every model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    """Listen for Wyoming clients (``bragi serve --wyoming``)."""
+    host: str | None = None
+    """Address to listen on; defaults to the server's ``host``."""
+    port: int = Field(default=10300, ge=1, le=65535)
+    """TCP port (10300 is the one Home Assistant users know)."""
+    stt_model: str | None = None
+    """Model for requests that name none and whose language ``stt_models`` does not map;
+    defaults to the first speech-to-text model."""
+    stt_models: dict[str, str] = Field(default_factory=dict)
+    """Language (``en``, ``de``, ...) ─▶ speech-to-text model alias."""
+    tts_voice: str | None = None
+    """Voice for requests that name none (a Wyoming voice name such as
+    ``tts-1/en_US-joe-medium``); defaults to the first voice of the first TTS model."""
+    tts_voices: dict[str, str] = Field(default_factory=dict)
+    """Language (``en``, ``de_DE``, ...) ─▶ voice, for requests that give only a language."""
+    transcript_streaming: bool = True
+    """Send ``transcript-start``/``-chunk``/``-stop`` as segments are decoded (the final
+    ``transcript`` always comes too)."""
+    idle_timeout: float = Field(default=60.0, gt=0)
+    """Seconds a client may stay silent (or not read) before its connection is closed."""
+    zeroconf: bool = False
+    """Announce ``_wyoming._tcp`` on the local network (needs ``bragi[zeroconf]``)."""
+    zeroconf_name: str | None = None
+    """The announced service name; defaults to ``bragi-<hostname>``."""
+    zeroconf_address: str | None = None
+    """The IP address to announce; defaults to ``host`` when it is one address, else the
+    address of the interface that reaches the local network."""
+
+    @field_validator("idle_timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> float:
+        return parse_duration(value)
+
+
 class Settings(BaseSettings):
     """Bragi's configuration. Every field can be set as ``BRAGI_<FIELD>``."""
 
@@ -186,6 +228,8 @@ class Settings(BaseSettings):
     model cache and refuses ``POST /admin/pull`` (``bragi pull`` always downloads)."""
     web: WebSettings = Field(default_factory=WebSettings)
     """The web page at ``/``."""
+    wyoming: WyomingSettings = Field(default_factory=WyomingSettings)
+    """The Wyoming listener for Home Assistant (off by default; unauthenticated)."""
 
     @field_validator("keep_alive", mode="before")
     @classmethod

@@ -11,7 +11,8 @@ param, code}}``) with the status the class declares::
     │   ├── EmptyAudioError         400  a file of no bytes; a silent voice reference
     │   ├── AudioTooLongError       400  decodes to more than max_audio_minutes
     │   ├── UnsupportedCapabilityError 400  e.g. translation on an English-only model
-    │   └── UnknownVoiceError       400  names the voices that exist
+    │   ├── UnknownVoiceError       400  names the voices that exist
+    │   └── ProtocolError           400  a malformed Wyoming event (bad JSON, bad field)
     ├── AuthenticationError         401 invalid_api_key
     ├── PermissionDeniedError       403  e.g. admin route with a user key
     ├── NotFoundError               404
@@ -62,6 +63,7 @@ __all__ = [
     "NotFoundError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
+    "ProtocolError",
     "RateLimitError",
     "UnknownVoiceError",
     "UnsupportedCapabilityError",
@@ -124,6 +126,12 @@ class UnsupportedCapabilityError(InvalidRequestError):
 
 class UnknownVoiceError(InvalidRequestError):
     default_code = "voice_not_found"
+
+
+class ProtocolError(InvalidRequestError):
+    """A Wyoming client sent something that is not a well-formed event."""
+
+    default_code = "invalid_event"
 
 
 class AuthenticationError(BragiError):

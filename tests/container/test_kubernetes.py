@@ -263,3 +263,22 @@ def test_pull_job_pulls_every_configured_model(tmp_path: Path) -> None:
     assert settings.models
     expected = [f"pull {model.model}" for model in settings.models.values()]
     assert record.read_text().splitlines() == expected
+
+
+def test_the_wyoming_overlay_exposes_port_10300(tmp_path: Path) -> None:
+    validate = pytest.importorskip("kubernetes_validate")
+    manifests = render("overlays/wyoming")
+    for manifest in manifests:
+        validate.validate(manifest, validate.latest_version(), strict=True)
+    deployment = one(manifests, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    server = container(pod, "bragi")
+    ports = {port["name"]: port["containerPort"] for port in server["ports"]}
+    assert ports == {"http": 8000, "wyoming": 10300}
+    assert env(server)["BRAGI_WYOMING__ENABLED"] == "true"
+    assert server["readinessProbe"]["httpGet"]["path"] == "/health/ready"  # the base's, kept
+    wyoming = one(manifests, "Service", "bragi-wyoming")
+    assert wyoming["spec"]["ports"] == [{"name": "wyoming", "port": 10300, "targetPort": "wyoming"}]
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert wyoming["spec"]["selector"].items() <= pod_labels.items()
+    assert one(manifests, "Service", "bragi")["spec"]["ports"][0]["port"] == 8000

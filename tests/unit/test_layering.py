@@ -21,6 +21,9 @@ KNOWN_MODULE_CYCLES = {
     frozenset({"bragi.backends.xtts", "bragi.backends.xtts_engine"}),
     # hub_errors names HubSource in annotations only (TYPE_CHECKING).
     frozenset({"bragi.models.hub_errors", "bragi.models.store"}),
+    # A Wyoming connection owns its speech-in and speech-out halves, which name it in
+    # annotations only (TYPE_CHECKING) to send on it.
+    frozenset({"bragi.wyoming.connection", "bragi.wyoming.stt", "bragi.wyoming.tts"}),
 }
 
 

@@ -61,6 +61,10 @@ def create_app(
     if keystore is None and settings.auth_enabled:
         keystore = KeyStore(settings.data_dir / "keys.db")
     voice_store = voice_store or VoiceStore.for_settings(settings)
+    if settings.wyoming.enabled:
+        from bragi.wyoming import WyomingListener, check_settings
+
+        check_settings(settings, manager)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -68,10 +72,16 @@ def create_app(
             announce_first_key(keystore)
         else:
             log.warning("authentication is disabled (BRAGI_AUTH=disabled): local use only")
+        wyoming = app.state.wyoming
+        if wyoming is not None:
+            # Before the models load: Home Assistant's describe must not wait for them.
+            await wyoming.start()
         await manager.start()
         try:
             yield
         finally:
+            if wyoming is not None:
+                await wyoming.stop()
             await manager.stop()
 
     app = FastAPI(
@@ -87,6 +97,9 @@ def create_app(
     app.state.voices = voice_store
     install_error_handlers(app)
     app.state.metrics = Metrics(manager)
+    app.state.wyoming = None
+    if settings.wyoming.enabled:
+        app.state.wyoming = WyomingListener(settings, manager, voice_store, app.state.metrics)
     app.add_middleware(UploadLimitMiddleware, limit=settings.upload_limit_bytes)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     routers = (health, metrics, models, transcriptions, speech, voices, admin)

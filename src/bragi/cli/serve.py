@@ -13,7 +13,7 @@ from bragi.errors import ConfigError
 if TYPE_CHECKING:
     from bragi.config import Settings
 
-__all__ = ["EXIT_WITHIN", "REQUESTS_GRACE", "check_exposure", "register"]
+__all__ = ["EXIT_WITHIN", "REQUESTS_GRACE", "check_exposure", "register", "wyoming_flags"]
 
 #: Seconds requests in flight get to finish once the server is asked to stop.
 REQUESTS_GRACE = 10
@@ -38,6 +38,18 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
         help="serve without API keys (auth: disabled) on a non-loopback address "
         "($BRAGI_INSECURE_NO_AUTH)",
     )
+    parser.add_argument(
+        "--wyoming",
+        action="store_true",
+        help="also serve Home Assistant's Wyoming protocol (unauthenticated; "
+        "$BRAGI_WYOMING__ENABLED)",
+    )
+    parser.add_argument(
+        "--wyoming-port",
+        type=int,
+        metavar="PORT",
+        help="Wyoming port, implies --wyoming ($BRAGI_WYOMING__PORT, default 10300)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -61,6 +73,16 @@ def check_exposure(settings: Settings) -> None:
     )
 
 
+def wyoming_flags(args: argparse.Namespace) -> dict[str, object] | None:
+    """The ``wyoming:`` settings the flags set (merged over the file and environment)."""
+    flags: dict[str, object] = {}
+    if args.wyoming or args.wyoming_port is not None:
+        flags["enabled"] = True
+    if args.wyoming_port is not None:
+        flags["port"] = args.wyoming_port
+    return flags or None
+
+
 def run(args: argparse.Namespace) -> int:
     # CTranslate2's OpenMP threads otherwise spin at every barrier: with two requests in
     # one process, or anything else on the cores, that burned half the server's CPU
@@ -75,13 +97,19 @@ def run(args: argparse.Namespace) -> int:
     from bragi.models.configure import build_manager
 
     settings = settings_from_args(
-        args, host=args.host, port=args.port, insecure_no_auth=args.insecure_no_auth
+        args,
+        host=args.host,
+        port=args.port,
+        insecure_no_auth=args.insecure_no_auth,
+        wyoming=wyoming_flags(args),
     )
     check_exposure(settings)
     configure_logging(settings.log_level)
     registry = BackendRegistry.from_entry_points()
     manager = build_manager(settings, registry)  # config errors stop start-up here
     app = create_app(settings, registry=registry, manager=manager)
+    if app.state.wyoming is not None:
+        app.state.wyoming.bind()  # a port in use is one line now, not a failed start-up
     uvicorn.run(
         app,
         host=settings.host,

@@ -1,4 +1,4 @@
-"""P11: the web page at ``/``, in headless Chromium (Debian's, driven by Playwright).
+"""P13: the web page at ``/``, in headless Chromium (Debian's, driven by Playwright).
 
 - weight: every file the page loads (the HTML, CSS, JavaScript modules, icon), as sent
   gzipped, from the browser's own resource timing (bodies, without headers);
@@ -71,19 +71,19 @@ def run(ctx: Context) -> list[Figure]:
     if not CHROMIUM.exists():
         note = f"{CHROMIUM} is missing (make system-deps installs chromium)"
         name = "web page, time to interactive"
-        return [value_figure("P11", name, "s", None, NO_TARGET, note=note)]
+        return [value_figure("P13", name, "s", None, NO_TARGET, note=note)]
     client = ctx.instance(0).client
     loads = 3 if ctx.options.quick else LOADS
-    ctx.log(f"P11 loading the web page {loads} times in Chromium")
+    ctx.log(f"P13 loading the web page {loads} times in Chromium")
     cold, warm, files = _measure(client.base_url, str(client.openai.api_key), loads)
     sent = sum(s for s, _ in files.values()) / 1024
     size = sum(d for _, d in files.values()) / 1024
     weight = f"{len(files)} files: {sent:.1f} KB gzipped ({size:.1f} KB as written)"
     again = f"reloaded with a warm cache: {median(warm):.3f} s"
     return [
-        value_figure("P11", "web page, weight gzipped", "KB", sent, NO_TARGET, note=weight),
+        value_figure("P13", "web page, weight gzipped", "KB", sent, NO_TARGET, note=weight),
         value_figure(
-            "P11",
+            "P13",
             "web page, time to interactive",
             "s",
             median(cold),
