@@ -141,6 +141,10 @@ class RealtimeSettings(BaseModel):
     """The transcription model of a new session (default: ``whisper-1`` when configured,
     else the first speech-to-text model)."""
 
+    @property
+    def max_event_bytes(self) -> int:
+        return int(self.max_event_mb * 1024 * 1024)
+
 
 class Settings(BaseSettings):
     """Bragi's configuration. Every field can be set as ``BRAGI_<FIELD>``."""

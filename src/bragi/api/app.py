@@ -11,13 +11,24 @@ from fastapi import FastAPI
 from bragi import __version__
 from bragi.api.errors import install_error_handlers
 from bragi.api.metrics import Metrics, MetricsMiddleware
-from bragi.api.routes import admin, health, metrics, models, speech, transcriptions, voices
+from bragi.api.routes import (
+    admin,
+    health,
+    metrics,
+    models,
+    realtime,
+    speech,
+    transcriptions,
+    voices,
+)
 from bragi.api.upload_limit import UploadLimitMiddleware
 from bragi.auth import KeyStore
 from bragi.backends.registry import BackendRegistry
 from bragi.config import Settings
 from bragi.models.configure import build_manager
 from bragi.models.manager import ModelManager
+from bragi.realtime import RealtimeService
+from bragi.realtime import router as realtime_socket
 from bragi.voices import VoiceStore
 
 __all__ = ["create_app"]
@@ -83,4 +94,8 @@ def create_app(
     routers = (health, metrics, models, transcriptions, speech, voices, admin)
     for module in routers:
         app.include_router(module.router)
+    if settings.realtime.enabled:
+        app.state.realtime = RealtimeService(settings.realtime, manager, app.state.metrics)
+        app.include_router(realtime_socket)
+        app.include_router(realtime.router)
     return app

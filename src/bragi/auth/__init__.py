@@ -1,5 +1,6 @@
-"""API keys: the hashed key store and the first-boot bootstrap."""
+"""API keys: the hashed key store, the first-boot bootstrap, checking a caller's key."""
 
+from bragi.auth.credentials import bearer_token, check_key
 from bragi.auth.keystore import (
     EPHEMERAL_PREFIX,
     KEY_PREFIX,
@@ -26,4 +27,6 @@ __all__ = [
     "KeyRecord",
     "KeyRole",
     "KeyStore",
+    "bearer_token",
+    "check_key",
 ]
