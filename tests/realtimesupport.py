@@ -160,11 +160,16 @@ def connect(
 
 
 def send_audio(
-    connection: Any, pcm: bytes, *, pace: float = 1.0, chunk_ms: int = 100, rate: int = RATE
+    connection: Any,
+    pcm: bytes,
+    *,
+    pace: float = 1.0,
+    chunk_ms: int = 100,
+    bytes_per_second: int = RATE * 2,
 ) -> None:
-    """Append ``pcm`` in ``chunk_ms`` pieces, ``pace`` times faster than real time
-    (0: as fast as possible)."""
-    chunk = rate * 2 * chunk_ms // 1000
+    """Append ``pcm`` (24 kHz 16-bit unless ``bytes_per_second`` says otherwise) in
+    ``chunk_ms`` pieces, ``pace`` times faster than real time (0: as fast as possible)."""
+    chunk = bytes_per_second * chunk_ms // 1000
     started = time.monotonic()
     for index, offset in enumerate(range(0, len(pcm), chunk)):
         if pace:

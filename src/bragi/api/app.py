@@ -74,6 +74,8 @@ def create_app(
         try:
             yield
         finally:
+            if settings.realtime.enabled:
+                await app.state.realtime.stop()
             await manager.stop()
 
     app = FastAPI(

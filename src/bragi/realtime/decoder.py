@@ -178,6 +178,7 @@ class TurnDecoder:
         self._last: _Decoded | None = None
         self._last_decode_s = 0.0
         self._last_finished = 0.0
+        self._time_bound = False
         self._streams_to_close: list[_EngineStream] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -250,7 +251,8 @@ class TurnDecoder:
         return max(self._settings.partial_interval_ms / 1000 * factor, self._last_decode_s)
 
     def _until_due(self) -> float | None:
-        if self._turn is None:
+        """How long until a partial step may be due; None: not before new audio comes."""
+        if self._turn is None or not self._time_bound:
             return None
         wait = self._last_finished + self._interval() - time.monotonic()
         return max(wait, 0.05)
@@ -286,7 +288,9 @@ class TurnDecoder:
     # --- partials ------------------------------------------------------------
 
     async def _partial(self) -> bool:
-        """Run one partial step if one is due; whether it did."""
+        """Run one partial step if one is due; whether it did. ``_time_bound`` says
+        whether only time (the interval, a busy model) held it back."""
+        self._time_bound = False
         turn, config = self._turn, self._config()
         if turn is None:
             return False
@@ -308,10 +312,11 @@ class TurnDecoder:
         last = self._last if self._last is not None and self._last.turn is turn else None
         covered = last.end if last is not None else turn.start
         at_pause = turn.pause_at is not None and covered < turn.pause_at
-        due = time.monotonic() - self._last_finished >= self._interval()
-        if not at_pause and not (due and end - covered >= MIN_NEW_SAMPLES):
+        if not at_pause and end - covered < MIN_NEW_SAMPLES:
             return False
-        if not has_free_slot(self._manager, config.model):
+        due = time.monotonic() - self._last_finished >= self._interval()
+        if not (at_pause or due) or not has_free_slot(self._manager, config.model):
+            self._time_bound = True
             return False
         started = time.monotonic()
         try:
@@ -337,7 +342,8 @@ class TurnDecoder:
         """Feed the turn's new audio to its engine stream (opening one first)."""
         if turn.stream is None:
             if not has_free_slot(self._manager, config.model):
-                return False  # tried again when more audio comes
+                self._time_bound = True
+                return False
             try:
                 turn.stream = await self._open_stream(turn, config)
             except BragiError as exc:

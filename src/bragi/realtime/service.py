@@ -49,6 +49,7 @@ class RealtimeService:
         self._vad: SileroVad | None = None
         self.vad_problem: str | None = None
         self._vad_lock = asyncio.Lock()
+        self._warming: set[asyncio.Task[None]] = set()
         metrics.realtime_sessions.set_function(lambda: len(self.sessions))
         metrics.realtime_buffered_seconds.set_function(self._buffered_seconds)
 
@@ -97,6 +98,27 @@ class RealtimeService:
                 param=param,
                 code="model_kind_mismatch",
             )
+
+    def warm(self, alias: str) -> None:
+        """Load ``alias`` in the background, so a new session's first turn does not wait
+        for it (it holds no lease: keep-alive unloads it as usual). Never cancelled: a
+        load cut short would leave an engine nobody closes."""
+        model = self.manager.models()
+        if not any(m.alias == alias and m.engine is None for m in model):
+            return
+        task = asyncio.get_running_loop().create_task(self._load(alias))
+        self._warming.add(task)
+        task.add_done_callback(self._warming.discard)
+
+    async def stop(self) -> None:
+        """At shutdown: let loads started for sessions finish, before models unload."""
+        await asyncio.gather(*self._warming, return_exceptions=True)
+
+    async def _load(self, alias: str) -> None:
+        try:
+            await self.manager.load(alias)
+        except BragiError as exc:  # the turn will report it
+            log.debug("warming %s failed: %s", alias, exc.message)
 
     def initial_config(self, model: str | None) -> SessionConfig:
         return SessionConfig(model=model or self.default_model())

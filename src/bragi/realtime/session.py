@@ -100,6 +100,7 @@ class RealtimeSession:
         else:
             self.send({"type": "session.created", "session": self._render(False)})
         self._decoder.start()
+        self.service.warm(self.config.model)
 
     async def close(self) -> None:
         await self._decoder.close()
@@ -158,6 +159,7 @@ class RealtimeSession:
         )
         if config.model != self.config.model:
             self.service.check_model(config.model, param)
+            self.service.warm(config.model)
         if config.turn_detection is not None and await self.service.vad() is None:
             raise UnsupportedCapabilityError(
                 f"Turn detection needs the Silero VAD, which is not installed here "
