@@ -30,6 +30,7 @@ SUITES = {
     "p8": "bench.p8_accuracy",
     "p2": "bench.p2_stt_throughput",
     "p9": "bench.p9_stt_engines",
+    "p11": "bench.p11_live",
     "p3": "bench.p3_tts_first_audio",
     "p4": "bench.p4_tts_throughput",
     "p10": "bench.p10_worker_cost",
@@ -38,7 +39,7 @@ SUITES = {
     "p5": "bench.p5_image_size",
 }
 KNOWN = sorted(SUITES, key=report.figure_order)  # p1 ... p10
-NEEDS_SERVER = {"p1", "p2", "p3", "p4", "p8", "p9", "p10"}
+NEEDS_SERVER = {"p1", "p2", "p3", "p4", "p8", "p9", "p10", "p11"}
 LOCAL_BRAGI = {"p6", "p7"}  # about `bragi serve` itself: not run against --base-url
 #: compares configs of the bench's own `bragi serve`: never against --base-url
 LOCAL_SERVERS = {"p10"}

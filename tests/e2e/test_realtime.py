@@ -170,14 +170,23 @@ def test_manual_commit_of_g711_speech(
     sample = speech["beckett"]
     data = reencode(sample.path, muxer, codec, rate=8000)
     with connect(server.client()) as (connection, pump):
-        session = {"format": {"type": fmt}, "turn_detection": None}
-        connection.session.update(session={"type": "transcription", "audio": {"input": session}})
+        audio_input = {"format": {"type": fmt}, "turn_detection": None}
+        connection.session.update(
+            session={
+                "type": "transcription",
+                "audio": {"input": audio_input},
+                "include": ["item.input_audio_transcription.logprobs"],
+            }
+        )
         pump.until("session.updated")
         send_audio(connection, data, pace=0, chunk_ms=500, bytes_per_second=8000)
         connection.input_audio_buffer.commit()
         completed = pump.until(COMPLETED, timeout=120)[-1]
     assert word_error_rate(sample.text, completed.transcript) < 0.25
     assert completed.usage.seconds == pytest.approx(sample.duration, abs=0.1)
+    words = [entry.token.strip() for entry in completed.logprobs]  # one per word
+    assert word_error_rate(completed.transcript, " ".join(words)) == 0
+    assert all(entry.logprob <= 0 and entry.bytes for entry in completed.logprobs)
 
 
 def test_errors_from_the_real_server(server: LiveServer, speech: dict[str, SpeechSample]) -> None:
