@@ -638,3 +638,29 @@ def test_without_partials_there_is_one_delta_per_segment_after_the_turn(tmp_path
             1.0, abs=0.01
         )
         assert metrics.value("bragi_realtime_turn_latency_seconds_count") == 1
+
+
+def test_a_client_that_leaves_while_its_turn_waits_for_the_model_takes_no_decode(
+    tmp_path: Path,
+) -> None:
+    gate = threading.Event()
+    stt = FakeSttBackend(gate=gate)
+    limits = {"max_concurrency": 1, "max_queue": 1}
+    with realtime_server(tmp_path, stt, whisper=limits, partials=False) as server:
+        model = server.manager.get("whisper-1")
+        with connect(server.client()) as (first, one):
+            manual(first, one)
+            first.input_audio_buffer.append(audio=b64(tone(0.5)))
+            first.input_audio_buffer.commit()
+            wait_until(lambda: len(stt.calls) == 1, what="the first decode to start")
+            with connect(server.client()) as (second, two):
+                manual(second, two)
+                second.input_audio_buffer.append(audio=b64(tone(0.5)))
+                second.input_audio_buffer.commit()
+                wait_until(lambda: model.waiting == 1, what="the second turn to queue")
+            # The second client has gone; its turn still waits for the model.
+            wait_until(lambda: len(server.app.state.realtime.sessions) == 1, what="it to go")
+            gate.set()
+            one.until(lambda e: e.type.endswith("transcription.completed"))
+        wait_until(lambda: model.in_use == 0 and model.waiting == 0, what="every lease back")
+        assert len(stt.calls) == 1  # the queued turn was never decoded

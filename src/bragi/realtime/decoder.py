@@ -112,6 +112,10 @@ class _Decoded:
         return "".join(segment.text for segment in self.segments).strip()
 
 
+class _Closed(Exception):
+    """The session closed while a decode waited for its lease."""
+
+
 class TurnListener(Protocol):
     """The session: told what to send."""
 
@@ -182,6 +186,7 @@ class TurnDecoder:
         self._streams_to_close: list[_EngineStream] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
     @property
     def busy(self) -> bool:
@@ -192,9 +197,13 @@ class TurnDecoder:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def close(self) -> None:
-        """Stop: the decode in flight finishes in its thread, then every lease goes back."""
+        """Stop after the step under way (a decode finishes in its thread, a lease being
+        waited for is taken and given straight back), then give every lease back. The
+        worker is never cancelled inside the model manager, so no load or lease is cut
+        in half."""
+        self._closing = True
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
             with CancelScope(shield=True):
                 await asyncio.gather(self._task, return_exceptions=True)
 
@@ -227,7 +236,7 @@ class TurnDecoder:
 
     async def _run(self) -> None:
         try:
-            while True:
+            while not self._closing:
                 self._wake.clear()
                 while self._streams_to_close:
                     await _release(self._streams_to_close.pop().lease)
@@ -272,8 +281,15 @@ class TurnDecoder:
             raise InvalidRequestError(f"Model `{config.model}` cannot transcribe.", param="model")
         return engine
 
-    async def _decode(self, config: SessionConfig, samples: Samples) -> list[Segment]:
+    async def _acquire(self, config: SessionConfig) -> Lease:
         lease = await self._manager.acquire(config.model, ModelKind.STT)
+        if self._closing:  # the client left while this waited in the queue
+            await _release(lease)
+            raise _Closed
+        return lease
+
+    async def _decode(self, config: SessionConfig, samples: Samples) -> list[Segment]:
+        lease = await self._acquire(config)
         try:
             engine = self._engine(lease, config)
             options = self._options(config, engine)
@@ -321,6 +337,8 @@ class TurnDecoder:
         started = time.monotonic()
         try:
             segments = await self._decode(config, self._buffer.slice(turn.start, end))
+        except _Closed:
+            return False
         except BragiError as exc:  # the final decode reports it; partials just stop trying
             log.debug("partial decode of %s failed: %s", turn.item_id, exc.message)
             turn.no_partials = True
@@ -346,6 +364,8 @@ class TurnDecoder:
                 return False
             try:
                 turn.stream = await self._open_stream(turn, config)
+            except _Closed:
+                return False
             except BragiError as exc:
                 log.debug("no engine stream for %s: %s", turn.item_id, exc.message)
                 turn.no_partials = True
@@ -364,7 +384,7 @@ class TurnDecoder:
         return True
 
     async def _open_stream(self, turn: Turn, config: SessionConfig) -> _EngineStream | None:
-        lease = await self._manager.acquire(config.model, ModelKind.STT)
+        lease = await self._acquire(config)
         try:
             engine = self._engine(lease, config)
             if not isinstance(engine, StreamingSpeechToText):  # e.g. forced into a worker
@@ -415,6 +435,8 @@ class TurnDecoder:
             return
         try:
             segments = await self._final_segments(job)
+        except _Closed:
+            return
         except BragiError as exc:
             self._metrics.realtime_turns.labels(model, "failed").inc()
             self._listener.on_failed(turn, exc)

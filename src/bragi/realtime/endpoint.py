@@ -211,8 +211,8 @@ async def _serve(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        service.leave(session)  # its place is free now; a decode under way still finishes
         await session.close()
-        service.leave(session)
         if closing is not None:
             await _close_with(websocket, *closing)
         elif websocket.application_state is WebSocketState.CONNECTED:
