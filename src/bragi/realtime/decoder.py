@@ -59,7 +59,7 @@ __all__ = ["FinalJob", "Turn", "TurnDecoder", "TurnListener"]
 
 log = logging.getLogger(__name__)
 
-MIN_PARTIAL_SAMPLES = SAMPLE_RATE // 2  # Whisper invents words for shorter windows
+MIN_PARTIAL_SAMPLES = SAMPLE_RATE // 2  # of speech: Whisper invents words for less
 MAX_PARTIAL_SAMPLES = 30 * SAMPLE_RATE  # Whisper's window; longer turns wait for the end
 MIN_NEW_SAMPLES = SAMPLE_RATE // 4  # audio a new partial must add
 FEED_SAMPLES = SAMPLE_RATE // 10  # an engine stream is fed in pieces of at least this
@@ -80,6 +80,7 @@ class Turn:
 
     item_id: str
     start: int  # first sample (prefix padding included)
+    speech_at: int | None = None  # where the VAD heard speech begin (else: start)
     previous_item_id: str | None = None  # set at commit
     deltas: DeltaText = field(default_factory=DeltaText)
     pause_at: int | None = None  # where the silence now being timed began (VAD)
@@ -322,8 +323,8 @@ class TurnDecoder:
         if mode != "redecode":
             return False
         end = self._buffer.end
-        length = end - turn.start
-        if not MIN_PARTIAL_SAMPLES <= length <= MAX_PARTIAL_SAMPLES:
+        spoken = end - (turn.speech_at if turn.speech_at is not None else turn.start)
+        if spoken < MIN_PARTIAL_SAMPLES or end - turn.start > MAX_PARTIAL_SAMPLES:
             return False
         last = self._last if self._last is not None and self._last.turn is turn else None
         covered = last.end if last is not None else turn.start

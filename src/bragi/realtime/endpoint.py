@@ -46,7 +46,8 @@ router = APIRouter(tags=["realtime"])
 
 KEY_SUBPROTOCOL = "openai-insecure-api-key."
 REALTIME_SUBPROTOCOL = "realtime"
-CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TRY_AGAIN, CLOSE_INVALID_MODEL = 1000, 1008, 1013, 4000
+CLOSE_NORMAL, CLOSE_POLICY, CLOSE_INTERNAL_ERROR, CLOSE_TRY_AGAIN = 1000, 1008, 1011, 1013
+CLOSE_INVALID_MODEL = 4000
 MAX_PENDING_EVENTS = 4096
 _CLOSE_TIMEOUT_S = 5.0
 
@@ -207,6 +208,10 @@ async def _serve(
             )
         elif reader in done and reader.exception() is not None:
             log.error("realtime session failed", exc_info=reader.exception())
+            closing = (
+                BragiError("The server had an error while processing your session."),
+                CLOSE_INTERNAL_ERROR,
+            )
     finally:
         for task in tasks:
             task.cancel()

@@ -221,8 +221,8 @@ class RealtimeSession:
             self._cut_long_turn()
         self._decoder.audio_arrived()
 
-    def _open_turn(self, start: int) -> Turn:
-        turn = Turn(new_id("item"), start)
+    def _open_turn(self, start: int, speech_at: int | None = None) -> Turn:
+        turn = Turn(new_id("item"), start, speech_at=speech_at)
         self._turn = turn
         self._decoder.open(turn)
         return turn
@@ -233,7 +233,7 @@ class RealtimeSession:
         if signal.kind == "started":
             if turn is None:
                 start = signal.sample - self._detector.parameters.prefix_samples
-                turn = self._open_turn(max(start, self.buffer.start))
+                turn = self._open_turn(max(start, self.buffer.start), speech_at=signal.sample)
             turn.pause_at = None
             self.send(
                 {
