@@ -5,7 +5,7 @@ back while the person speaks and when each turn ends; ``POST /v1/realtime/client
 makes short-lived keys for browsers. Modules, outside in: ``endpoint`` (the socket:
 auth, limits, reader and writer), ``session`` (events ─▶ state), ``session_config``
 (``session.update`` in GA and beta shapes), ``events``, ``formats`` (PCM, G.711),
-``buffer``, ``turns`` (Silero turn detection), ``decoder`` (partial and final decodes,
+``buffer``, ``turn_detection`` (Silero), ``turn``, ``decoder`` (partial and final decodes,
 one lease per decode), ``deltas`` (which partial text is safe to send), ``partials``
 (each model's mode), ``service`` (what sessions share). The HTTP side (ephemeral keys)
 is ``bragi.api.routes.realtime``; this package imports nothing from ``bragi.api``.

@@ -27,8 +27,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from anyio import CancelScope, to_thread
 
@@ -38,7 +37,6 @@ from bragi.backends.checks import check_transcription
 from bragi.backends.protocol import (
     ModelKind,
     Segment,
-    SpeechStream,
     SpeechToText,
     StreamingSpeechToText,
     TranscribeOptions,
@@ -47,15 +45,15 @@ from bragi.config import RealtimeSettings
 from bragi.errors import BragiError, InvalidRequestError
 from bragi.models.manager import Lease, ModelManager
 from bragi.realtime.buffer import AudioBuffer
-from bragi.realtime.deltas import DeltaText
 from bragi.realtime.formats import SAMPLE_RATE
 from bragi.realtime.partials import has_free_slot, partials_mode
 from bragi.realtime.session_config import SessionConfig
+from bragi.realtime.turn import Decoded, EngineStream, FinalJob, Turn, TurnListener
 
 if TYPE_CHECKING:
     from bragi.realtime.service import RealtimeMetrics
 
-__all__ = ["FinalJob", "Turn", "TurnDecoder", "TurnListener"]
+__all__ = ["TurnDecoder"]
 
 log = logging.getLogger(__name__)
 
@@ -67,66 +65,8 @@ FEED_SAMPLES = SAMPLE_RATE // 10  # an engine stream is fed in pieces of at leas
 DELAY_FACTOR = {"minimal": 0.5, "low": 0.75, "medium": 1.0, "high": 2.0, "xhigh": 4.0}
 
 
-@dataclass(eq=False)
-class _EngineStream:
-    lease: Lease
-    stream: SpeechStream
-    fed_to: int  # sample index the stream has been fed up to
-
-
-@dataclass(eq=False)
-class Turn:
-    """One stretch of the session's audio that becomes one item."""
-
-    item_id: str
-    start: int  # first sample (prefix padding included)
-    speech_at: int | None = None  # where the VAD heard speech begin (else: start)
-    previous_item_id: str | None = None  # set at commit
-    deltas: DeltaText = field(default_factory=DeltaText)
-    pause_at: int | None = None  # where the silence now being timed began (VAD)
-    committed: bool = False
-    abandoned: bool = False
-    stream: _EngineStream | None = None
-    no_partials: bool = False  # a partial failed, or no engine stream: just decode it whole
-
-
-@dataclass(eq=False)
-class FinalJob:
-    turn: Turn
-    audio: Samples  # the committed audio, [turn.start, end)
-    end: int
-    speech_end: int | None  # where speech stopped (VAD): a decode to here is the whole turn
-    config: SessionConfig
-    committed_at: float = field(default_factory=time.perf_counter)
-
-
-@dataclass(frozen=True, slots=True)
-class _Decoded:
-    turn: Turn
-    start: int
-    end: int
-    config: SessionConfig
-    segments: list[Segment]
-
-    @property
-    def text(self) -> str:
-        return "".join(segment.text for segment in self.segments).strip()
-
-
 class _Closed(Exception):
     """The session closed while a decode waited for its lease."""
-
-
-class TurnListener(Protocol):
-    """The session: told what to send."""
-
-    def on_delta(self, turn: Turn, delta: str) -> None: ...
-
-    def on_completed(
-        self, turn: Turn, transcript: str, seconds: float, logprobs: list[dict[str, Any]] | None
-    ) -> None: ...
-
-    def on_failed(self, turn: Turn, error: BragiError) -> None: ...
 
 
 def _transcribe_all(
@@ -180,11 +120,11 @@ class TurnDecoder:
         self._listener = listener
         self._turn: Turn | None = None  # the turn still being spoken
         self._finals: collections.deque[FinalJob] = collections.deque()
-        self._last: _Decoded | None = None
+        self._last: Decoded | None = None
         self._last_decode_s = 0.0
         self._last_finished = 0.0
         self._time_bound = False
-        self._streams_to_close: list[_EngineStream] = []
+        self._streams_to_close: list[EngineStream] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -349,7 +289,7 @@ class TurnDecoder:
             self._last_decode_s = time.monotonic() - started
         self._last_finished = time.monotonic()
         self._metrics.realtime_partials.labels(config.model).inc()
-        decoded = _Decoded(turn, turn.start, end, config, segments)
+        decoded = Decoded(turn, turn.start, end, config, segments)
         self._last = decoded
         if not turn.committed and not turn.abandoned:
             delta = turn.deltas.hypothesis(decoded.text)
@@ -384,7 +324,7 @@ class TurnDecoder:
                 self._listener.on_delta(turn, delta)
         return True
 
-    async def _open_stream(self, turn: Turn, config: SessionConfig) -> _EngineStream | None:
+    async def _open_stream(self, turn: Turn, config: SessionConfig) -> EngineStream | None:
         lease = await self._acquire(config)
         try:
             engine = self._engine(lease, config)
@@ -396,16 +336,16 @@ class TurnDecoder:
         except BaseException:
             await _release(lease)
             raise
-        return _EngineStream(lease, stream, turn.start)
+        return EngineStream(lease, stream, turn.start)
 
-    async def _feed_stream(self, stream: _EngineStream, samples: Samples, end: int) -> str:
+    async def _feed_stream(self, stream: EngineStream, samples: Samples, end: int) -> str:
         stream.fed_to = end
         text: str = await to_thread.run_sync(stream.stream.accept, Audio(samples, SAMPLE_RATE))
         return text
 
     # --- final text ----------------------------------------------------------
 
-    def _reusable(self, job: FinalJob) -> _Decoded | None:
+    def _reusable(self, job: FinalJob) -> Decoded | None:
         """The last partial decode, when it decoded this whole turn with these options."""
         last = self._last
         if last is None or last.turn is not job.turn or last.config != job.config:

@@ -24,7 +24,7 @@ from anyio import to_thread
 from bragi.audio.types import Samples
 from bragi.errors import BragiError, InvalidRequestError, UnsupportedCapabilityError
 from bragi.realtime.buffer import AudioBuffer, milliseconds
-from bragi.realtime.decoder import FinalJob, Turn, TurnDecoder
+from bragi.realtime.decoder import TurnDecoder
 from bragi.realtime.events import (
     Append,
     Clear,
@@ -43,7 +43,8 @@ from bragi.realtime.session_config import (
     render_beta,
     render_ga,
 )
-from bragi.realtime.turns import TurnDetector, TurnSignal
+from bragi.realtime.turn import FinalJob, Turn
+from bragi.realtime.turn_detection import TurnDetector, TurnSignal
 
 if TYPE_CHECKING:
     from bragi.realtime.service import RealtimeService

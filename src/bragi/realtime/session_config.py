@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from bragi.errors import InvalidRequestError
 from bragi.languages import language_code
 from bragi.realtime.formats import PCM_RATES, InputFormat
-from bragi.realtime.turns import EAGERNESS_SILENCE_MS, VadParameters
+from bragi.realtime.turn_detection import EAGERNESS_SILENCE_MS, VadParameters
 
 __all__ = [
     "LOGPROBS",
