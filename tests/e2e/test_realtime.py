@@ -237,9 +237,26 @@ def test_bragi_transcribe_live_prints_partial_and_final_text(
     assert word_error_rate(sample.text, result.stdout) < 0.35, result.stdout
     assert len(result.stdout.splitlines()) >= 2  # one line per turn
     assert "… " in result.stderr  # text as it came
+    # Standard input: a WAV stream (16 kHz, sent as the audio/pcm rate extension).
+    from fakes import wav_of
+
+    clip = decode_audio(sample.path.read_bytes(), 16_000).samples[: 16_000 * 3]
+    piped = subprocess.run(
+        [*command[:-1], "-", "--pace", "4"],
+        input=wav_of(clip, 16_000),
+        capture_output=True,
+        env=env,
+        timeout=120,
+    )
+    assert piped.returncode == 0, piped.stderr
+    assert "ever tried" in piped.stdout.decode().lower()
     wrong = {**env, "BRAGI_API_KEY": "sk-bragi-wrong"}
     refused = subprocess.run(command, capture_output=True, text=True, env=wrong, timeout=60)
     assert refused.returncode == 1 and "API key" in refused.stderr
+    mixed = subprocess.run(
+        [*command, "--format", "srt"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert mixed.returncode == 1 and "--live" in mixed.stderr
 
 
 # --- a model that takes one decode at a time, and Vosk ---------------------------------

@@ -208,6 +208,11 @@ def _connect(url: str, key: str | None) -> Any:
 
 
 def run_live(args: argparse.Namespace) -> int:
+    if args.translate or args.words or args.format != "text":
+        raise InvalidRequestError(
+            "--live prints text as it is spoken: --format, --words and --translate are for "
+            "transcribing a file here"
+        )
     base = args.url or os.environ.get("BRAGI_URL") or "http://127.0.0.1:8000"
     key = args.api_key or os.environ.get("BRAGI_API_KEY") or os.environ.get("OPENAI_API_KEY")
     if str(args.file) == "-":
