@@ -372,27 +372,31 @@ def test_a_client_that_vanishes_mid_turn_leaves_nothing_behind(
         line = next(line for line in text.splitlines() if line.startswith(name + " "))
         return float(line.split()[1])
 
-    admin.post("/admin/models/whisper-tiny/load").raise_for_status()  # its threads start
-    wait_until(lambda: model()["in_use"] == 0, 60, "earlier tests' turns")
+    samples = decode_audio(speech["two_cities"].path.read_bytes(), RATE).samples[: RATE * 12]
+
+    def vanish_mid_turn() -> None:
+        with connect(busy.client()) as (connection, pump):
+            connection.session.update(
+                session={"type": "transcription", "audio": {"input": {"turn_detection": None}}}
+            )
+            pump.until("session.updated")
+            send_audio(connection, pcm16(samples), pace=0, chunk_ms=1000)
+            connection.input_audio_buffer.commit()
+            pump.until("conversation.item.added")
+            send_audio(connection, pcm16(samples[: RATE * 5]), pace=0, chunk_ms=1000)
+            wait_until(lambda: model()["in_use"] == 1, 60, "the turn to be decoding")
+            raw = connection._connection.socket  # gone without a close frame
+            raw.shutdown(socket.SHUT_RDWR)
+            raw.close()
+        wait_until(lambda: gauge("bragi_realtime_sessions") == 0, 60, "the session to end")
+        wait_until(lambda: model()["in_use"] == 0, 60, "the lease back")
+        assert gauge("bragi_realtime_buffered_seconds") == 0
+
+    # The first time fills the server's worker-thread pool (threads stay there, idle, for
+    # the next decodes); after that a vanished client must leave no thread behind.
+    vanish_mid_turn()
     baseline = _threads(busy.process.pid)
-    samples = decode_audio(speech["two_cities"].path.read_bytes(), RATE).samples[: RATE * 20]
-    with connect(busy.client()) as (connection, pump):
-        connection.session.update(
-            session={"type": "transcription", "audio": {"input": {"turn_detection": None}}}
-        )
-        pump.until("session.updated")
-        send_audio(connection, pcm16(samples), pace=0, chunk_ms=1000)
-        connection.input_audio_buffer.commit()
-        pump.until("conversation.item.added")
-        send_audio(connection, pcm16(samples[: RATE * 5]), pace=0, chunk_ms=1000)
-        wait_until(lambda: model()["in_use"] == 1, 60, "the turn to be decoding")
-        raw = connection._connection.socket  # gone without a close frame
-        raw.shutdown(socket.SHUT_RDWR)
-        raw.close()
-    wait_until(lambda: gauge("bragi_realtime_sessions") == 0, 60, "the session to end")
-    wait_until(lambda: model()["in_use"] == 0, 60, "the lease back")
-    assert gauge("bragi_realtime_buffered_seconds") == 0
-    # Worker threads that decoded go back to the pool and leave it when idle (10 s).
+    vanish_mid_turn()
     wait_until(lambda: _threads(busy.process.pid) <= baseline, 30, "the decode thread to end")
     busy.assert_healthy()
     assert json.loads(admin.get("/health").text) == {"status": "ok"}
