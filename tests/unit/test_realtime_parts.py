@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import itertools
+from pathlib import Path
 
 import av
 import numpy as np
@@ -12,7 +13,8 @@ import pytest
 
 from bragi.audio import decode_audio
 from bragi.backends.vad import load_silero_vad
-from bragi.errors import InvalidRequestError
+from bragi.config import load_settings
+from bragi.errors import ConfigError, InvalidRequestError
 from bragi.realtime.deltas import DeltaText
 from bragi.realtime.formats import AudioDecoder, InputFormat, alaw_table, ulaw_table
 from bragi.realtime.session_config import SessionConfig, parse_session, render_ga
@@ -94,3 +96,14 @@ def test_session_updates_change_only_what_they_name() -> None:
             config, {"audio": {"input": {"transcription": {"languages": ["xx"]}}}}, beta=False
         )
     assert refused.value.param == "session.audio.input.transcription.languages"
+
+
+def test_realtime_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BRAGI_REALTIME__MAX_SESSIONS", "3")
+    monkeypatch.setenv("BRAGI_REALTIME__PARTIALS", "false")
+    settings = load_settings(Path("/dev/null"))
+    assert settings.realtime.max_sessions == 3 and settings.realtime.partials is False
+    assert settings.realtime.max_session_minutes == 30  # the rest keep their defaults
+    monkeypatch.setenv("BRAGI_REALTIME__MAX_SESSIONS", "0")
+    with pytest.raises(ConfigError, match=r"realtime\.max_sessions"):
+        load_settings(Path("/dev/null"))
