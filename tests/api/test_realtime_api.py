@@ -27,7 +27,7 @@ from websockets.sync.client import connect as ws_connect
 from appserver import AppServer, fake_settings, serve_app
 from bragi.audio import decode_audio
 from bragi.config import ModelConfig
-from fakes import FakeSttBackend, FakeTtsBackend, make_model_dir, wait_until
+from fakes import BrokenSttBackend, FakeSttBackend, FakeTtsBackend, make_model_dir, wait_until
 from realtimesupport import RATE, EventPump, connect, pcm16, send_audio, two_utterances
 from speech import SpeechSample
 
@@ -664,3 +664,34 @@ def test_a_client_that_leaves_while_its_turn_waits_for_the_model_takes_no_decode
             one.until(lambda e: e.type.endswith("transcription.completed"))
         wait_until(lambda: model.in_use == 0 and model.waiting == 0, what="every lease back")
         assert len(stt.calls) == 1  # the queued turn was never decoded
+
+
+def test_an_engine_that_fails_fails_the_turn_not_the_session(tmp_path: Path) -> None:
+    models = {
+        "whisper-1": ModelConfig(model=str(make_model_dir(tmp_path, "fake-stt"))),
+        "broken": ModelConfig(model=str(make_model_dir(tmp_path, "fake-stt-broken"))),
+    }
+    settings = fake_settings(tmp_path / "data", models, realtime={"partial_interval_ms": 100})
+    backends = [FakeSttBackend(), BrokenSttBackend()]
+    with serve_app(settings, backends) as server, connect(server.client()) as (connection, pump):
+        broken = {"transcription": {"model": "broken"}, "turn_detection": None}
+        connection.session.update(session={"type": "transcription", "audio": {"input": broken}})
+        pump.until("session.updated")
+        for _ in range(4):  # partial decodes fail too, while audio comes
+            connection.input_audio_buffer.append(audio=b64(tone(0.3)))
+        connection.input_audio_buffer.commit()
+        failed = pump.until(lambda e: e.type.endswith("transcription.failed"))[-1]
+        assert failed.error.type == "server_error"
+        assert "illegal memory access" in failed.error.message
+        # The same session transcribes with another model afterwards.
+        connection.session.update(
+            session={
+                "type": "transcription",
+                "audio": {"input": {"transcription": {"model": "whisper-1"}}},
+            }
+        )
+        pump.until("session.updated")
+        connection.input_audio_buffer.append(audio=b64(tone(0.5)))
+        connection.input_audio_buffer.commit()
+        completed = pump.until(lambda e: e.type.endswith("transcription.completed"))[-1]
+        assert completed.transcript == "word0 word1 word2"

@@ -280,8 +280,8 @@ class TurnDecoder:
             segments = await self._decode(config, self._buffer.slice(turn.start, end))
         except _Closed:
             return False
-        except BragiError as exc:  # the final decode reports it; partials just stop trying
-            log.debug("partial decode of %s failed: %s", turn.item_id, exc.message)
+        except Exception as exc:  # the final decode reports it; partials just stop trying
+            log.debug("partial decode of %s failed: %s", turn.item_id, exc)
             turn.no_partials = True
             self._last_finished = time.monotonic()
             return True
@@ -307,8 +307,8 @@ class TurnDecoder:
                 turn.stream = await self._open_stream(turn, config)
             except _Closed:
                 return False
-            except BragiError as exc:
-                log.debug("no engine stream for %s: %s", turn.item_id, exc.message)
+            except Exception as exc:
+                log.debug("no engine stream for %s: %s", turn.item_id, exc)
                 turn.no_partials = True
                 return True
             if turn.stream is None:
@@ -316,7 +316,13 @@ class TurnDecoder:
         stream, end = turn.stream, self._buffer.end
         if end - stream.fed_to < FEED_SAMPLES:
             return False
-        text = await self._feed_stream(stream, self._buffer.slice(stream.fed_to, end), end)
+        try:
+            text = await self._feed_stream(stream, self._buffer.slice(stream.fed_to, end), end)
+        except Exception:  # the turn is decoded whole at its end instead
+            log.exception("the engine stream of %s failed", turn.item_id)
+            turn.stream, turn.no_partials = None, True
+            await _release(stream.lease)
+            return True
         self._metrics.realtime_partials.labels(config.model).inc()
         if not turn.committed and not turn.abandoned:
             delta = turn.deltas.hypothesis(text)
