@@ -35,12 +35,13 @@ SUITES = {
     "p10": "bench.p10_worker_cost",
     "p13": "bench.p13_web_page",
     "p14": "bench.p14_wyoming",
+    "p15": "bench.p15_live",
     "p6": "bench.p6_idle_memory",
     "p7": "bench.p7_startup",
     "p5": "bench.p5_image_size",
 }
 KNOWN = sorted(SUITES, key=report.figure_order)  # p1 ... p14
-NEEDS_SERVER = {"p1", "p2", "p3", "p4", "p8", "p9", "p10", "p13"}
+NEEDS_SERVER = {"p1", "p2", "p3", "p4", "p8", "p9", "p10", "p13", "p15"}
 LOCAL_BRAGI = {"p6", "p7"}  # about `bragi serve` itself: not run against --base-url
 #: compares configs of the bench's own `bragi serve`: never against --base-url
 LOCAL_SERVERS = {"p10", "p14"}

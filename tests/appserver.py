@@ -25,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bragi.api import create_app
 from bragi.auth import KeyStore
+from bragi.auth.keystore import Clock as KeyClock
 from bragi.backends.registry import BackendRegistry
 from bragi.cli.serve import EXIT_WITHIN
 from bragi.config import ModelConfig, Settings
@@ -123,13 +124,17 @@ def serve_app(
     backends: Iterable[FakeBackend],
     *,
     clock: FakeClock | None = None,
+    key_clock: KeyClock | None = None,
 ) -> Iterator[AppServer]:
-    """Serve ``create_app(settings, ...)`` with ``backends`` until the block ends."""
+    """Serve ``create_app(settings, ...)`` with ``backends`` until the block ends;
+    ``key_clock`` is the key store's clock (ephemeral keys expire by it)."""
     backends = list(backends)
     registry = BackendRegistry(backends)
     clock = clock or FakeClock()
     manager = build_manager(settings, registry, clock=clock)
-    keystore = KeyStore(settings.data_dir / "keys.db")
+    keystore = KeyStore(
+        settings.data_dir / "keys.db", **({"clock": key_clock} if key_clock else {})
+    )
     admin = keystore.bootstrap()
     assert admin is not None, "a fresh key store makes its first admin key"
     user = keystore.create("tests", "user")

@@ -46,6 +46,7 @@ __all__ = [
     "FAKE_VOICES",
     "GATE_TIMEOUT",
     "SECONDS_PER_SENTENCE",
+    "BrokenSttBackend",
     "BuggyDetectBackend",
     "FailingBackend",
     "FakeBackend",
@@ -265,6 +266,24 @@ class FakeSttBackend(FakeBackend):
 
     def gates(self) -> list[threading.Event]:
         return [self.gate] if self.gate is not None else []
+
+
+class BrokenSttEngine(FakeSttEngine):
+    """Loads, then fails every transcription the way an engine library would."""
+
+    def transcribe(
+        self, audio: Audio, options: TranscribeOptions
+    ) -> tuple[Iterator[Segment], TranscriptionInfo]:
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+
+class BrokenSttBackend(FakeSttBackend):
+    """``fake-stt-broken``: a speech-to-text model that loads but cannot transcribe."""
+
+    name = "fake-stt-broken"
+
+    def _make_engine(self, model_dir: Path) -> BrokenSttEngine:
+        return BrokenSttEngine(self)
 
 
 class SlowLoadingBackend(FakeSttBackend):

@@ -34,6 +34,7 @@ from bragi.errors import ConfigError
 __all__ = [
     "DEFAULT_CONFIG_FILE",
     "ModelConfig",
+    "RealtimeSettings",
     "Settings",
     "VoiceMapping",
     "WebSettings",
@@ -168,6 +169,35 @@ class WyomingSettings(BaseModel):
         return parse_duration(value)
 
 
+class RealtimeSettings(BaseModel):
+    """Live transcription over ``GET /v1/realtime`` (``realtime:``, ``BRAGI_REALTIME__*``)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    enabled: bool = True
+    """Serve the Realtime WebSocket and ``POST /v1/realtime/client_secrets``."""
+    max_sessions: int = Field(default=32, ge=1)
+    """Realtime sessions open at once; one more is refused (``error``, close 1013)."""
+    max_session_minutes: float = Field(default=30.0, gt=0)
+    """A session ends with ``session_expired`` after this long (OpenAI's limit is 30)."""
+    max_buffer_seconds: float = Field(default=300.0, ge=1)
+    """Audio a session buffers for one turn; a longer turn is committed where it is."""
+    max_event_mb: float = Field(default=15.0, gt=0)
+    """Largest client event, in MiB (OpenAI: 15 MiB of audio per append)."""
+    partials: bool = True
+    """Send text while the person is still speaking (re-decoding, or the engine's stream)."""
+    partial_interval_ms: int = Field(default=500, ge=100)
+    """Least time between two partial decodes of a session; it grows to the time the
+    last decode took, so partials use at most about half of one engine slot."""
+    default_model: str | None = None
+    """The transcription model of a new session (default: ``whisper-1`` when configured,
+    else the first speech-to-text model)."""
+
+    @property
+    def max_event_bytes(self) -> int:
+        return int(self.max_event_mb * 1024 * 1024)
+
+
 class Settings(BaseSettings):
     """Bragi's configuration. Every field can be set as ``BRAGI_<FIELD>``."""
 
@@ -230,6 +260,8 @@ class Settings(BaseSettings):
     """The web page at ``/``."""
     wyoming: WyomingSettings = Field(default_factory=WyomingSettings)
     """The Wyoming listener for Home Assistant (off by default; unauthenticated)."""
+    realtime: RealtimeSettings = Field(default_factory=RealtimeSettings)
+    """Live transcription (the OpenAI Realtime API)."""
 
     @field_validator("keep_alive", mode="before")
     @classmethod

@@ -75,4 +75,40 @@ class Metrics:
         self.wyoming_connections = Gauge(
             "bragi_wyoming_connections", "Wyoming connections open now", registry=self.registry
         )
+        # Live transcription (GET /v1/realtime); transcribed turns also count in audio_seconds.
+        self.realtime_sessions = Gauge(
+            "bragi_realtime_sessions", "Realtime sessions open now", registry=self.registry
+        )
+        self.realtime_sessions_opened = Counter(
+            "bragi_realtime_sessions_opened", "Realtime sessions accepted", registry=self.registry
+        )
+        self.realtime_turns = Counter(
+            "bragi_realtime_turns",
+            "Realtime turns transcribed (completed) or failed",
+            ["model", "outcome"],
+            registry=self.registry,
+        )
+        self.realtime_turn_latency = Histogram(
+            "bragi_realtime_turn_latency_seconds",
+            "Time from a turn's commit to its final text",
+            ["model"],
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+        self.realtime_partials = Counter(
+            "bragi_realtime_partial_decodes",
+            "Partial decodes (re-decodes or engine-stream feeds) while people spoke",
+            ["model"],
+            registry=self.registry,
+        )
+        self.realtime_audio_seconds = Counter(
+            "bragi_realtime_audio_seconds",
+            "Seconds of audio received over realtime sessions",
+            registry=self.registry,
+        )
+        self.realtime_buffered_seconds = Gauge(
+            "bragi_realtime_buffered_seconds",
+            "Seconds of audio realtime sessions hold now",
+            registry=self.registry,
+        )
         self.registry.register(_ManagerCollector(manager))

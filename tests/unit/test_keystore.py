@@ -275,7 +275,7 @@ def test_an_existing_world_readable_file_is_tightened(db_path: Path) -> None:
 def test_schema_is_versioned_and_a_newer_file_is_refused(db_path: Path) -> None:
     KeyStore(db_path).close()
     with closing(sqlite3.connect(db_path)) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (2,)
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         conn.execute("PRAGMA user_version = 99")
         conn.commit()

@@ -24,6 +24,9 @@ KNOWN_MODULE_CYCLES = {
     # A Wyoming connection owns its speech-in and speech-out halves, which name it in
     # annotations only (TYPE_CHECKING) to send on it.
     frozenset({"bragi.wyoming.connection", "bragi.wyoming.stt", "bragi.wyoming.tts"}),
+    # The realtime service keeps its open sessions, and each session names the service
+    # that limits it, both in annotations only (TYPE_CHECKING).
+    frozenset({"bragi.realtime.service", "bragi.realtime.session"}),
 }
 
 

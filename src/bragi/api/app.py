@@ -12,7 +12,16 @@ from fastapi import FastAPI
 from bragi import __version__
 from bragi.api.errors import install_error_handlers
 from bragi.api.metrics import Metrics, MetricsMiddleware
-from bragi.api.routes import admin, health, metrics, models, speech, transcriptions, voices
+from bragi.api.routes import (
+    admin,
+    health,
+    metrics,
+    models,
+    realtime,
+    speech,
+    transcriptions,
+    voices,
+)
 from bragi.api.routes.downloads import router as downloads_router
 from bragi.api.routes.me import router as me_router
 from bragi.api.upload_limit import UploadLimitMiddleware
@@ -22,6 +31,8 @@ from bragi.config import Settings
 from bragi.datadir import make_private_dir
 from bragi.models.configure import build_manager
 from bragi.models.manager import ModelManager
+from bragi.realtime import RealtimeService
+from bragi.realtime import router as realtime_socket
 from bragi.voices import VoiceStore
 from bragi.web import Assets, web_router
 
@@ -82,6 +93,8 @@ def create_app(
         finally:
             if wyoming is not None:
                 await wyoming.stop()
+            if settings.realtime.enabled:
+                await app.state.realtime.stop()
             await manager.stop()
 
     app = FastAPI(
@@ -109,4 +122,8 @@ def create_app(
     app.include_router(downloads_router)
     if settings.web.enabled:
         app.include_router(web_router(Assets.packaged(auth=settings.auth_enabled)))
+    if settings.realtime.enabled:
+        app.state.realtime = RealtimeService(settings.realtime, manager, app.state.metrics)
+        app.include_router(realtime_socket)
+        app.include_router(realtime.router)
     return app

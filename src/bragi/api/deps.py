@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from bragi.auth import KeyRecord, KeyStore
+from bragi.auth import KeyRecord, KeyStore, bearer_token, check_key
 from bragi.config import Settings
-from bragi.errors import AuthenticationError, PermissionDeniedError
+from bragi.errors import PermissionDeniedError
 from bragi.models.manager import ModelManager
 from bragi.voices import VoiceStore
 
@@ -38,29 +38,12 @@ def _voice_store(request: Request) -> VoiceStore:
     return store
 
 
-def _bearer_token(request: Request) -> str | None:
-    header = request.headers.get("authorization")
-    if not header:
-        return None
-    scheme, _, token = header.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-
-
 def require_key(request: Request) -> KeyRecord | None:
     """The caller's key record; None when auth is disabled."""
     keystore: KeyStore | None = request.app.state.keystore
     if keystore is None:
         return None
-    token = _bearer_token(request)
-    if token is None:
-        raise AuthenticationError(
-            "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'. "
-            "Create one with `bragi keys create NAME`."
-        )
-    record = keystore.verify(token)
-    if record is None:  # not echoed: a response may end up in a log, with the key in it
-        raise AuthenticationError("Incorrect API key provided.")
-    return record
+    return check_key(keystore, bearer_token(request.headers))
 
 
 def require_admin(key: Annotated[KeyRecord | None, Depends(require_key)]) -> KeyRecord | None:

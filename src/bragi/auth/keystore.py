@@ -5,6 +5,11 @@ returned once and stored nowhere. For random tokens one fast hash is right (a sl
 password hash would only slow every request): :meth:`KeyStore.verify` is one indexed
 lookup. The file is mode 0600 in WAL mode, shared by a server's threads and a ``bragi
 keys`` command beside it; ``PRAGMA user_version`` versions its schema (``_MIGRATIONS``).
+
+Ephemeral keys (``ek_`` plus 43 characters, ``POST /v1/realtime/client_secrets``) live in
+their own table, hashed the same way, each tied to the key that made it and to an expiry
+(10 s to 2 h). They open Realtime sessions only: :meth:`KeyStore.verify` never accepts
+one. Expired ones stop working at once and are deleted the next time one is made or used.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import secrets
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,11 +31,14 @@ from typing import Any, Final, Literal, Self, cast
 from bragi.errors import ConfigError, InvalidRequestError, NotFoundError
 
 __all__ = [
+    "EPHEMERAL_PREFIX",
     "KEY_PREFIX",
     "LAST_USED_INTERVAL",
     "ROLES",
     "Clock",
+    "CreatedEphemeralKey",
     "CreatedKey",
+    "EphemeralKey",
     "KeyRecord",
     "KeyRole",
     "KeyStore",
@@ -41,10 +49,11 @@ Clock = Callable[[], datetime]
 
 ROLES: Final[tuple[KeyRole, ...]] = ("admin", "user")
 KEY_PREFIX: Final = "sk-bragi-"
+EPHEMERAL_PREFIX: Final = "ek_"
 LAST_USED_INTERVAL: Final = timedelta(minutes=1)
 """``last_used_at`` is written at most this often per key, so auth rarely writes."""
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 _TOKEN_BYTES: Final = 32
 _SHOWN_CHARS: Final = 4  # random characters kept in the listed prefix
 _MAX_KEY_LENGTH: Final = 256
@@ -57,6 +66,12 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE TABLE keys (id TEXT PRIMARY KEY, name TEXT NOT NULL,"
         " role TEXT NOT NULL CHECK (role IN ('admin', 'user')), hash TEXT NOT NULL UNIQUE,"
         " prefix TEXT NOT NULL, created_at TEXT NOT NULL, last_used_at TEXT, revoked_at TEXT)",
+    ),
+    (
+        "CREATE TABLE ephemeral_keys (id TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE,"
+        " key_id TEXT NOT NULL REFERENCES keys (id), created_at TEXT NOT NULL,"
+        " expires_at TEXT NOT NULL, session TEXT)",
+        "CREATE INDEX ephemeral_keys_expiry ON ephemeral_keys (expires_at)",
     ),
 )
 _COLUMNS: Final = "id, name, role, prefix, created_at, last_used_at, revoked_at"
@@ -91,6 +106,25 @@ class CreatedKey:
 
     key: str = field(repr=False)
     record: KeyRecord
+
+
+@dataclass(frozen=True, slots=True)
+class EphemeralKey:
+    """A short-lived key for one kind of use (Realtime sessions), made by ``key_id``."""
+
+    id: str
+    key_id: str
+    created_at: datetime
+    expires_at: datetime
+    session: str | None  # the session configuration it carries, as JSON
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedEphemeralKey:
+    """A new ephemeral key: ``key`` is its plaintext (kept out of ``repr``)."""
+
+    key: str = field(repr=False)
+    record: EphemeralKey
 
 
 def _utc_now() -> datetime:
@@ -244,6 +278,64 @@ class KeyStore:
                 record = self._touch(record, now)
         return record
 
+    def create_ephemeral(
+        self, parent: KeyRecord, lifetime: timedelta, session: str | None = None
+    ) -> CreatedEphemeralKey:
+        """Make an ``ek_`` key that ``parent`` vouches for, valid for ``lifetime``."""
+        now = self._now()
+        plaintext = EPHEMERAL_PREFIX + secrets.token_urlsafe(_TOKEN_BYTES)
+        record = EphemeralKey(
+            "ek_id_" + secrets.token_hex(8), parent.id, now, now + lifetime, session
+        )
+        with self._lock, _transaction(self._conn):
+            self._purge_expired(now)
+            self._conn.execute(
+                "INSERT INTO ephemeral_keys (id, hash, key_id, created_at, expires_at, session)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    record.id,
+                    _hash(plaintext),
+                    parent.id,
+                    _dump_time(now),
+                    _dump_time(record.expires_at),
+                    session,
+                ),
+            )
+        return CreatedEphemeralKey(plaintext, record)
+
+    def verify_ephemeral(self, plaintext: str) -> EphemeralKey | None:
+        """The unexpired ephemeral key matching ``plaintext`` whose maker is not revoked."""
+        if not plaintext.startswith(EPHEMERAL_PREFIX) or len(plaintext) > _MAX_KEY_LENGTH:
+            return None
+        digest, now = _hash(plaintext), self._now()
+        with self._lock:
+            # Best effort: a busy database must not fail authentication.
+            with suppress(sqlite3.OperationalError):
+                self._purge_expired(now)
+            row = self._conn.execute(
+                "SELECT e.id, e.key_id, e.created_at, e.expires_at, e.session, e.hash"
+                " FROM ephemeral_keys e JOIN keys k ON k.id = e.key_id"
+                " WHERE e.hash = ? AND k.revoked_at IS NULL",
+                (digest,),
+            ).fetchone()
+        if row is None or not hmac.compare_digest(row[-1], digest):
+            return None
+        key_id, parent, created, expires, session = row[:-1]
+        record = EphemeralKey(
+            key_id,
+            parent,
+            datetime.fromisoformat(created),
+            datetime.fromisoformat(expires),
+            session,
+        )
+        return record if record.expires_at > now else None
+
+    def count_ephemeral(self) -> int:
+        """How many ephemeral keys are stored (expired ones until the next purge)."""
+        with self._lock:
+            row = self._conn.execute("SELECT count(*) FROM ephemeral_keys").fetchone()
+        return int(row[0])
+
     def bootstrap(self) -> CreatedKey | None:
         """On first boot (no key ever created), make the admin key ``default``.
 
@@ -278,6 +370,9 @@ class KeyStore:
             (key_id, name, role, _hash(plaintext), prefix, _dump_time(now)),
         )
         return CreatedKey(plaintext, KeyRecord(key_id, name, role, prefix, now, None, None))
+
+    def _purge_expired(self, now: datetime) -> None:
+        self._conn.execute("DELETE FROM ephemeral_keys WHERE expires_at <= ?", (_dump_time(now),))
 
     def _touch(self, record: KeyRecord, now: datetime) -> KeyRecord:
         try:

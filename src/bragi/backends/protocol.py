@@ -28,7 +28,9 @@ __all__ = [
     "ModelCapabilities",
     "ModelKind",
     "Segment",
+    "SpeechStream",
     "SpeechToText",
+    "StreamingSpeechToText",
     "SttCapabilities",
     "SynthesisRequest",
     "TextToSpeech",
@@ -80,6 +82,26 @@ class SpeechToText(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class SpeechStream(Protocol):
+    """One live recording fed to an engine piece by piece (see StreamingSpeechToText)."""
+
+    def accept(self, audio: Audio) -> str:
+        """Take the next piece; return the text of everything so far (it may still change)."""
+        ...
+
+    def finish(self) -> list[Segment]:
+        """The final segments of everything fed (times from the first sample fed)."""
+        ...
+
+
+@runtime_checkable
+class StreamingSpeechToText(Protocol):
+    """An engine that decodes as audio arrives (Vosk), so live partial text costs nothing
+    extra. Its backend says so without loading (``streaming = True``), for /v1/models."""
+
+    def open_stream(self, options: TranscribeOptions) -> SpeechStream: ...
 
 
 # --- text to speech ---------------------------------------------------------

@@ -28,6 +28,7 @@ __all__ = [
     "FRAME",
     "SAMPLE_RATE",
     "SILERO_SHA256",
+    "SileroStream",
     "SileroVad",
     "SpeechSpan",
     "VadOptions",
@@ -89,27 +90,52 @@ class SileroVad:
 
     def probabilities(self, samples: Samples) -> Probabilities:
         """Speech probability of each full 512-sample frame of 16 kHz audio."""
+        return self.stream().feed(samples)
+
+    def stream(self) -> SileroStream:
+        """A stream that keeps the model's state between pieces of one live recording."""
+        return SileroStream(self._session)
+
+    def spans(self, samples: Samples, options: VadOptions) -> list[SpeechSpan]:
+        """Where to cut 16 kHz audio: see :func:`speech_spans`."""
+        return speech_spans(self.probabilities(samples), len(samples), options)
+
+
+class SileroStream:
+    """Frame probabilities of audio that arrives in pieces of any length (live input).
+
+    The LSTM state and the last frame's tail carry over between :meth:`feed` calls, and
+    samples short of a full frame wait for the next piece, so the result is the same as
+    one :meth:`SileroVad.probabilities` call over the whole recording.
+    """
+
+    def __init__(self, session: Any) -> None:
+        self._session: Any = session
+        self._state = np.zeros((2, 1, 128), dtype=np.float32)
+        self._window = np.zeros((1, _CONTEXT + FRAME), dtype=np.float32)
+        self._pending = np.zeros(0, dtype=np.float32)
+        self._rate = np.array(SAMPLE_RATE, dtype=np.int64)
+
+    def feed(self, samples: Samples) -> Probabilities:
+        """Probabilities of the frames that ``samples`` completes (16 kHz float32)."""
+        if len(self._pending):
+            samples = np.concatenate([self._pending, samples])
         frames = len(samples) // FRAME
+        self._pending = samples[frames * FRAME :].copy()
         result = np.zeros(frames, dtype=np.float32)
-        state = np.zeros((2, 1, 128), dtype=np.float32)
-        rate = np.array(SAMPLE_RATE, dtype=np.int64)
-        window = np.zeros((1, _CONTEXT + FRAME), dtype=np.float32)
+        window = self._window
         try:
             for index in range(frames):
                 frame = samples[index * FRAME : (index + 1) * FRAME]
                 window[0, _CONTEXT:] = frame
-                output, state = self._session.run(
-                    None, {"input": window, "state": state, "sr": rate}
+                output, self._state = self._session.run(
+                    None, {"input": window, "state": self._state, "sr": self._rate}
                 )
                 result[index] = output[0, 0]
                 window[0, :_CONTEXT] = frame[-_CONTEXT:]
         except Exception as exc:  # onnxruntime raises its own exception types
             raise EngineError(f"the Silero VAD failed: {exc}") from exc
         return result
-
-    def spans(self, samples: Samples, options: VadOptions) -> list[SpeechSpan]:
-        """Where to cut 16 kHz audio: see :func:`speech_spans`."""
-        return speech_spans(self.probabilities(samples), len(samples), options)
 
 
 def load_silero_vad(path: Path | None = None, providers: list[str] | None = None) -> SileroVad:

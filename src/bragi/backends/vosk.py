@@ -41,7 +41,14 @@ from bragi.errors import (
 )
 from bragi.languages import language_code
 
-__all__ = ["BACKEND", "VoskBackend", "VoskEngine", "VoskOptions", "model_sample_rate"]
+__all__ = [
+    "BACKEND",
+    "VoskBackend",
+    "VoskEngine",
+    "VoskOptions",
+    "VoskStream",
+    "model_sample_rate",
+]
 
 DEFAULT_SAMPLE_RATE = 16_000  # Kaldi's default --sample-frequency
 CHUNK_SECONDS = 0.2
@@ -101,10 +108,59 @@ class VoskEngine:
         results = _results(recognizer, audio)
         return _segments(results, audio.duration, options.word_timestamps), info
 
+    def open_stream(self, options: TranscribeOptions) -> VoskStream:
+        """A recognizer fed live; its result is the same decode :meth:`transcribe` makes."""
+        check_transcription(options, self.capabilities, "This Vosk model")
+        model = self._model
+        if model is None:
+            raise EngineError("this Vosk engine has been closed")
+        try:
+            recognizer = self._recognizer(model, float(self.capabilities.sample_rate))
+            recognizer.SetWords(True)
+        except Exception as exc:  # vosk raises a bare Exception
+            raise EngineError(f"Vosk could not start a recognizer: {exc}") from exc
+        return VoskStream(recognizer, self.capabilities.sample_rate, options.word_timestamps)
+
     def close(self) -> None:
         """Drop the model so its memory goes back (after any decode still running ends)."""
         self._model = None
         gc.collect()
+
+
+class VoskStream:
+    """A live Vosk recognizer (a :class:`~bragi.backends.protocol.SpeechStream`)."""
+
+    def __init__(self, recognizer: Any, sample_rate: int, with_words: bool) -> None:
+        self._recognizer: Any = recognizer
+        self._rate = sample_rate
+        self._with_words = with_words
+        self._finished: list[tuple[str, list[Word]]] = []  # utterances Vosk has finalised
+        self._fed = 0
+
+    def accept(self, audio: Audio) -> str:
+        if audio.sample_rate != self._rate:
+            raise EngineError(f"this Vosk model needs {self._rate} Hz audio")
+        self._fed += len(audio.samples)
+        try:
+            if self._recognizer.AcceptWaveform(to_pcm16(audio.samples).tobytes()):
+                self._finished.append(_parse(self._recognizer.Result()))
+                partial = ""
+            else:
+                partial = str(json.loads(self._recognizer.PartialResult()).get("partial", ""))
+        except EngineError:
+            raise
+        except Exception as exc:  # vosk raises a bare Exception; a bad JSON a ValueError
+            raise EngineError(f"Vosk failed while decoding: {exc}") from exc
+        return " ".join(text for text, _ in self._finished if text) + " " + partial
+
+    def finish(self) -> list[Segment]:
+        try:
+            self._finished.append(_parse(self._recognizer.FinalResult()))
+        except EngineError:
+            raise
+        except Exception as exc:
+            raise EngineError(f"Vosk failed while decoding: {exc}") from exc
+        return list(_segments(self._finished, self._fed / self._rate, self._with_words))
 
 
 def _results(recognizer: Any, audio: Audio) -> Generator[tuple[str, list[Word]], None, None]:
@@ -185,6 +241,7 @@ class VoskBackend:
     name = "vosk"
     kind = ModelKind.STT
     extra = "vosk"
+    streaming = True  # its engines are StreamingSpeechToText
     options_model: type[BackendOptions] = VoskOptions
 
     def is_available(self) -> bool:

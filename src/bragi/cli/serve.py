@@ -118,5 +118,7 @@ def run(args: argparse.Namespace) -> int:
         log_config=None,
         access_log=settings.log_level == "debug",
         timeout_graceful_shutdown=REQUESTS_GRACE,
+        # Room above realtime.max_event_mb, so a larger event gets an error event, not 1009.
+        ws_max_size=2 * settings.realtime.max_event_bytes,
     )
     return 0

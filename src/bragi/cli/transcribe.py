@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bragi.cli.live import add_arguments as add_live_arguments
+
 __all__ = ["register"]
 
 FORMATS = ["text", "json", "verbose_json", "srt", "vtt"]
@@ -19,19 +21,27 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
         "transcribe",
         help="transcribe an audio file locally",
         description="Transcribe (or translate) an audio file with a configured model, in this "
-        "process.",
+        "process; or, with --live, stream it to a running server and print the text as it "
+        "is spoken.",
     )
     common(parser)
-    parser.add_argument("file", type=Path, help="audio file (any format FFmpeg decodes)")
+    parser.add_argument(
+        "file", type=Path, help="audio file (any format FFmpeg decodes); - for standard input"
+    )
     parser.add_argument("--model", help="model alias (default: the first STT model)")
     parser.add_argument("--format", choices=FORMATS, default="text")
     parser.add_argument("--language", help="ISO-639-1 code; detected when absent")
     parser.add_argument("--translate", action="store_true", help="translate to English")
     parser.add_argument("--words", action="store_true", help="word timestamps (verbose_json)")
+    add_live_arguments(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.live:
+        from bragi.cli.live import run_live
+
+        return run_live(args)
     from bragi.audio import decode_audio
     from bragi.backends.protocol import Engine, ModelKind, SpeechToText, TranscribeOptions
     from bragi.cli.common import settings_from_args

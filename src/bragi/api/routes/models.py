@@ -12,6 +12,7 @@ from bragi.api.deps import ApiKey, Manager
 from bragi.models.capabilities import capabilities_of
 from bragi.models.manager import ModelManager
 from bragi.models.served import ServedModel
+from bragi.realtime import partials_mode
 
 router = APIRouter(tags=["models"])
 _STARTED = int(time.time())
@@ -47,6 +48,9 @@ def describe_model(model: ServedModel, manager: ModelManager) -> dict[str, Any]:
         "description": entry.description if entry else None,
         "languages": languages,
     }
+    partials = partials_mode(model, manager)
+    if partials is not None:  # live text over /v1/realtime: stream, redecode or none
+        description["realtime_partials"] = partials
     if model.error:
         description["error"] = model.error
     if model.state.value == "downloading" and model.progress is not None:
