@@ -59,6 +59,9 @@ _RETRY_FIRST, _RETRY_MAX = 15.0, 600.0
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _KIND_ROUTE = {ModelKind.STT: "/v1/audio/transcriptions", ModelKind.TTS: "/v1/audio/speech"}
 _KIND_NAME = {ModelKind.STT: "a speech-to-text", ModelKind.TTS: "a text-to-speech"}
+# a diarization model serves response_format=diarized_json of the transcription route
+_KIND_ROUTE[ModelKind.DIARIZATION] = "it through response_format=diarized_json"
+_KIND_NAME[ModelKind.DIARIZATION] = "a speaker-diarization"
 
 
 def resident_memory() -> int | None:

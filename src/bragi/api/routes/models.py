@@ -26,7 +26,7 @@ def _engine_languages(model: ServedModel) -> list[str] | None:
     """What a loaded engine says it understands (None: many, or not loaded yet)."""
     if model.engine is None:
         return None
-    languages = model.engine.capabilities.languages
+    languages = getattr(model.engine.capabilities, "languages", None)  # diarizers have none
     return sorted(languages) if languages else None
 
 

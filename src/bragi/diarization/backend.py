@@ -1,0 +1,104 @@
+"""The ``sherpa-diarization`` backend: a diarization model (kind ``diarization``) made of a
+pyannote segmentation model and a speaker-embedding model, both ONNX, run by sherpa-onnx.
+
+The segmentation model is the model's own directory; the embedding model is named by the
+``embedding`` option (a catalog name, hub repo or path, fetched like any model), or lies
+beside the segmentation model in the same directory.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from pydantic import ConfigDict, Field
+
+from bragi.backends.protocol import BackendOptions, Device, ModelKind
+from bragi.devices import usable_cpus
+from bragi.diarization.engine import SherpaDiarizer, SherpaDiarizerSettings
+from bragi.diarization.onnx_models import find_embedding, find_segmentation
+from bragi.errors import ModelUnavailableError
+
+__all__ = ["BACKEND", "DiarizationBackend", "DiarizationOptions"]
+
+
+class DiarizationOptions(BackendOptions):
+    """The ``options:`` of a diarization model in the configuration."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+    embedding: str | None = None
+    """The speaker-embedding model: a catalog name, hub repo, directory or .onnx file;
+    unset: the one beside the segmentation model."""
+    threshold: float = Field(default=0.5, gt=0, lt=2)
+    """Cosine distance under which two stretches of speech are one speaker (clustering
+    and linking across blocks); lower finds more speakers."""
+    known_speaker_similarity: float = Field(default=0.4, ge=-1, le=1)
+    """Least cosine similarity between a speaker and a known speaker's reference to give
+    the speaker that name."""
+    window_shift: float = Field(default=0.25, gt=0, le=1)
+    """Step between the segmentation model's 10 s windows, as a fraction of the window;
+    sherpa-onnx's default 0.1 embeds every second of speech ten times, 0.25 four times."""
+    min_speech: float = Field(default=0.3, ge=0)
+    """Seconds: shorter turns are dropped."""
+    min_silence: float = Field(default=0.5, ge=0)
+    """Seconds: a speaker's turns closer than this are joined."""
+    block_minutes: float = Field(default=10.0, ge=1, le=120)
+    """Longer recordings are diarized in blocks of about this length, so memory stays
+    bounded; their speakers are linked by voice."""
+    threads: int | None = Field(default=None, ge=1)
+    """Threads per model; every core this process may use when unset."""
+
+
+class DiarizationBackend:
+    """Registered as the ``sherpa-diarization`` entry point."""
+
+    name = "sherpa-diarization"
+    kind = ModelKind.DIARIZATION
+    extra = "diarization"
+    options_model: type[BackendOptions] = DiarizationOptions
+
+    def is_available(self) -> bool:
+        return importlib.util.find_spec("sherpa_onnx") is not None
+
+    def detect(self, model_dir: Path) -> bool:
+        try:
+            find_segmentation(model_dir)
+        except ModelUnavailableError:
+            return False
+        return True
+
+    def companions(self, options: BackendOptions) -> dict[str, str]:
+        embedding = DiarizationOptions.model_validate(options.model_dump()).embedding
+        return {"embedding": embedding} if embedding else {}
+
+    def load(self, model_dir: Path, device: Device, options: BackendOptions) -> SherpaDiarizer:
+        opts = DiarizationOptions.model_validate(options.model_dump())
+        import sherpa_onnx
+
+        segmentation = find_segmentation(model_dir)
+        embedding = find_embedding(Path(opts.embedding) if opts.embedding else model_dir)
+        if embedding.sample_rate != segmentation.sample_rate:
+            raise ModelUnavailableError(
+                f"the embedding model is {embedding.sample_rate} Hz, the segmentation model "
+                f"{segmentation.sample_rate} Hz"
+            )
+        settings = SherpaDiarizerSettings(
+            segmentation=str(segmentation.path),
+            embedding=str(embedding.path),
+            sample_rate=segmentation.sample_rate,
+            threads=opts.threads or usable_cpus(),
+            threshold=opts.threshold,
+            window_shift=opts.window_shift,
+            min_speech=opts.min_speech,
+            min_silence=opts.min_silence,
+            block_seconds=max(opts.block_minutes * 60, 2 * segmentation.window_seconds),
+            known_similarity=opts.known_speaker_similarity,
+        )
+        try:
+            return SherpaDiarizer(settings, sherpa_onnx)
+        except Exception as exc:  # onnxruntime's own errors for a broken graph
+            raise ModelUnavailableError(f"sherpa-onnx could not load the diarizer: {exc}") from exc
+
+
+BACKEND = DiarizationBackend()

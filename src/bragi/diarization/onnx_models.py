@@ -1,0 +1,136 @@
+"""Finding a diarizer's two ONNX models and checking them before sherpa-onnx sees them.
+
+sherpa-onnx ends the whole process when a metadata key it reads is missing, so every key
+its loaders read (``offline-speaker-segmentation-pyannote-model.cc``,
+``speaker-embedding-extractor-model.cc``) is checked here first, from the file header.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from bragi.backends.sherpa import read_onnx_header
+from bragi.errors import ModelUnavailableError
+
+__all__ = [
+    "EMBEDDING_KEYS",
+    "SEGMENTATION_KEYS",
+    "EmbeddingModel",
+    "SegmentationModel",
+    "find_embedding",
+    "find_segmentation",
+    "is_embedding",
+    "is_segmentation",
+]
+
+SEGMENTATION_KEYS = (
+    "sample_rate",
+    "window_size",
+    "receptive_field_size",
+    "receptive_field_shift",
+    "num_speakers",
+    "powerset_max_classes",
+    "num_classes",
+)
+EMBEDDING_KEYS = ("output_dim", "sample_rate", "normalize_samples", "language", "framework")
+#: The embedding families sherpa-onnx's general extractor runs (NeMo needs other features).
+_FRAMEWORKS = ("wespeaker", "3d-speaker")
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentationModel:
+    path: Path
+    sample_rate: int
+    window_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingModel:
+    path: Path
+    sample_rate: int
+    dim: int
+    framework: str
+
+
+def _metadata(path: Path) -> dict[str, str] | None:
+    try:
+        return read_onnx_header(path).metadata
+    except (OSError, ValueError):
+        return None
+
+
+def is_segmentation(metadata: dict[str, str]) -> bool:
+    return "powerset_max_classes" in metadata and "receptive_field_shift" in metadata
+
+
+def is_embedding(metadata: dict[str, str]) -> bool:
+    return "framework" in metadata and "output_dim" in metadata
+
+
+def _onnx_files(directory: Path) -> list[Path]:
+    # full precision first: an int8 copy beside it is the fallback
+    files = sorted(directory.glob("*.onnx"), key=lambda p: ("int8" in p.name, p.name))
+    return [p for p in files if p.is_file()]
+
+
+def _integer(metadata: dict[str, str], key: str, path: Path) -> int:
+    try:
+        value = int(metadata[key])
+    except (KeyError, ValueError):
+        raise ModelUnavailableError(
+            f"{path.name}: metadata {key!r} is missing or not an integer"
+        ) from None
+    if value <= 0:
+        raise ModelUnavailableError(f"{path.name}: metadata {key!r} must be positive")
+    return value
+
+
+def find_segmentation(directory: Path) -> SegmentationModel:
+    """The pyannote segmentation model in ``directory``, its metadata checked."""
+    for path in _onnx_files(directory):
+        metadata = _metadata(path)
+        if metadata is None or not is_segmentation(metadata):
+            continue
+        values = {key: _integer(metadata, key, path) for key in SEGMENTATION_KEYS}
+        if values["powerset_max_classes"] > 2:
+            raise ModelUnavailableError(
+                f"{path.name}: powerset_max_classes {values['powerset_max_classes']} is not "
+                "supported (sherpa-onnx handles at most 2 speakers at once)"
+            )
+        rate = values["sample_rate"]
+        return SegmentationModel(path, rate, values["window_size"] / rate)
+    raise ModelUnavailableError(
+        f"no pyannote segmentation model (an .onnx with sherpa-onnx's metadata: "
+        f"{', '.join(SEGMENTATION_KEYS)}) in {directory}"
+    )
+
+
+def find_embedding(location: Path) -> EmbeddingModel:
+    """The speaker-embedding model at ``location`` (a file, or the first in a directory)."""
+    candidates = [location] if location.is_file() else _onnx_files(location)
+    for path in candidates:
+        metadata = _metadata(path)
+        if metadata is None or not is_embedding(metadata):
+            continue
+        for key in EMBEDDING_KEYS:
+            if key not in metadata:
+                raise ModelUnavailableError(f"{path.name}: metadata {key!r} is missing")
+        framework = metadata["framework"]
+        if framework not in _FRAMEWORKS:
+            raise ModelUnavailableError(
+                f"{path.name}: speaker embeddings from {framework!r} are not supported; "
+                f"use a {' or '.join(_FRAMEWORKS)} model"
+            )
+        if metadata["normalize_samples"] not in ("0", "1"):
+            raise ModelUnavailableError(f"{path.name}: metadata 'normalize_samples' must be 0 or 1")
+        return EmbeddingModel(
+            path,
+            _integer(metadata, "sample_rate", path),
+            _integer(metadata, "output_dim", path),
+            framework,
+        )
+    raise ModelUnavailableError(
+        f"no speaker-embedding model (an .onnx with sherpa-onnx's metadata: "
+        f"{', '.join(EMBEDDING_KEYS)}) at {location}"
+    )
