@@ -118,9 +118,7 @@ class _Graph:
         spatial = w.ndim - 2
         strides = list(stride) if isinstance(stride, tuple) else [stride] * spatial
         pads = list(pad) * 2 if isinstance(pad, tuple) else [pad] * (2 * spatial)
-        return self.op(
-            "Conv", inputs, strides=strides, pads=pads, dilations=[dilation] * spatial
-        )
+        return self.op("Conv", inputs, strides=strides, pads=pads, dilations=[dilation] * spatial)
 
     def batchnorm(self, x: str, key: str) -> str:
         mean = self.state[f"{key}.running_mean"]
@@ -215,7 +213,9 @@ def campplus_model(state: dict[str, np.ndarray], *, language: str) -> onnx.Model
     g = _Graph(state)
     out = g.op("Transpose", ["x"], perm=[0, 2, 1])  # (B, T, F) -> (B, F, T)
     out = _head(g, out)
-    out = g.bn_relu(g.conv(out, "xvector.tdnn.linear", stride=2, pad=2), "xvector.tdnn.nonlinear.batchnorm")
+    out = g.bn_relu(
+        g.conv(out, "xvector.tdnn.linear", stride=2, pad=2), "xvector.tdnn.nonlinear.batchnorm"
+    )
     for block, (layers, dilation) in enumerate(((12, 1), (24, 2), (16, 2)), start=1):
         out = _dense_block(g, out, f"xvector.block{block}", layers, dilation)
         out = g.bn_relu(out, f"xvector.transit{block}.nonlinear.batchnorm")

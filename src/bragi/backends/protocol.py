@@ -39,10 +39,10 @@ __all__ = [
     "TranscribeOptions",
     "TranscriptionInfo",
     "TtsCapabilities",
+    "VadRequest",
     "Voice",
     "VoiceListing",
     "VoiceReference",
-    "VadRequest",
     "Word",
 ]
 

@@ -6,7 +6,7 @@ time longest. Anonymous speakers are named ``A``, ``B``, ... in order of appeara
 from __future__ import annotations
 
 import string
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from bragi.backends.protocol import Segment, SpeakerTurn, Word
@@ -45,9 +45,8 @@ class SpeakerLabels:
         return self._labels[speaker]
 
 
-def _letters() -> Iterable[str]:
-    for letter in string.ascii_uppercase:
-        yield letter
+def _letters() -> Iterator[str]:
+    yield from string.ascii_uppercase
     count = 0
     while True:  # past Z: AA, AB, ... (a long meeting)
         count += 1

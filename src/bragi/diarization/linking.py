@@ -82,8 +82,10 @@ class SpeakerLedger:
             centroids = np.stack([unit(t) for t in totals])
             similarity = centroids @ centroids.T
             np.fill_diagonal(similarity, -np.inf)
-            a, b = np.unravel_index(int(np.argmax(similarity)), similarity.shape)
-            a, b = min(int(a), int(b)), max(int(a), int(b))
+            first, second = (
+                int(i) for i in np.unravel_index(int(np.argmax(similarity)), similarity.shape)
+            )
+            a, b = min(first, second), max(first, second)
             groups[a] += groups.pop(b)
             totals[a] = totals[a] + totals.pop(b)
         mapping = {old: new for new, group in enumerate(groups) for old in group}

@@ -6,13 +6,14 @@ import time
 
 from bragi.backends.registry import BackendRegistry
 from bragi.config import Settings
-from bragi.errors import BackendUnavailableError
+from bragi.errors import BackendUnavailableError, ConfigError
 from bragi.models.catalog import Catalog
+from bragi.models.companions import local_companions
 from bragi.models.manager import Clock, ModelManager
 from bragi.models.prepare import choose_backend, validate_options
 from bragi.models.resolve import local_copy, plan_source
 from bragi.models.served import ServedModel
-from bragi.models.starter import starter_models
+from bragi.models.starter import default_aliases, starter_models
 from bragi.models.store import ModelStore
 
 __all__ = ["build_manager"]
@@ -34,7 +35,9 @@ def build_manager(
     that model failed (with the install command), so the others still serve.
     """
     manager = ModelManager(settings, registry, store=store, catalog=catalog, clock=clock)
-    configs = settings.models if settings.models is not None else starter_models(manager.catalog)
+    configs = settings.models
+    if configs is None:
+        configs = starter_models(manager.catalog, manager.store, settings.allow_downloads)
     for alias, config in configs.items():
         source = plan_source(config.model, config.revision, manager.catalog)
         model = ServedModel(alias, config, source)
@@ -48,7 +51,18 @@ def build_manager(
             except BackendUnavailableError as exc:
                 model.fail(exc.message)
             else:
-                if on_disk is not None:
-                    model.set_prepared(backend, on_disk, options)
+                resolved = local_companions(backend, options, manager.store)
+                if on_disk is not None and resolved is not None:
+                    model.set_prepared(backend, on_disk, resolved)
         manager.add(alias, model)
+    kinds = {model.alias: model.kind for model in manager.models()}
+    aliases = settings.aliases if settings.aliases is not None else default_aliases(kinds)
+    for name, target in aliases.items():
+        if name in kinds:
+            raise ConfigError(f"invalid configuration: aliases.{name}: a model has that name")
+        if target.model not in kinds:
+            raise ConfigError(
+                f"invalid configuration: aliases.{name}: no model {target.model!r} is configured"
+            )
+        manager.add_alias(name, target)
     return manager

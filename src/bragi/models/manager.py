@@ -32,7 +32,7 @@ from bragi.backends.protocol import (
     VoiceListing,
 )
 from bragi.backends.registry import BackendRegistry
-from bragi.config import Settings
+from bragi.config import ModelAlias, Settings
 from bragi.devices import resolve_device
 from bragi.errors import (
     BragiError,
@@ -115,6 +115,7 @@ class ModelManager:
         self.store = store or ModelStore(settings.models_dir)
         self.clock = clock
         self._models: dict[str, ServedModel] = {}
+        self._aliases: dict[str, ModelAlias] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.retry_fetches = False
         self.retry_first_delay = _RETRY_FIRST
@@ -128,7 +129,25 @@ class ModelManager:
     def models(self) -> list[ServedModel]:
         return list(self._models.values())
 
+    def add_alias(self, name: str, alias: ModelAlias) -> None:
+        """Another name for a configured model; requests by that name share its engine."""
+        self._aliases[name] = alias
+
+    def aliases(self) -> dict[str, ModelAlias]:
+        return {n: a for n, a in self._aliases.items() if a.model in self._models}
+
+    def diarizes(self, name: str) -> bool:
+        """Whether requests by ``name`` label speakers in every format (a diarizing alias)."""
+        alias = self._aliases.get(name)
+        return alias is not None and alias.diarize and name not in self._models
+
+    def diarizer(self) -> ServedModel | None:
+        """The diarization model (the first configured), if any."""
+        return next((m for m in self.models() if m.kind is ModelKind.DIARIZATION), None)
+
     def get(self, alias: str) -> ServedModel:
+        if alias not in self._models and alias in self._aliases:
+            alias = self._aliases[alias].model
         try:
             return self._models[alias]
         except KeyError:

@@ -71,4 +71,7 @@ def prepare_model(
     assert backend is not None
     registry.require_available(backend)
     options = validate_options(model.alias, backend, model.config, model.source)
+    from bragi.models.companions import fetch_companions  # a diarizer's embedding model
+
+    options = fetch_companions(backend, options, store, progress)
     return backend, model_dir, options
