@@ -21,6 +21,7 @@ from bragi.api.diarized import (
     label_verbose,
     require_diarizer,
     speaker_subtitles,
+    transcribe_by_turns,
 )
 from bragi.api.forms import form_params, read_form, upload_bytes
 from bragi.api.sse import SSE_HEADERS, sse_event
@@ -160,7 +161,12 @@ async def _start(
         audio: Audio = await to_thread.run_sync(decode_audio, data, rate, max_seconds)
         if diarize is not None:
             turns = await diarize(audio)
-        segments, info = await to_thread.run_sync(engine.transcribe, audio, options)
+        if turns is not None and not engine.capabilities.word_timestamps:
+            segments, info = await to_thread.run_sync(
+                transcribe_by_turns, engine, audio, options, turns
+            )
+        else:
+            segments, info = await to_thread.run_sync(engine.transcribe, audio, options)
         request.app.state.metrics.audio_seconds.labels(params.model, "in").inc(audio.duration)
     except BaseException:
         await lease.release()
