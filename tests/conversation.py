@@ -8,6 +8,7 @@ voice close to two_cities' reader, so it is not used as a second speaker.)
 from __future__ import annotations
 
 import io
+import itertools
 import wave
 from dataclasses import dataclass
 
@@ -75,4 +76,4 @@ def converse(
 
 def change_points(turns: list[Turn]) -> list[float]:
     """Where the next speaker starts, for each change of speaker."""
-    return [b.start for a, b in zip(turns, turns[1:]) if a.speaker != b.speaker]
+    return [b.start for a, b in itertools.pairwise(turns) if a.speaker != b.speaker]

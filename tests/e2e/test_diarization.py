@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import base64
 import importlib.resources
+import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import openai
 import pytest
 
 from conversation import Conversation, change_points, clip, converse, load, wav_bytes
@@ -116,7 +116,7 @@ def _data_url(samples: np.ndarray) -> str:
 
 
 def _changes(segments: list[Any]) -> list[float]:
-    return [b.start for a, b in zip(segments, segments[1:]) if a.speaker != b.speaker]
+    return [b.start for a, b in itertools.pairwise(segments) if a.speaker != b.speaker]
 
 
 def _assert_turns(segments: list[Any], conversation: Conversation) -> None:

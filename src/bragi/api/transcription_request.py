@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from bragi.audio import Audio, decode_audio
 from bragi.backends.protocol import KnownSpeaker, SttCapabilities, VadRequest
@@ -84,12 +84,25 @@ class NewerTranscriptionFields(BaseModel):
             if "chunking_strategy" in values:
                 raise ValueError("chunking_strategy is given twice")
             values["chunking_strategy"] = parts
+        include = values.get("include", [])
+        if isinstance(include, list) and any(item != "logprobs" for item in include):
+            raise _bad("include", "the only value is 'logprobs'")
         given = values.get("chunking_strategy")
         if isinstance(given, str) and given.strip().startswith("{"):
             try:
-                values = values | {"chunking_strategy": json.loads(given)}
+                given = json.loads(given)
             except ValueError:
-                raise ValueError("chunking_strategy is not valid JSON") from None
+                raise _bad("chunking_strategy", "it is not valid JSON") from None
+        if given is None or given == "auto":
+            return values
+        if not isinstance(given, dict):
+            raise _bad("chunking_strategy", "use 'auto' or a server_vad object")
+        try:
+            values = values | {"chunking_strategy": ChunkingStrategy.model_validate(given)}
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise _bad("chunking_strategy", f"{where}: {first['msg']}") from None
         return values
 
     @field_validator("keywords")
@@ -133,6 +146,10 @@ class NewerTranscriptionFields(BaseModel):
                 param="known_speaker_references",
             )
         return self
+
+
+def _bad(param: str, reason: str) -> InvalidRequestError:
+    return InvalidRequestError(f"Invalid value for '{param}': {reason}.", param=param)
 
 
 @dataclass(frozen=True, slots=True)
