@@ -178,7 +178,7 @@ class Settings(BaseSettings):
     """Fetch missing models from the Hugging Face hub."""
     aliases: dict[str, ModelAlias] | None = None
     """More names for configured models (``gpt-4o-transcribe: whisper-1``, or
-    ``{model: whisper-1, diarize: true}``); ``None`` gives OpenAI's current names."""
+    ``{model: whisper-1, diarize: true}``); unset, the starter set gets OpenAI's current names."""
 
     @field_validator("aliases", mode="before")
     @classmethod

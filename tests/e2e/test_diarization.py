@@ -49,6 +49,8 @@ models:
   tts-1: {{model: "piper:en_US-joe-medium"}}
   kokoro: {{model: kokoro-int8-ja}}
   diarizer: {{model: {diarization_models}, options: {{threads: 2}}}}
+aliases:
+  gpt-4o-transcribe-diarize: {{model: whisper-1, diarize: true}}
 """
     )
     with start_server(folder / "data", models_cache, config=config) as server:
@@ -253,3 +255,40 @@ def test_endgame_dialogue_has_two_voices(diarizing_server: LiveServer) -> None:
     opening = [s.speaker for s in result.segments if s.start < 4.5]
     assert opening[:4] == ["A", "B", "A", "B"], result.segments[:5]
     assert "hear me" in result.text.lower()
+
+
+def test_cli_prints_speaker_lines(
+    tmp_path: Path, models_cache: Path, diarization_models: Path, voices: dict
+) -> None:
+    import subprocess
+    import sys
+
+    conversation = _two(voices)
+    audio = tmp_path / "talk.wav"
+    audio.write_bytes(conversation.wav())
+    config = tmp_path / "config.yaml"
+    models = f"  whisper-1: {{model: whisper-base}}\n  diarizer: {{model: {diarization_models}}}\n"
+    config.write_text("models:\n" + models)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BRAGI_", "HF_"))}
+    env |= {"BRAGI_DATA_DIR": str(tmp_path / "data"), "BRAGI_MODEL_CACHE_DIR": str(models_cache)}
+    env["HF_HUB_OFFLINE"] = "1"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bragi",
+            "transcribe",
+            "--config",
+            str(config),
+            "--diarize",
+            str(audio),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=True,
+    )
+    lines = done.stdout.splitlines()
+    assert [line.split("] ")[1][:2] for line in lines] == ["A:", "B:", "A:"], lines
+    assert "best of times" in lines[0].lower() and "meeting" in lines[1].lower()

@@ -56,7 +56,9 @@ def build_manager(
                     model.set_prepared(backend, on_disk, resolved)
         manager.add(alias, model)
     kinds = {model.alias: model.kind for model in manager.models()}
-    aliases = settings.aliases if settings.aliases is not None else default_aliases(kinds)
+    aliases = settings.aliases
+    if aliases is None:  # OpenAI's names come with the starter set; a config names its own
+        aliases = default_aliases(kinds) if settings.models is None else {}
     for name, target in aliases.items():
         if name in kinds:
             raise ConfigError(f"invalid configuration: aliases.{name}: a model has that name")
