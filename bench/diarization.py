@@ -120,9 +120,8 @@ def main() -> int:
             )
         cost = f"{spent / whisper_s:.0%}" if whisper_s else "-"
         ws = f"{whisper_s:.2f}" if whisper_s else "-"
-        print(
-            f"| {name} | {clip.duration:.1f} | {spent:.2f} | {ws} | {cost} | {scores[0]} | {scores[1]} |"
-        )
+        row = [name, f"{clip.duration:.1f}", f"{spent:.2f}", ws, cost, *scores]
+        print("| " + " | ".join(row) + " |")
     return 0
 
 
