@@ -1,5 +1,6 @@
 """The ``sherpa-diarization`` backend: a diarization model (kind ``diarization``) made of a
-pyannote segmentation model and a speaker-embedding model, both ONNX, run by sherpa-onnx.
+pyannote segmentation model and a speaker-embedding model, both ONNX in sherpa-onnx's
+format; the segmentation runs in ONNX Runtime, the embeddings in sherpa-onnx's extractor.
 
 The segmentation model is the model's own directory; the embedding model is named by the
 ``embedding`` option (a catalog name, hub repo or path, fetched like any model), or lies
@@ -15,7 +16,7 @@ from pydantic import ConfigDict, Field
 
 from bragi.backends.protocol import BackendOptions, Device, ModelKind
 from bragi.devices import usable_cpus
-from bragi.diarization.engine import SherpaDiarizer, SherpaDiarizerSettings
+from bragi.diarization.engine import Diarizer, DiarizerSettings
 from bragi.diarization.onnx_models import find_embedding, find_segmentation
 from bragi.errors import ModelUnavailableError
 
@@ -59,7 +60,7 @@ class DiarizationBackend:
     options_model: type[BackendOptions] = DiarizationOptions
 
     def is_available(self) -> bool:
-        return importlib.util.find_spec("sherpa_onnx") is not None
+        return all(importlib.util.find_spec(m) for m in ("sherpa_onnx", "onnxruntime"))
 
     def detect(self, model_dir: Path) -> bool:
         try:
@@ -72,9 +73,11 @@ class DiarizationBackend:
         embedding = DiarizationOptions.model_validate(options.model_dump()).embedding
         return {"embedding": embedding} if embedding else {}
 
-    def load(self, model_dir: Path, device: Device, options: BackendOptions) -> SherpaDiarizer:
+    def load(self, model_dir: Path, device: Device, options: BackendOptions) -> Diarizer:
         opts = DiarizationOptions.model_validate(options.model_dump())
         import sherpa_onnx
+
+        from bragi.diarization.segmentation import Segmenter
 
         segmentation = find_segmentation(model_dir)
         embedding = find_embedding(Path(opts.embedding) if opts.embedding else model_dir)
@@ -83,11 +86,8 @@ class DiarizationBackend:
                 f"the embedding model is {embedding.sample_rate} Hz, the segmentation model "
                 f"{segmentation.sample_rate} Hz"
             )
-        settings = SherpaDiarizerSettings(
-            segmentation=str(segmentation.path),
-            embedding=str(embedding.path),
+        settings = DiarizerSettings(
             sample_rate=segmentation.sample_rate,
-            threads=opts.threads or usable_cpus(),
             threshold=opts.threshold,
             window_shift=opts.window_shift,
             min_speech=opts.min_speech,
@@ -95,10 +95,17 @@ class DiarizationBackend:
             block_seconds=max(opts.block_minutes * 60, 2 * segmentation.window_seconds),
             known_similarity=opts.known_speaker_similarity,
         )
-        try:
-            return SherpaDiarizer(settings, sherpa_onnx)
-        except Exception as exc:  # onnxruntime's own errors for a broken graph
-            raise ModelUnavailableError(f"sherpa-onnx could not load the diarizer: {exc}") from exc
+        threads = opts.threads or usable_cpus()
+        try:  # onnxruntime's and sherpa-onnx's own errors for a broken graph
+            segmenter = Segmenter(segmentation, threads)
+            extractor = sherpa_onnx.SpeakerEmbeddingExtractor(
+                sherpa_onnx.SpeakerEmbeddingExtractorConfig(
+                    model=str(embedding.path), num_threads=threads
+                )
+            )
+        except Exception as exc:
+            raise ModelUnavailableError(f"could not load the diarization models: {exc}") from exc
+        return Diarizer(settings, segmenter, extractor)
 
 
 BACKEND = DiarizationBackend()

@@ -7,6 +7,7 @@ its loaders read (``offline-speaker-segmentation-pyannote-model.cc``,
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +43,14 @@ _FRAMEWORKS = ("wespeaker", "3d-speaker")
 class SegmentationModel:
     path: Path
     sample_rate: int
-    window_seconds: float
+    window_size: int  # samples per window
+    num_speakers: int  # local speakers per window
+    powerset_max_classes: int  # most speakers at once
+    num_classes: int  # powerset classes the model scores
+
+    @property
+    def window_seconds(self) -> float:
+        return self.window_size / self.sample_rate
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,13 +101,21 @@ def find_segmentation(directory: Path) -> SegmentationModel:
         if metadata is None or not is_segmentation(metadata):
             continue
         values = {key: _integer(metadata, key, path) for key in SEGMENTATION_KEYS}
-        if values["powerset_max_classes"] > 2:
+        speakers, most = values["num_speakers"], values["powerset_max_classes"]
+        classes = sum(math.comb(speakers, size) for size in range(min(most, speakers) + 1))
+        if values["num_classes"] != classes:
             raise ModelUnavailableError(
-                f"{path.name}: powerset_max_classes {values['powerset_max_classes']} is not "
-                "supported (sherpa-onnx handles at most 2 speakers at once)"
+                f"{path.name}: num_classes {values['num_classes']} is not the powerset of "
+                f"{speakers} speakers, at most {most} at once ({classes} classes)"
             )
-        rate = values["sample_rate"]
-        return SegmentationModel(path, rate, values["window_size"] / rate)
+        return SegmentationModel(
+            path,
+            values["sample_rate"],
+            values["window_size"],
+            speakers,
+            most,
+            values["num_classes"],
+        )
     raise ModelUnavailableError(
         f"no pyannote segmentation model (an .onnx with sherpa-onnx's metadata: "
         f"{', '.join(SEGMENTATION_KEYS)}) in {directory}"
