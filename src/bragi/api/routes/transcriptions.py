@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Literal, TypeVar
 
 from anyio import to_thread
@@ -24,7 +24,7 @@ from bragi.api.diarized import (
     transcribe_by_turns,
 )
 from bragi.api.forms import form_params, read_form, upload_bytes
-from bragi.api.sse import SSE_HEADERS, sse_event
+from bragi.api.sse import SSE_HEADERS
 from bragi.api.transcript_formats import render_transcript
 from bragi.api.transcript_stream import StreamRequest, logprobs_of, stream_transcript
 from bragi.api.transcription_request import (
@@ -227,21 +227,6 @@ def _render_newer(
     if params.languages:
         body["languages"] = [{"code": info.language}]
     return JSONResponse(body)
-
-
-async def _stream(lease: Lease, segments: Iterator[Segment]) -> AsyncIterator[bytes]:
-    pieces: list[str] = []
-    try:
-        while (segment := await to_thread.run_sync(next, segments, None)) is not None:
-            delta = segment.text.lstrip() if not pieces else segment.text
-            if not delta:
-                continue
-            pieces.append(delta)
-            yield sse_event({"type": "transcript.text.delta", "delta": delta})
-        yield sse_event({"type": "transcript.text.done", "text": "".join(pieces)})
-    finally:
-        _close(segments)  # a client that left stops the decoding
-        await lease.release()
 
 
 def _wants_speakers(params: TranscriptionParams, manager: Manager) -> bool:
