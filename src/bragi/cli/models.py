@@ -77,6 +77,8 @@ def _store_and_catalog(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def _pull(args: argparse.Namespace) -> int:
+    from bragi.backends.registry import BackendRegistry
+    from bragi.models.companions import catalog_companions
     from bragi.models.resolve import fetch_source, plan_source
 
     store, catalog = _store_and_catalog(args)
@@ -84,6 +86,14 @@ def _pull(args: argparse.Namespace) -> int:
     print(f"pulling {args.name} from {source.origin}", file=sys.stderr)
     path = fetch_source(source, store, _ProgressBar())
     sys.stderr.write("\n")
+    # what the model's options name beside it (a diarizer's embedding model) comes too
+    for field, companion in catalog_companions(source, BackendRegistry.from_entry_points()).items():
+        print(
+            f"pulling its {field} model {companion.reference} from {companion.origin}",
+            file=sys.stderr,
+        )
+        fetch_source(companion, store, _ProgressBar())
+        sys.stderr.write("\n")
     print(path)
     return 0
 
@@ -122,10 +132,10 @@ def _show(args: argparse.Namespace) -> int:
 
     store, catalog = _store_and_catalog(args)
     if args.name is None:
-        print(f"{'NAME':<30} {'KIND':<5} {'BACKEND':<15} {'SIZE':>8}  DESCRIPTION")
+        print(f"{'NAME':<30} {'KIND':<11} {'BACKEND':<18} {'SIZE':>8}  DESCRIPTION")
         for e in catalog.entries():
             print(
-                f"{e.name:<30} {e.kind.value:<5} {e.backend:<15} {e.size_mb:>5.0f} MB  "
+                f"{e.name:<30} {e.kind.value:<11} {e.backend:<18} {e.size_mb:>5.0f} MB  "
                 f"{e.description}"
             )
         return 0
@@ -144,6 +154,8 @@ def _show(args: argparse.Namespace) -> int:
             "license": entry.license,
             "download_mb": entry.size_mb,
         }
+        if entry.options:
+            info["options"] = entry.options
     info["downloaded"] = str(on_disk) if on_disk else False
     print(json.dumps(info, indent=2))
     return 0
@@ -156,6 +168,7 @@ def _remove(args: argparse.Namespace) -> int:
 
     store, catalog = _store_and_catalog(args)
     source = plan_source(args.name, None, catalog)
+    notes = _removal_notes(source, catalog, store)  # before anything is gone
     freed = 0
     if source.catalog is not None:
         target = packaged_dir(store.root, source.catalog.name)
@@ -169,7 +182,38 @@ def _remove(args: argparse.Namespace) -> int:
     if not freed:
         raise NotFoundError(f"{args.name} is not downloaded")
     print(f"deleted {args.name} ({freed / _MB:.1f} MB)")
+    for note in notes:
+        print(note)
     return 0
+
+
+def _removal_notes(source: Any, catalog: Any, store: Any) -> list[str]:
+    """What else a deletion touches or leaves: catalog entries stored in the same hub repo
+    (the store keeps one folder per repo, so they go too), and companion models (a
+    diarizer's embedding model), which stay: other models may use them."""
+    from bragi.backends.registry import BackendRegistry
+    from bragi.errors import BragiError
+    from bragi.models.companions import catalog_companions
+    from bragi.models.resolve import local_copy, plan_source
+
+    notes = []
+    if source.hub is not None and source.catalog is not None:
+        for entry in catalog.entries():
+            if entry.repo != source.hub.repo_id or entry.name == source.catalog.name:
+                continue
+            if local_copy(plan_source(entry.name, None, catalog), store) is not None:
+                notes.append(f"also deleted {entry.name}: it is stored in the same hub repo")
+    try:
+        companions = catalog_companions(source, BackendRegistry.from_entry_points())
+    except BragiError:  # a backend this install does not know
+        companions = {}
+    for field, companion in companions.items():
+        if local_copy(companion, store) is not None:
+            notes.append(
+                f"kept its {field} model {companion.reference} "
+                f"(`bragi rm {companion.reference}` if nothing else uses it)"
+            )
+    return notes
 
 
 def _ps(args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ from pydantic import ConfigDict, Field
 from bragi.backends.protocol import BackendOptions, Device, ModelKind
 from bragi.devices import usable_cpus
 from bragi.diarization.engine import Diarizer, DiarizerSettings
-from bragi.diarization.onnx_models import find_embedding, find_segmentation
+from bragi.diarization.onnx_models import SegmentationModel, find_embedding, find_segmentation
 from bragi.errors import ModelUnavailableError
 
 __all__ = ["BACKEND", "DiarizationBackend", "DiarizationOptions"]
@@ -63,11 +63,15 @@ class DiarizationBackend:
         return all(importlib.util.find_spec(m) for m in ("sherpa_onnx", "onnxruntime"))
 
     def detect(self, model_dir: Path) -> bool:
-        try:
-            find_segmentation(model_dir)
-        except ModelUnavailableError:
-            return False
-        return True
+        """A segmentation model, or a speaker-embedding model (which only serves as one's
+        ``embedding``: loading it alone says so)."""
+        for find in (find_segmentation, find_embedding):
+            try:
+                find(model_dir)
+            except ModelUnavailableError:
+                continue
+            return True
+        return False
 
     def companions(self, options: BackendOptions) -> dict[str, str]:
         embedding = DiarizationOptions.model_validate(options.model_dump()).embedding
@@ -79,7 +83,7 @@ class DiarizationBackend:
 
         from bragi.diarization.segmentation import Segmenter
 
-        segmentation = find_segmentation(model_dir)
+        segmentation = _segmentation(model_dir)
         embedding = find_embedding(Path(opts.embedding) if opts.embedding else model_dir)
         if embedding.sample_rate != segmentation.sample_rate:
             raise ModelUnavailableError(
@@ -106,6 +110,20 @@ class DiarizationBackend:
         except Exception as exc:
             raise ModelUnavailableError(f"could not load the diarization models: {exc}") from exc
         return Diarizer(settings, segmenter, extractor)
+
+
+def _segmentation(model_dir: Path) -> SegmentationModel:
+    try:
+        return find_segmentation(model_dir)
+    except ModelUnavailableError as exc:
+        try:
+            find_embedding(model_dir)
+        except ModelUnavailableError:
+            raise exc from None
+        raise ModelUnavailableError(
+            f"{model_dir} holds a speaker-embedding model, which is not served on its own: "
+            "name it in a diarization model's `embedding` option (docs/diarization.md)"
+        ) from None
 
 
 BACKEND = DiarizationBackend()
