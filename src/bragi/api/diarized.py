@@ -4,7 +4,7 @@ the body of ``response_format=diarized_json`` and the speaker-labelled formats."
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from anyio import to_thread
@@ -33,7 +33,6 @@ __all__ = [
     "label_verbose",
     "require_diarizer",
     "speaker_subtitles",
-    "transcribe_by_turns",
 ]
 
 
@@ -131,53 +130,3 @@ def label_verbose(body: dict[str, Any], turns: Sequence[SpeakerTurn]) -> dict[st
         speaker = speaker_of(word["start"], word["end"], turns)
         word["speaker"] = labels(speaker) if speaker is not None else None
     return body
-
-
-def _speaker_runs(turns: Sequence[SpeakerTurn], duration: float) -> list[tuple[float, float]]:
-    """Consecutive turns of one speaker joined; each run ends where the next begins."""
-    runs: list[tuple[str, float, float]] = []
-    for turn in sorted(turns, key=lambda t: t.start):
-        if runs and runs[-1][0] == turn.speaker:
-            runs[-1] = (turn.speaker, runs[-1][1], max(runs[-1][2], turn.end))
-        else:
-            runs.append((turn.speaker, turn.start, turn.end))
-    bounds: list[tuple[float, float]] = []
-    for index, (_speaker, start, end) in enumerate(runs):
-        begin = 0.0 if index == 0 else max(start - 0.2, bounds[-1][1])
-        stop = duration if index == len(runs) - 1 else min(end + 0.2, runs[index + 1][1])
-        bounds.append((begin, max(stop, begin)))
-    return bounds
-
-
-def transcribe_by_turns(
-    engine: Any, audio: Audio, options: Any, turns: Sequence[SpeakerTurn]
-) -> tuple[Iterator[Segment], TranscriptionInfo]:
-    """For engines without word times: each speaker's run transcribed on its own, so no
-    segment spans two speakers. Segment times are on the whole recording's clock."""
-    runs = _speaker_runs(turns, audio.duration) or [(0.0, audio.duration)]
-    rate = audio.sample_rate
-    first = audio.samples[int(runs[0][0] * rate) : int(runs[0][1] * rate)]
-    segments, info = engine.transcribe(Audio(first, rate), options)
-
-    def all_runs() -> Iterator[Segment]:
-        index = 0
-        pending: Iterator[Segment] | None = segments
-        for number, (start, end) in enumerate(runs):
-            if number:
-                part = audio.samples[int(start * rate) : int(end * rate)]
-                if len(part) < rate // 10:
-                    continue
-                pending, _ = engine.transcribe(Audio(part, rate), options)
-            assert pending is not None
-            for segment in pending:
-                yield dataclasses.replace(
-                    segment,
-                    id=index,
-                    start=segment.start + start,
-                    end=segment.end + start,
-                    seek=segment.seek + round(start * 100),
-                )
-                index += 1
-
-    full = TranscriptionInfo(info.language, audio.duration, info.language_probability)
-    return all_runs(), full

@@ -14,6 +14,7 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -21,8 +22,10 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 
 from bragi.audio import Audio, decode_audio
 from bragi.backends.protocol import KnownSpeaker, SttCapabilities, VadRequest
+from bragi.backends.stretches import silero_available
 from bragi.errors import AudioDecodeError, InvalidRequestError, UnsupportedCapabilityError
 from bragi.languages import language_code
+from bragi.models.manager import ModelManager
 
 __all__ = [
     "MAX_KNOWN_SPEAKERS",
@@ -30,6 +33,7 @@ __all__ = [
     "NewerTranscriptionFields",
     "check_request_support",
     "decode_known_speakers",
+    "whisper_models",
 ]
 
 MAX_KNOWN_SPEAKERS = 4
@@ -197,22 +201,37 @@ def decode_known_speakers(names: list[str], urls: list[str], rate: int) -> tuple
     return tuple(speakers)
 
 
+def whisper_models(manager: ModelManager) -> list[str]:
+    """The configured models that take keywords[] and give logprobs (faster-whisper's)."""
+    return [m.alias for m in manager.models() if m.backend_name == "faster-whisper"]
+
+
 def check_request_support(
-    fields: NewerTranscriptionFields, capabilities: SttCapabilities, model: str
+    fields: NewerTranscriptionFields,
+    capabilities: SttCapabilities,
+    model: str,
+    able: Sequence[str] = (),
 ) -> None:
-    """A 400 for what ``model`` (e.g. "Model `whisper-1`") cannot honour."""
+    """A 400 for what ``model`` (e.g. "Model `whisper-1`") cannot honour; ``able``: the
+    configured models that take keywords[] and give logprobs, to name in the message."""
+    instead = f" (here: {', '.join(able)})" if able else ""
     if fields.keywords and not capabilities.hotwords:
         raise UnsupportedCapabilityError(
-            f"{model} cannot be biased towards keywords; leave out keywords[].", param="keywords"
+            f"{model} cannot be biased towards keywords: keywords[] works with Whisper "
+            f"models (faster-whisper){instead}. Leave it out or use one of those.",
+            param="keywords",
         )
     if "logprobs" in fields.include and not capabilities.logprobs:
         raise UnsupportedCapabilityError(
-            f"{model} gives no log-probabilities; leave out include[]=logprobs.", param="include"
+            f"{model} gives no log-probabilities: include[]=logprobs works with Whisper "
+            f"models (faster-whisper){instead}. Leave it out or use one of those.",
+            param="include",
         )
-    if isinstance(fields.chunking_strategy, ChunkingStrategy) and not capabilities.vad:
+    chunking = fields.chunking_strategy
+    if isinstance(chunking, ChunkingStrategy) and not capabilities.vad and not silero_available():
         raise UnsupportedCapabilityError(
-            f"{model} cuts audio at pauses its own way and takes no server_vad settings; "
-            "use chunking_strategy=auto.",
+            f"{model} has no voice-activity detector of its own, and Bragi's (Silero) is not "
+            "installed here: pip install 'bragi[vad]', or use chunking_strategy=auto.",
             param="chunking_strategy",
         )
     spoken = capabilities.languages

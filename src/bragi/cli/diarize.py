@@ -4,23 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Sequence
 
 from bragi.audio import decode_audio
 from bragi.backends.protocol import (
     DiarizeOptions,
     ModelKind,
     SpeakerDiarizer,
+    SpeakerTurn,
     SpeechToText,
     TranscribeOptions,
 )
 from bragi.backends.registry import BackendRegistry
+from bragi.backends.stretches import transcribe_planned
 from bragi.config import Settings
-from bragi.diarization import SpeakerLabels, attribute_speakers
+from bragi.diarization import DiarizedSegment, SpeakerLabels, attribute_speakers
 from bragi.errors import InvalidRequestError
 from bragi.models.configure import build_manager
+from bragi.models.manager import ModelManager
 from bragi.models.served import ModelState
 
-__all__ = ["diarized_lines"]
+__all__ = ["diarized_lines", "speaker_lines"]
 
 
 def _clock(seconds: float) -> str:
@@ -28,10 +32,37 @@ def _clock(seconds: float) -> str:
     return f"{int(minutes):02d}:{rest:05.2f}"
 
 
+def speaker_lines(pieces: Sequence[DiarizedSegment]) -> str:
+    """One ``[mm:ss.ss-mm:ss.ss] A: text`` line per run of one speaker's pieces."""
+    runs: list[DiarizedSegment] = []
+    for piece in pieces:
+        if runs and runs[-1].speaker == piece.speaker:
+            last = runs[-1]
+            runs[-1] = dataclasses.replace(last, end=piece.end, text=last.text + piece.text)
+        else:
+            runs.append(piece)
+    return "".join(
+        f"[{_clock(run.start)}-{_clock(run.end)}] {run.speaker}: {run.text.strip()}\n"
+        for run in runs
+        if run.text.strip()
+    )
+
+
+async def _turns(
+    manager: ModelManager, alias: str, data: bytes, speakers: int | None
+) -> list[SpeakerTurn]:
+    async with await manager.acquire(alias, ModelKind.DIARIZATION) as lease:
+        engine = lease.engine
+        assert isinstance(engine, SpeakerDiarizer)
+        audio = decode_audio(data, engine.capabilities.sample_rate)
+        options = DiarizeOptions(num_speakers=speakers)
+        return await asyncio.to_thread(engine.diarize, audio, options)
+
+
 def diarized_lines(
     settings: Settings, alias: str, data: bytes, options: TranscribeOptions, speakers: int | None
 ) -> str:
-    """One ``[mm:ss.ss-mm:ss.ss] A: text`` line per speaker turn."""
+    """The recording diarized and transcribed by this process, as speaker lines."""
 
     async def run() -> str:
         manager = build_manager(settings, BackendRegistry.from_entry_points())
@@ -41,41 +72,24 @@ def diarized_lines(
                 "no diarization model is configured: `bragi pull pyannote-segmentation-3.0`, "
                 "or add one to models: (docs/diarization.md)"
             )
-        for model in (manager.get(alias), diarizer):
-            if model.state is ModelState.DOWNLOADING:
-                await manager.prepare(model)
         try:
-            async with await manager.acquire(diarizer.alias, ModelKind.DIARIZATION) as lease:
-                engine = lease.engine
-                assert isinstance(engine, SpeakerDiarizer)
-                audio = decode_audio(data, engine.capabilities.sample_rate)
-                turns = await asyncio.to_thread(
-                    engine.diarize, audio, DiarizeOptions(num_speakers=speakers)
-                )
+            for model in (manager.get(alias), diarizer):
+                if model.state is ModelState.DOWNLOADING:
+                    await manager.prepare(model)
+            turns = await _turns(manager, diarizer.alias, data, speakers)
             async with await manager.acquire(alias, ModelKind.STT) as lease:
                 stt = lease.engine
                 assert isinstance(stt, SpeechToText)
-                words = dataclasses.replace(
-                    options, word_timestamps=stt.capabilities.word_timestamps
-                )
+                words = stt.capabilities.word_timestamps  # to split segments between speakers
+                asked = dataclasses.replace(options, word_timestamps=words)
                 audio = decode_audio(data, stt.capabilities.sample_rate)
-                segments, _info = await asyncio.to_thread(stt.transcribe, audio, words)
+                segments, _info = await asyncio.to_thread(
+                    transcribe_planned, stt, audio, asked, turns
+                )
                 collected = await asyncio.to_thread(list, segments)
         finally:
             await manager.stop()
         labels = SpeakerLabels(turns)
-        pieces = [p for s in collected for p in attribute_speakers(s, turns, labels)]
-        merged: list[list[object]] = []
-        for piece in pieces:
-            if merged and merged[-1][2] == piece.speaker:
-                merged[-1][1] = piece.end
-                merged[-1][3] = f"{merged[-1][3]}{piece.text}"
-            else:
-                merged.append([piece.start, piece.end, piece.speaker, piece.text])
-        return "".join(
-            f"[{_clock(float(start))}-{_clock(float(end))}] {speaker}: {str(text).strip()}\n"  # type: ignore[arg-type]
-            for start, end, speaker, text in merged
-            if str(text).strip()
-        )
+        return speaker_lines([p for s in collected for p in attribute_speakers(s, turns, labels)])
 
     return asyncio.run(run())

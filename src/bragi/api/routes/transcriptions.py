@@ -21,7 +21,6 @@ from bragi.api.diarized import (
     label_verbose,
     require_diarizer,
     speaker_subtitles,
-    transcribe_by_turns,
 )
 from bragi.api.forms import form_params, read_form, upload_bytes
 from bragi.api.sse import SSE_HEADERS
@@ -32,6 +31,7 @@ from bragi.api.transcription_request import (
     NewerTranscriptionFields,
     check_request_support,
     decode_known_speakers,
+    whisper_models,
 )
 from bragi.audio import Audio, decode_audio
 from bragi.backends.checks import check_transcription
@@ -44,6 +44,7 @@ from bragi.backends.protocol import (
     TranscribeOptions,
     TranscriptionInfo,
 )
+from bragi.backends.stretches import transcribe_planned
 from bragi.errors import InvalidRequestError
 from bragi.languages import language_code
 from bragi.models.manager import Lease
@@ -90,11 +91,12 @@ ParamsT = TypeVar("ParamsT", bound=_CommonParams)
 
 
 def _check_capabilities(
-    engine: SpeechToText, options: TranscribeOptions, params: _CommonParams
+    engine: SpeechToText, options: TranscribeOptions, params: _CommonParams, manager: Manager
 ) -> None:
     check_transcription(options, engine.capabilities, f"Model `{params.model}`")
     if isinstance(params, TranscriptionParams):
-        check_request_support(params, engine.capabilities, f"Model `{params.model}`")
+        model = f"Model `{params.model}`"
+        check_request_support(params, engine.capabilities, model, whisper_models(manager))
 
 
 async def _cancel_on_disconnect(request: Request, cancel: threading.Event) -> None:
@@ -156,17 +158,13 @@ async def _start(
             raise InvalidRequestError(f"Model `{params.model}` cannot transcribe.", param="model")
         if diarize is not None and engine.capabilities.word_timestamps:
             options = dataclasses.replace(options, word_timestamps=True)  # split at words
-        _check_capabilities(engine, options, params)
+        _check_capabilities(engine, options, params, manager)
         rate, max_seconds = engine.capabilities.sample_rate, manager.settings.max_audio_minutes * 60
         audio: Audio = await to_thread.run_sync(decode_audio, data, rate, max_seconds)
         if diarize is not None:
             turns = await diarize(audio)
-        if turns is not None and not engine.capabilities.word_timestamps:
-            segments, info = await to_thread.run_sync(
-                transcribe_by_turns, engine, audio, options, turns
-            )
-        else:
-            segments, info = await to_thread.run_sync(engine.transcribe, audio, options)
+        # by speaker runs or VAD stretches where the engine lacks word times or a VAD
+        segments, info = await to_thread.run_sync(transcribe_planned, engine, audio, options, turns)
         request.app.state.metrics.audio_seconds.labels(params.model, "in").inc(audio.duration)
     except BaseException:
         await lease.release()
