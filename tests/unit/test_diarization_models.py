@@ -16,7 +16,8 @@ from bragi.diarization.onnx_models import (
     find_embedding,
     find_segmentation,
 )
-from bragi.errors import ModelUnavailableError
+from bragi.errors import ConfigError, ModelUnavailableError
+from bragi.runners.placement import RunnerConfig, create_engine
 from tinymodels.diarization import WINDOW, write_embedding, write_segmentation
 
 
@@ -119,3 +120,11 @@ def test_companion_is_the_embedding_option() -> None:
         "embedding": "campplus-en-voxceleb"
     }
     assert BACKEND.companions(BackendOptions()) == {}
+
+
+def test_a_diarizer_is_not_put_in_a_worker(model_dir: Path) -> None:
+    config = RunnerConfig(runner="worker", label="diarizer")
+    with pytest.raises(ConfigError, match="diarizer: a diarization model runs in the server"):
+        create_engine(BACKEND, model_dir, "cpu", DiarizationOptions(threads=1), config)
+    engine = create_engine(BACKEND, model_dir, "cpu", DiarizationOptions(threads=1))
+    engine.close()

@@ -17,7 +17,14 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from bragi.backends.protocol import Backend, BackendOptions, Device, Engine, IsolatedBackend
+from bragi.backends.protocol import (
+    Backend,
+    BackendOptions,
+    Device,
+    Engine,
+    IsolatedBackend,
+    ModelKind,
+)
 from bragi.backends.registry import ENTRY_POINT_GROUP, load_engine
 from bragi.errors import BackendUnavailableError, ConfigError
 from bragi.runners.envs import EngineEnvs
@@ -131,6 +138,11 @@ def create_engine(
     config = config or RunnerConfig()
     if not runs_in_worker(backend, config.runner):
         return load_engine(backend, model_dir, device, options)
+    if backend.kind is ModelKind.DIARIZATION:  # the worker protocol carries STT and TTS only
+        raise ConfigError(
+            f"{config.label}: a diarization model runs in the server process; "
+            "remove `runner: worker`"
+        )
     python, environment = _interpreter(backend, config, device)
     reference = backend_reference(backend)
     spec = WorkerSpec(
