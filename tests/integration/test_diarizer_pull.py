@@ -5,6 +5,7 @@ repo and file names of the catalog."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -102,4 +103,16 @@ def test_starter_set_online_pulls_the_diarizer_as_one(
         assert all(s.speaker and s.type == "transcript.text.segment" for s in result.segments)
         log = server.log()
         assert f"pulled {SEGMENTATION_REPO}" in log and f"pulled {EMBEDDING_REPO}" in log
+        # the admin API's pull brings the embedding model too
+        http = server.http()
+        assert http.delete("/admin/models/campplus-en-voxceleb").status_code == 200
+        pulled = http.post("/admin/pull", json={"model": "pyannote-segmentation-3.0"}, timeout=60)
+        events = [json.loads(line) for line in pulled.text.splitlines()]
+        assert {
+            "status": "pulling",
+            "source": f"hub repo {EMBEDDING_REPO}",
+            "for": "embedding",
+        } in events
+        assert events[-1]["status"] == "success", events
+        assert len(diarizer_hub.content_gets(ENGLISH)) == 2
     assert diarizer_hub.content_gets("model.onnx") and diarizer_hub.content_gets(ENGLISH)

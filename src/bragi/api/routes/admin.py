@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bragi.api.deps import AdminKey, Manager
 from bragi.errors import BragiError, InvalidRequestError, NotFoundError
+from bragi.models.companions import catalog_companions
 from bragi.models.manager import ModelManager
 from bragi.models.packaged import packaged_dir
 from bragi.models.resolve import fetch_source, plan_source
@@ -87,6 +88,10 @@ async def pull(request: PullRequest, manager: Manager, _: AdminKey) -> Streaming
     async def run() -> None:
         try:
             path = await to_thread.run_sync(fetch_source, source, manager.store, on_progress)
+            # what the model's options name beside it (a diarizer's embedding model)
+            for field, companion in catalog_companions(source, manager.registry).items():
+                await events.put({"status": "pulling", "source": companion.origin, "for": field})
+                await to_thread.run_sync(fetch_source, companion, manager.store, on_progress)
             await events.put({"status": "success", "model": request.model, "path": str(path)})
         except BragiError as exc:
             await events.put({"status": "error", "error": exc.to_body()["error"]})
