@@ -44,21 +44,18 @@ def test_both_models_are_found_with_their_metadata(model_dir: Path) -> None:
 
 @pytest.mark.parametrize("key", SEGMENTATION_KEYS)
 def test_a_missing_segmentation_key_is_named(tmp_path: Path, key: str) -> None:
-    # the two keys that mark a file as a segmentation model make it "not one" instead
     write_segmentation(tmp_path, metadata={key: None})
     write_embedding(tmp_path)
-    with pytest.raises(ModelUnavailableError) as caught:
+    with pytest.raises(ModelUnavailableError, match=f"model.onnx: metadata '{key}' is missing"):
         BACKEND.load(tmp_path, "cpu", DiarizationOptions(threads=1))
-    assert key in caught.value.message or "no pyannote segmentation model" in caught.value.message
 
 
 @pytest.mark.parametrize("key", EMBEDDING_KEYS)
 def test_a_missing_embedding_key_is_named_not_fatal(tmp_path: Path, key: str) -> None:
     write_segmentation(tmp_path)
     write_embedding(tmp_path, metadata={key: None})
-    with pytest.raises(ModelUnavailableError) as caught:
+    with pytest.raises(ModelUnavailableError, match=f"embedding.onnx: metadata '{key}' is missing"):
         BACKEND.load(tmp_path, "cpu", DiarizationOptions(threads=1))
-    assert key in caught.value.message or "no speaker-embedding model" in caught.value.message
 
 
 @pytest.mark.parametrize(

@@ -6,14 +6,14 @@ a few frames of speech, and clusters the embeddings with single linkage, so one 
 embedding close to one member of another cluster is enough to join it. And pyannote's
 segmentation now and then gives one local label to two people of the same window (after
 a second person spoke, a third gets the first one's label): that embedding is a blend of
-two voices. Together
-they gave the end-to-end tests' three-voice conversation's last turn to the wrong speaker
-with 6 of 40 Piper takes of its synthetic voice (Piper's speech differs from call to call);
-this clustering, with none.
-Here a local speaker's track is cut wherever someone else talks in between (a unit is one
-person), only units with enough clean speech are clustered, with centroid linkage
-(a unit joins a speaker's mean voice, not its nearest single member), and the short
-units are then given to the most similar speaker, if similar enough.
+two voices. Together they gave the end-to-end tests' three-voice conversation's last turn
+to the wrong speaker with 6 of 40 Piper takes of its synthetic voice (Piper's speech
+differs from call to call); this clustering, with none.
+
+Here a local speaker's track is cut wherever someone else talks in between, and at
+pauses (a unit is one person), only units with enough clean speech are clustered, with
+centroid linkage (a unit joins a speaker's mean voice, not its nearest single member),
+and the short units are then given to the most similar speaker, if similar enough.
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ class SpeechUnit:
     clean: Frames  # the frames where only this speaker talks (what is embedded)
 
 
-def speech_units(windows: list[WindowActivity]) -> list[SpeechUnit]:
-    """Every local speaker's track, cut wherever another local speaker talks in a gap."""
+def speech_units(windows: list[WindowActivity], pause: int | None = None) -> list[SpeechUnit]:
+    """Every local speaker's track, cut wherever another local speaker talks in a gap,
+    and at every pause longer than ``pause`` frames."""
     units: list[SpeechUnit] = []
     for index, window in enumerate(windows):
         active = window.active
@@ -52,6 +53,8 @@ def speech_units(windows: list[WindowActivity]) -> list[SpeechUnit]:
                 continue
             others = np.cumsum(talking - active[:, speaker] > 0)  # others' frames so far
             interrupted = others[frames[1:] - 1] - others[frames[:-1]] > 0
+            if pause is not None:
+                interrupted |= np.diff(frames) > pause
             for run in np.split(frames, np.flatnonzero(interrupted) + 1):
                 units.append(SpeechUnit(index, run, run[talking[run] == 1]))
     return units

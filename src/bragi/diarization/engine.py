@@ -41,6 +41,9 @@ __all__ = ["Diarizer", "DiarizerSettings"]
 #: Seconds of clean speech a unit needs to take part in clustering: shorter embeddings
 #: are too noisy to found or join a speaker, so they are only matched afterwards.
 CLUSTER_SECONDS = 1.0
+#: A pause this long cuts a unit too: pyannote's segmentation may give the next person,
+#: after a silence, the same local label (a reader, then a synthetic voice 0.6 s later).
+PAUSE_SECONDS = 0.5
 #: Shorter units are not embedded at all (their frames get no speaker from their window).
 EMBED_SECONDS = 0.3
 #: A short unit joins the most similar speaker at this fraction of the similarity that
@@ -133,10 +136,12 @@ class Diarizer:
         model = self._segmenter.model
         step = max(1, round(model.window_size * self._settings.window_shift))
         windows = self._segmenter.windows(samples, step)
-        units = speech_units(windows)
-        if not units:
+        if not windows:
             return _Block([], [], [])
         hop = model.window_size / len(windows[0].active)
+        units = speech_units(windows, round(PAUSE_SECONDS * model.sample_rate / hop))
+        if not units:
+            return _Block([], [], [])
         grid = FrameGrid(hop, model.sample_rate, len(samples))
         seconds = np.array([len(u.clean) * hop / grid.rate for u in units])
         voices: dict[int, Vector] = {}

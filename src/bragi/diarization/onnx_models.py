@@ -21,6 +21,7 @@ __all__ = [
     "SegmentationModel",
     "find_embedding",
     "find_segmentation",
+    "has_segmentation",
     "is_embedding",
     "is_segmentation",
 ]
@@ -35,6 +36,15 @@ SEGMENTATION_KEYS = (
     "num_classes",
 )
 EMBEDDING_KEYS = ("output_dim", "sample_rate", "normalize_samples", "language", "framework")
+#: Keys no other engine's ONNX files carry: one of them makes a file a candidate, and a
+#: missing key is then named instead of the file passed over.
+_SEGMENTATION_MARKS = (
+    "powerset_max_classes",
+    "receptive_field_shift",
+    "receptive_field_size",
+    "num_classes",
+)
+_EMBEDDING_MARKS = ("framework", "output_dim", "normalize_samples")
 #: The embedding families sherpa-onnx's general extractor runs (NeMo needs other features).
 _FRAMEWORKS = ("wespeaker", "3d-speaker")
 
@@ -68,12 +78,19 @@ def _metadata(path: Path) -> dict[str, str] | None:
         return None
 
 
+def has_segmentation(directory: Path) -> bool:
+    """Whether ``directory`` has an .onnx file marked as a segmentation model (valid or not)."""
+    return any(is_segmentation(_metadata(path) or {}) for path in _onnx_files(directory))
+
+
 def is_segmentation(metadata: dict[str, str]) -> bool:
-    return "powerset_max_classes" in metadata and "receptive_field_shift" in metadata
+    """Marked as a segmentation model by any key only those have (then every key is checked)."""
+    return any(key in metadata for key in _SEGMENTATION_MARKS)
 
 
 def is_embedding(metadata: dict[str, str]) -> bool:
-    return "framework" in metadata and "output_dim" in metadata
+    """Marked as a speaker-embedding model by any key only those have."""
+    return any(key in metadata for key in _EMBEDDING_MARKS)
 
 
 def _onnx_files(directory: Path) -> list[Path]:

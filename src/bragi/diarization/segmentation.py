@@ -63,6 +63,8 @@ class Segmenter:
         settings = onnxruntime.SessionOptions()
         settings.intra_op_num_threads = threads
         settings.inter_op_num_threads = 1
+        # idle threads sleep instead of spinning: the segmentation runs between other work
+        settings.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.model = model
         self._session: Any = onnxruntime.InferenceSession(
             str(model.path), settings, providers=["CPUExecutionProvider"]
