@@ -23,7 +23,7 @@ from bragi.backends.protocol import (
 )
 from bragi.diarization import DiarizedSegment, SpeakerLabels, attribute_speakers
 from bragi.diarization.attribution import speaker_of
-from bragi.errors import InvalidRequestError
+from bragi.diarization.availability import require_diarizer
 from bragi.models.manager import ModelManager
 
 __all__ = [
@@ -31,23 +31,9 @@ __all__ = [
     "diarized_body",
     "diarized_segments",
     "label_verbose",
-    "require_diarizer",
+    "segment_event",
     "speaker_subtitles",
 ]
-
-
-def require_diarizer(manager: ModelManager) -> str:
-    """The diarization model's alias, or a 400 saying how to get one."""
-    served = manager.diarizer()
-    if served is None:
-        raise InvalidRequestError(
-            "This server has no speaker-diarization model. Pull one with `bragi pull "
-            "pyannote-segmentation-3.0` and restart, or configure a model of kind "
-            "diarization (docs/diarization.md).",
-            param="response_format",
-            code="diarization_unavailable",
-        )
-    return served.alias
 
 
 async def diarize_audio(
@@ -57,7 +43,7 @@ async def diarize_audio(
     num_speakers: int | None,
 ) -> list[SpeakerTurn]:
     """Run the diarization model on ``audio`` (leased like any model)."""
-    lease = await manager.acquire(require_diarizer(manager), ModelKind.DIARIZATION)
+    lease = await manager.acquire(require_diarizer(manager).alias, ModelKind.DIARIZATION)
     try:
         engine = lease.engine
         assert isinstance(engine, SpeakerDiarizer)
@@ -83,7 +69,8 @@ def diarized_segments(
     return [piece for segment in segments for piece in attribute_speakers(segment, turns, labels)]
 
 
-def _segment_event(index: int, piece: DiarizedSegment) -> dict[str, Any]:
+def segment_event(index: int, piece: DiarizedSegment) -> dict[str, Any]:
+    """OpenAI's ``transcript.text.segment``: in ``diarized_json`` and as a stream event."""
     return {
         "type": "transcript.text.segment",
         "id": f"seg_{index}",
@@ -103,7 +90,7 @@ def diarized_body(
         "task": "transcribe",
         "duration": round(info.duration, 3),
         "text": "".join(p.text for p in kept).strip(),
-        "segments": [_segment_event(i, p) for i, p in enumerate(kept)],
+        "segments": [segment_event(i, p) for i, p in enumerate(kept)],
         "usage": usage,
     }
 

@@ -11,8 +11,10 @@ from typing import Any
 
 from anyio import to_thread
 
+from bragi.api.diarized import segment_event
 from bragi.api.sse import sse_event
 from bragi.backends.protocol import Segment, SpeakerTurn, TranscriptionInfo
+from bragi.backends.stretches import stop_decoding
 from bragi.diarization import SpeakerLabels, attribute_speakers
 from bragi.models.manager import Lease
 
@@ -42,12 +44,6 @@ def logprobs_of(segments: Sequence[Segment]) -> list[dict[str, Any]]:
     return entries
 
 
-def _close(segments: Iterator[Segment]) -> None:
-    close = getattr(segments, "close", None)
-    if callable(close):
-        close()
-
-
 async def stream_transcript(
     lease: Lease, segments: Iterator[Segment], info: TranscriptionInfo, request: StreamRequest
 ) -> AsyncIterator[bytes]:
@@ -75,17 +71,7 @@ async def stream_transcript(
                     event["segment_id"] = f"seg_{count}"
                 yield sse_event(event)
                 if parts is not None:
-                    piece = parts[index]
-                    yield sse_event(
-                        {
-                            "type": "transcript.text.segment",
-                            "id": f"seg_{count}",
-                            "start": round(piece.start, 3),
-                            "end": round(piece.end, 3),
-                            "text": piece.text.strip(),
-                            "speaker": piece.speaker,
-                        }
-                    )
+                    yield sse_event(segment_event(count, parts[index]))
                     count += 1
         done: dict[str, Any] = {"type": "transcript.text.done", "text": "".join(pieces)}
         if request.logprobs:
@@ -95,7 +81,7 @@ async def stream_transcript(
         done["usage"] = {"type": "duration", "seconds": round(info.duration, 3)}
         yield sse_event(done)
     finally:
-        _close(segments)  # a client that left stops the decoding
+        stop_decoding(segments)  # a client that left stops the decoding
         await lease.release()
 
 

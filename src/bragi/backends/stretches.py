@@ -42,6 +42,7 @@ __all__ = [
     "silero_available",
     "speaker_runs",
     "speech_stretches",
+    "stop_decoding",
     "transcribe_planned",
     "transcribe_stretches",
     "vad_options",
@@ -131,7 +132,7 @@ def transcribe_stretches(
     ]
     if not parts:  # no speech: the engine still checks the request and names the language
         nothing, info = engine.transcribe(Audio(audio.samples[:0], rate), options)
-        _close(nothing)
+        stop_decoding(nothing)
         return iter(()), dataclasses.replace(info, duration=audio.duration)
     first, info = engine.transcribe(Audio(parts[0][1], rate), options)
 
@@ -144,12 +145,13 @@ def transcribe_stretches(
                     yield _shift(segment, index, offset)
                     index += 1
             finally:
-                _close(pending)  # a client that left stops the decoding
+                stop_decoding(pending)  # a client that left stops the decoding
 
     return shifted(), dataclasses.replace(info, duration=audio.duration)
 
 
-def _close(segments: Iterator[Segment]) -> None:
+def stop_decoding(segments: Iterator[Segment]) -> None:
+    """Stop an engine's lazy decoding now (its generator's ``close``), not when collected."""
     close = getattr(segments, "close", None)
     if callable(close):
         close()

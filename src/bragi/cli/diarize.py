@@ -19,7 +19,7 @@ from bragi.backends.registry import BackendRegistry
 from bragi.backends.stretches import transcribe_planned
 from bragi.config import Settings
 from bragi.diarization import DiarizedSegment, SpeakerLabels, attribute_speakers
-from bragi.errors import InvalidRequestError
+from bragi.diarization.availability import require_diarizer
 from bragi.models.configure import build_manager
 from bragi.models.manager import ModelManager
 from bragi.models.served import ModelState
@@ -66,13 +66,8 @@ def diarized_lines(
 
     async def run() -> str:
         manager = build_manager(settings, BackendRegistry.from_entry_points())
-        diarizer = manager.diarizer()
-        if diarizer is None:
-            raise InvalidRequestError(
-                "no diarization model is configured: `bragi pull pyannote-segmentation-3.0`, "
-                "or add one to models: (docs/diarization.md)"
-            )
         try:
+            diarizer = require_diarizer(manager)
             for model in (manager.get(alias), diarizer):
                 if model.state is ModelState.DOWNLOADING:
                     await manager.prepare(model)

@@ -19,7 +19,6 @@ from bragi.api.diarized import (
     diarized_body,
     diarized_segments,
     label_verbose,
-    require_diarizer,
     speaker_subtitles,
 )
 from bragi.api.forms import form_params, read_form, upload_bytes
@@ -45,6 +44,7 @@ from bragi.backends.protocol import (
     TranscriptionInfo,
 )
 from bragi.backends.stretches import transcribe_planned
+from bragi.diarization.availability import require_diarizer
 from bragi.errors import InvalidRequestError
 from bragi.languages import language_code
 from bragi.models.manager import Lease
