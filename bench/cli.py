@@ -18,6 +18,7 @@ from bench import report
 from bench.context import Context, Options
 from bench.direct import VOICES, materialize_starter
 from bench.machine import CpuShare, load_average, machine_info, usable_cpus
+from bench.p11_diarization import prepare_diarizer, with_diarizer
 from bench.stt_models import prepare_stt_models, server_config
 
 __all__ = ["main"]
@@ -30,6 +31,7 @@ SUITES = {
     "p8": "bench.p8_accuracy",
     "p2": "bench.p2_stt_throughput",
     "p9": "bench.p9_stt_engines",
+    "p11": "bench.p11_diarization",
     "p3": "bench.p3_tts_first_audio",
     "p4": "bench.p4_tts_throughput",
     "p10": "bench.p10_worker_cost",
@@ -38,13 +40,13 @@ SUITES = {
     "p5": "bench.p5_image_size",
 }
 KNOWN = sorted(SUITES, key=report.figure_order)  # p1 ... p10
-NEEDS_SERVER = {"p1", "p2", "p3", "p4", "p8", "p9", "p10"}
+NEEDS_SERVER = {"p1", "p2", "p3", "p4", "p8", "p9", "p10", "p11"}
 LOCAL_BRAGI = {"p6", "p7"}  # about `bragi serve` itself: not run against --base-url
 #: compares configs of the bench's own `bragi serve`: never against --base-url
 LOCAL_SERVERS = {"p10"}
-#: needs models an outside server does not have (P9's aliases and tiny models): not run
-#: against --base-url unless named
-OWN_MODELS = {"p9"}
+#: needs models an outside server does not have (P9's aliases and tiny models, P11's
+#: diarizer): not run against --base-url unless named
+OWN_MODELS = {"p9", "p11"}
 TTS_ENGINES = ("piper", "kokoro")
 DEFAULT_TTS_MODELS = {"piper": "tts-1", "kokoro": "kokoro"}
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -202,6 +204,8 @@ def run(argv: Sequence[str]) -> int:
     if "p9" in suites:
         prepare_stt_models(models_dir)
         config = server_config(models_dir)  # the starter set and P9's models
+    if "p11" in suites:
+        config = with_diarizer(config, prepare_diarizer(models_dir))
     ctx = Context(options, models_dir, config)
     figures: list[report.Figure] = []
     durations: dict[str, float] = {}
@@ -245,7 +249,8 @@ def run(argv: Sequence[str]) -> int:
         "other_processes_cores": share.others(),
         "server": options.base_url
         or "bragi serve started by the bench (starter set"
-        + (", P9's models" if config else "")
+        + (", P9's models" if "p9" in suites else "")
+        + (", P11's diarizer" if "p11" in suites else "")
         + ")"
         + (", and as many with runner: worker on every model for P10" if "p10" in suites else "")
         + "".join(f", {k}={v}" for k, v in options.server_env.items()),

@@ -33,6 +33,7 @@ _UNITS = {
     "audio s/s": "{:.1f} audio s/s",
     "MB": "{:.1f} MB",
     "% WER": "{:.2f} % WER",
+    "% DER": "{:.1f} % DER",
     "RTF": "{:.4f} RTF",
 }
 
