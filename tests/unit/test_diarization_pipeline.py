@@ -32,7 +32,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _load(model_dir: Path, **options: float) -> Diarizer:
-    return BACKEND.load(model_dir, "cpu", DiarizationOptions(threads=1, **options))
+    return BACKEND.load(model_dir, "cpu", DiarizationOptions(**options))
 
 
 @pytest.fixture(scope="module")
@@ -260,3 +260,15 @@ def test_turns_close_short_gaps_and_drop_short_runs() -> None:
     turns = speaker_turns(windows, units, [0] * len(units), grid, 0.15, 0.15)
     # the 0.1 s gap is closed, the lone 0.1 s frame dropped
     assert [(t.start, t.end) for t in turns] == [(0.0, 0.7)]
+
+
+def test_units_embedded_in_parallel_give_the_same_turns(
+    model_dir: Path, diarizer: Diarizer
+) -> None:
+    parts: Parts = [("low", 3), ("gap", 0.5), ("high", 2.5), ("gap", 0.5), ("low", 2)]
+    audio, _truth = _talk(parts * 3)
+    engine = _load(model_dir, threads=3)
+    try:
+        assert engine.diarize(audio, DiarizeOptions()) == diarizer.diarize(audio, DiarizeOptions())
+    finally:
+        engine.close()

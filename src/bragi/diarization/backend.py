@@ -52,9 +52,10 @@ class DiarizationOptions(BackendOptions):
     block_minutes: float = Field(default=10.0, ge=1, le=120)
     """Longer recordings are diarized in blocks of about this length, so memory stays
     bounded; their speakers are linked by voice."""
-    threads: int = Field(default=1, ge=1)
-    """Threads for each of the two models. The diarizer's calls are short: on 2 cores a
-    second thread doubled its CPU time (ONNX Runtime's threads spin) for little gain."""
+    threads: int = Field(default=1, ge=1, le=16)
+    """Units embedded at once, each by its own single-threaded copy of the embedding model
+    (for long recordings on many cores). Each model call has one thread: a second intra-op
+    thread doubled the CPU time on 2 cores (ONNX Runtime's threads spin) for no gain."""
 
 
 class DiarizationBackend:
@@ -105,17 +106,16 @@ class DiarizationBackend:
             block_seconds=max(opts.block_minutes * 60, 2 * segmentation.window_seconds),
             known_similarity=opts.known_speaker_similarity,
         )
-        threads = opts.threads
+        workers = opts.threads
+        config = sherpa_onnx.SpeakerEmbeddingExtractorConfig(
+            model=str(embedding.path), num_threads=1
+        )
         try:  # onnxruntime's and sherpa-onnx's own errors for a broken graph
-            segmenter = Segmenter(segmentation, threads)
-            extractor = sherpa_onnx.SpeakerEmbeddingExtractor(
-                sherpa_onnx.SpeakerEmbeddingExtractorConfig(
-                    model=str(embedding.path), num_threads=threads
-                )
-            )
+            segmenter = Segmenter(segmentation, 1)
+            extractors = [sherpa_onnx.SpeakerEmbeddingExtractor(config) for _ in range(workers)]
         except Exception as exc:
             raise ModelUnavailableError(f"could not load the diarization models: {exc}") from exc
-        return Diarizer(settings, segmenter, extractor)
+        return Diarizer(settings, segmenter, extractors)
 
 
 def _segmentation(model_dir: Path) -> SegmentationModel:

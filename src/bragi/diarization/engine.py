@@ -12,6 +12,8 @@ units, embedded, clustered (:mod:`bragi.diarization.clustering`) and turned into
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,10 +76,14 @@ class _Block:
 class Diarizer:
     """Implements :class:`~bragi.backends.protocol.SpeakerDiarizer`."""
 
-    def __init__(self, settings: DiarizerSettings, segmenter: Segmenter, extractor: Any) -> None:
+    def __init__(
+        self, settings: DiarizerSettings, segmenter: Segmenter, extractors: Sequence[Any]
+    ) -> None:
+        """``extractors``: sherpa-onnx embedding extractors, one thread each; units are
+        embedded by all of them at once (their ``compute`` runs without the GIL)."""
         self._settings = settings
         self._segmenter: Segmenter | None = segmenter
-        self._extractor: Any = extractor
+        self._extractors: list[Any] = list(extractors)
         self._lock = threading.Lock()  # one diarization at a time per loaded model
         self.capabilities = DiarizerCapabilities(sample_rate=settings.sample_rate)
 
@@ -85,7 +91,7 @@ class Diarizer:
         if self._segmenter is not None:
             self._segmenter.close()
         self._segmenter = None
-        self._extractor = None
+        self._extractors = []
 
     # --- the protocol ----------------------------------------------------------------
 
@@ -144,12 +150,9 @@ class Diarizer:
             return _Block([], [], [])
         grid = FrameGrid(hop, model.sample_rate, len(samples))
         seconds = np.array([len(u.clean) * hop / grid.rate for u in units])
-        voices: dict[int, Vector] = {}
-        for index, speech in enumerate(units):
-            if seconds[index] >= EMBED_SECONDS:
-                voice = self._embed(samples, windows[speech.window], speech, grid)
-                if voice is not None:
-                    voices[index] = voice
+        wanted = [i for i in range(len(units)) if seconds[i] >= EMBED_SECONDS]
+        pieces = [_pieces(samples, windows[units[i].window], units[i], grid) for i in wanted]
+        voices = self._embed_all(wanted, pieces)
         founders = [i for i in voices if seconds[i] >= CLUSTER_SECONDS] or list(voices)
         if not founders:
             return _Block([], [], [])
@@ -170,31 +173,37 @@ class Diarizer:
         )
         return _renumbered(turns, centroids)
 
-    def _embed(
-        self, samples: Samples, window: WindowActivity, speech: SpeechUnit, grid: FrameGrid
-    ) -> Vector | None:
-        """The voice embedding of a unit's clean speech."""
-        pieces = []
-        breaks = np.flatnonzero(np.diff(speech.clean) > 1) + 1
-        for run in np.split(speech.clean, breaks):
-            start = window.start + round(int(run[0]) * grid.hop)
-            end = min(window.start + round((int(run[-1]) + 1) * grid.hop), len(samples))
-            pieces.append(samples[start:end])
-        return self._voice(pieces)
+    def _embed_all(self, indices: list[int], pieces: list[list[Samples]]) -> dict[int, Vector]:
+        """index -> voice embedding, the extractors taking the units in turn, in parallel."""
+        share = len(self._extractors)
 
-    def _voice(self, pieces: list[Samples]) -> Vector | None:
+        def embed(worker: int) -> dict[int, Vector]:
+            extractor = self._extractors[worker]
+            found = {}
+            for index, parts in zip(indices[worker::share], pieces[worker::share], strict=True):
+                voice = self._voice(parts, extractor)
+                if voice is not None:
+                    found[index] = voice
+            return found
+
+        if share == 1 or len(indices) < share:  # not worth a thread
+            return _merged(embed(worker) for worker in range(share))
+        with ThreadPoolExecutor(max_workers=share, thread_name_prefix="diarize") as pool:
+            return _merged(pool.map(embed, range(share)))
+
+    def _voice(self, pieces: list[Samples], extractor: Any) -> Vector | None:
         """The embedding of the pieces as one stretch of speech; None when they are too
         short for the model (it gives no embedding, or a non-finite one)."""
-        stream = self._extractor.create_stream()
+        stream = extractor.create_stream()
         for piece in pieces:
             if len(piece):
                 stream.accept_waveform(
                     self._settings.sample_rate, np.ascontiguousarray(piece, dtype=np.float32)
                 )
         stream.input_finished()
-        if not self._extractor.is_ready(stream):
+        if not extractor.is_ready(stream):
             return None
-        vector = np.asarray(self._extractor.compute(stream), np.float32)
+        vector = np.asarray(extractor.compute(stream), np.float32)
         return unit(vector) if np.all(np.isfinite(vector)) and vector.any() else None
 
     # --- known speakers ------------------------------------------------------------------
@@ -203,7 +212,7 @@ class Diarizer:
         audio = known.reference
         if audio.sample_rate != self._settings.sample_rate:
             raise EngineError(f"reference for {known.name!r} is not at the model's rate")
-        voice = self._voice([audio.samples])
+        voice = self._voice([audio.samples], self._extractors[0])
         if voice is None:
             raise InvalidRequestError(
                 f"The reference recording for {known.name!r} is too short to recognise a voice.",
@@ -219,6 +228,26 @@ class Diarizer:
         similarity = np.stack(ledger.centroids()) @ np.stack(references).T
         pairs = match_greedy(similarity, self._settings.known_similarity)
         return {speaker: known[reference].name for speaker, reference in pairs.items()}
+
+
+def _pieces(
+    samples: Samples, window: WindowActivity, speech: SpeechUnit, grid: FrameGrid
+) -> list[Samples]:
+    """A unit's clean speech, as runs of samples."""
+    pieces = []
+    breaks = np.flatnonzero(np.diff(speech.clean) > 1) + 1
+    for run in np.split(speech.clean, breaks):
+        start = window.start + round(int(run[0]) * grid.hop)
+        end = min(window.start + round((int(run[-1]) + 1) * grid.hop), len(samples))
+        pieces.append(samples[start:end])
+    return pieces
+
+
+def _merged(parts: Iterable[dict[int, Vector]]) -> dict[int, Vector]:
+    merged: dict[int, Vector] = {}
+    for part in parts:
+        merged |= part
+    return merged
 
 
 def _renumbered(turns: list[Turn], centroids: NDArray[np.float32]) -> _Block:
