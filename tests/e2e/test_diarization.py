@@ -213,11 +213,13 @@ def test_streamed_segments(diarizing_server: LiveServer, voices: dict) -> None:
     assert kinds[-1] == "transcript.text.done" and "transcript.text.segment" in kinds
     segments = [e for e in events if e.type == "transcript.text.segment"]
     deltas = [e for e in events if e.type == "transcript.text.delta"]
-    # each segment event follows the deltas of its own segment
-    for event in segments:
-        before = kinds.index("transcript.text.segment", 0)
-        assert before > 0
-        assert any(d.segment_id == event.id for d in deltas)
+    # each segment event comes right after its own deltas, and no delta of it follows
+    for position, event in enumerate(events):
+        if event.type == "transcript.text.segment":
+            assert events[position - 1].type == "transcript.text.delta"
+            assert events[position - 1].segment_id == event.id
+            later = events[position + 1 : -1]
+            assert all(getattr(e, "segment_id", None) != event.id for e in later)
     assert {s.speaker for s in segments} == {"A", "B"}
     assert events[-1].text.strip() == "".join(d.delta for d in deltas).strip()
     _assert_turns(segments, conversation)
