@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import importlib
 import re
+import sys
+import wave
 from dataclasses import dataclass
 from functools import cache
 from importlib.util import find_spec
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 __all__ = [
     "RECORDINGS",
     "TTS_LONG",
     "TTS_THREE_SENTENCES",
     "Recording",
+    "asset_path",
+    "from_tests",
     "normalize",
     "recording",
     "word_error_rate",
+    "write_wav",
 ]
 
 
@@ -84,10 +92,41 @@ def _assets_dir() -> Path:
 def recording(key: str) -> tuple[Recording, Path]:
     """The recording and its file on disk."""
     rec = RECORDINGS[key]
-    path = _assets_dir() / rec.name
+    return rec, asset_path(rec.name)
+
+
+def asset_path(name: str) -> Path:
+    """A file of moonshine-voice's assets (recordings: docs/test-models.md)."""
+    path = _assets_dir() / name
     if not path.is_file():
         raise SystemExit(f"bench: {path} is missing; reinstall moonshine-voice==0.0.73")
-    return rec, path
+    return path
+
+
+def from_tests(module: str, suite: str) -> ModuleType:
+    """One of the tests' helper packages (``tinymodels``, ``realmodels``), imported as a
+    top-level module as the tests' conftest arranges, so one builder serves both."""
+    tests = str(Path(__file__).resolve().parent.parent / "tests")
+    sys.path.insert(0, tests)
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise SystemExit(f"bench: {suite} builds its models with tests/{module}: {exc}") from exc
+    finally:
+        sys.path.remove(tests)
+
+
+def write_wav(path: Path, samples: Any, rate: int = 16_000) -> Path:
+    """float samples as a 16-bit mono WAV file (clipped to [-1, 1])."""
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    return path
 
 
 _NOT_WORD = re.compile(r"[^a-z0-9']+")

@@ -18,6 +18,7 @@ from bench import report
 from bench.context import Context, Options
 from bench.direct import VOICES, materialize_starter
 from bench.machine import CpuShare, load_average, machine_info, usable_cpus
+from bench.p16_diarization import prepare_diarizer, with_diarizer
 from bench.stt_models import prepare_stt_models, server_config
 
 __all__ = ["main"]
@@ -36,18 +37,19 @@ SUITES = {
     "p13": "bench.p13_web_page",
     "p14": "bench.p14_wyoming",
     "p15": "bench.p15_live",
+    "p16": "bench.p16_diarization",
     "p6": "bench.p6_idle_memory",
     "p7": "bench.p7_startup",
     "p5": "bench.p5_image_size",
 }
-KNOWN = sorted(SUITES, key=report.figure_order)  # p1 ... p14
-NEEDS_SERVER = {"p1", "p2", "p3", "p4", "p8", "p9", "p10", "p13", "p15"}
+KNOWN = sorted(SUITES, key=report.figure_order)  # p1 ... p16
+NEEDS_SERVER = {"p1", "p2", "p3", "p4", "p8", "p9", "p10", "p13", "p15", "p16"}
 LOCAL_BRAGI = {"p6", "p7"}  # about `bragi serve` itself: not run against --base-url
 #: compares configs of the bench's own `bragi serve`: never against --base-url
 LOCAL_SERVERS = {"p10", "p14"}
-#: needs models an outside server does not have (P9's aliases and tiny models): not run
-#: against --base-url unless named
-OWN_MODELS = {"p9"}
+#: needs models an outside server does not have (P9's aliases and tiny models, P16's
+#: diarizer): not run against --base-url unless named
+OWN_MODELS = {"p9", "p16"}
 TTS_ENGINES = ("piper", "kokoro")
 DEFAULT_TTS_MODELS = {"piper": "tts-1", "kokoro": "kokoro"}
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -205,6 +207,8 @@ def run(argv: Sequence[str]) -> int:
     if "p9" in suites:
         prepare_stt_models(models_dir)
         config = server_config(models_dir)  # the starter set and P9's models
+    if "p16" in suites:
+        config = with_diarizer(config, prepare_diarizer(models_dir))
     ctx = Context(options, models_dir, config)
     figures: list[report.Figure] = []
     durations: dict[str, float] = {}
@@ -248,7 +252,8 @@ def run(argv: Sequence[str]) -> int:
         "other_processes_cores": share.others(),
         "server": options.base_url
         or "bragi serve started by the bench (starter set"
-        + (", P9's models" if config else "")
+        + (", P9's models" if "p9" in suites else "")
+        + (", P16's diarizer" if "p16" in suites else "")
         + ")"
         + (", and as many with runner: worker on every model for P10" if "p10" in suites else "")
         + (", and as many with Wyoming on for P14" if "p14" in suites else "")

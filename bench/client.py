@@ -33,6 +33,17 @@ class Client:
             raise RuntimeError(f"{self.base_url} returned no words for {path.name}")
         return str(result.text).strip()
 
+    def diarize(self, model: str, path: Path) -> str:
+        """Upload ``path`` for ``diarized_json``; the text (every segment has a speaker)."""
+        with path.open("rb") as file:
+            result = self.openai.audio.transcriptions.create(
+                model=model, file=file, response_format="diarized_json"
+            )
+        segments = getattr(result, "segments", None) or []
+        if not segments or not all(segment.speaker for segment in segments):
+            raise RuntimeError(f"{self.base_url} returned no speakers for {path.name}")
+        return str(result.text).strip()
+
     def speech(self, model: str, voice: str, text: str, fmt: Any) -> bytes:
         """The whole encoded file."""
         response = self.openai.audio.speech.create(

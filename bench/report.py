@@ -34,6 +34,7 @@ _UNITS = {
     "MB": "{:.1f} MB",
     "KB": "{:.1f} KB",
     "% WER": "{:.2f} % WER",
+    "% DER": "{:.1f} % DER",
     "RTF": "{:.4f} RTF",
 }
 

@@ -11,19 +11,16 @@ figures measure Bragi's overhead around a near-free engine, never the real model
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import wave
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from bench.assets import from_tests, write_wav
 from bench.packaged import materialize_all
 from bench.server import models_config, starter_set
 
@@ -58,15 +55,8 @@ KOREAN_SENTENCES = (
 
 
 def _tiny_builders() -> tuple[Callable[..., Path], Callable[..., Path]]:
-    """``write_paraformer`` and ``write_parakeet`` from tests/tinymodels (it imports itself
-    as the top-level ``tinymodels``, as the tests' conftest arranges)."""
-    sys.path.insert(0, str(_TESTS))
-    try:
-        import tinymodels
-    except ImportError as exc:
-        raise SystemExit(f"bench: P9 builds its tiny models with tests/tinymodels: {exc}") from exc
-    finally:
-        sys.path.remove(str(_TESTS))
+    """``write_paraformer`` and ``write_parakeet`` from tests/tinymodels."""
+    tinymodels = from_tests("tinymodels", "P9")
     return tinymodels.write_paraformer, tinymodels.write_parakeet
 
 
@@ -134,16 +124,7 @@ def korean_clip(folder: Path, sentences: int) -> Path:
             f"bench: P9's Korean clip needs espeak-ng (make system-deps): {exc}"
         ) from exc
     samples = decode_audio(spoken, 16_000).samples
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(16_000)
-        out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"korean-espeak-{sentences}.wav"
-    path.write_bytes(buffer.getvalue())
-    return path
+    return write_wav(folder / f"korean-espeak-{sentences}.wav", samples)
 
 
 def wav_seconds(path: Path) -> float:

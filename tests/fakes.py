@@ -38,6 +38,7 @@ from bragi.backends.protocol import (
     TranscriptionInfo,
     TtsCapabilities,
     Voice,
+    Word,
 )
 from bragi.backends.sentences import split_sentences
 from bragi.errors import EngineError
@@ -224,9 +225,11 @@ class FakeSttEngine:
                 if backend.gate is not None and index >= backend.gate_from:
                     _wait_gate(backend.gate, f"segment {index}")
                 call.produced += 1
-                yield Segment(
-                    id=index, start=index * 0.5, end=index * 0.5 + 0.5, text=f" word{index}"
-                )
+                start, text = index * 0.5, f" word{index}"
+                words = None
+                if backend.words and call.options.word_timestamps:
+                    words = (Word(text, start, start + 0.4),)
+                yield Segment(id=index, start=start, end=start + 0.5, text=text, words=words)
             call.finished = True
         except GeneratorExit:
             call.closed.set()
@@ -251,9 +254,11 @@ class FakeSttBackend(FakeBackend):
         gate: threading.Event | None = None,
         gate_from: int = 0,
         capabilities: SttCapabilities | None = None,
+        words: bool = False,
     ):
         super().__init__()
         self.segments = segments
+        self.words = words  # each segment one timed word, when word timestamps are asked
         self.gate = gate
         self.gate_from = gate_from
         self.capabilities = capabilities or SttCapabilities(

@@ -33,6 +33,7 @@ from bragi.errors import ConfigError
 
 __all__ = [
     "DEFAULT_CONFIG_FILE",
+    "ModelAlias",
     "ModelConfig",
     "RealtimeSettings",
     "Settings",
@@ -108,6 +109,16 @@ class ModelConfig(BaseModel):
     @classmethod
     def _timeout(cls, value: object) -> float:
         return parse_duration(value)
+
+
+class ModelAlias(BaseModel):
+    """Another name for a configured model (OpenAI's model names); ``diarize`` makes the
+    name label speakers in verbose_json, srt and vtt too."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(min_length=1)
+    diarize: bool = False
 
 
 class VoiceMapping(BaseModel):
@@ -262,6 +273,16 @@ class Settings(BaseSettings):
     """The Wyoming listener for Home Assistant (off by default; unauthenticated)."""
     realtime: RealtimeSettings = Field(default_factory=RealtimeSettings)
     """Live transcription (the OpenAI Realtime API)."""
+    aliases: dict[str, ModelAlias] | None = None
+    """More names for configured models (``gpt-4o-transcribe: whisper-1``, or
+    ``{model: whisper-1, diarize: true}``); unset, the starter set gets OpenAI's current names."""
+
+    @field_validator("aliases", mode="before")
+    @classmethod
+    def _alias_shorthand(cls, value: object) -> object:
+        if isinstance(value, dict):
+            return {k: {"model": v} if isinstance(v, str) else v for k, v in value.items()}
+        return value
 
     @field_validator("keep_alive", mode="before")
     @classmethod

@@ -14,7 +14,8 @@ from typing import Any, Literal
 
 from bragi.audio.decode import is_silent
 from bragi.audio.types import Audio
-from bragi.backends.protocol import SpeechToText, TranscribeOptions
+from bragi.backends.protocol import SpeakerTurn, SpeechToText, TranscribeOptions
+from bragi.backends.stretches import transcribe_planned
 from bragi.languages import language_name
 from bragi.types import Segment, TranscriptionInfo
 
@@ -22,13 +23,18 @@ __all__ = ["render_transcript", "start_transcription", "to_srt", "to_vtt"]
 
 
 def start_transcription(
-    engine: SpeechToText, audio: Audio, options: TranscribeOptions
+    engine: SpeechToText,
+    audio: Audio,
+    options: TranscribeOptions,
+    turns: Sequence[SpeakerTurn] | None = None,
 ) -> tuple[Iterator[Segment], TranscriptionInfo]:
-    """The engine's lazy segments and what it found, or none for silent audio."""
+    """The engine's lazy segments and what it found, or none for silent audio. With
+    speaker ``turns`` or a request's own VAD the engine may run stretch by stretch
+    (:func:`~bragi.backends.stretches.transcribe_planned`)."""
     if is_silent(audio):
         language = "en" if options.task == "translate" else options.language or "en"
         return iter(()), TranscriptionInfo(language=language, duration=audio.duration)
-    return engine.transcribe(audio, options)
+    return transcribe_planned(engine, audio, options, turns)
 
 
 def _segment_body(segment: Segment) -> dict[str, Any]:

@@ -21,6 +21,7 @@ Device = Literal["cpu", "cuda"]
 class ModelKind(StrEnum):
     STT = "stt"
     TTS = "tts"
+    DIARIZATION = "diarization"
 
 
 @dataclass(frozen=True, slots=True)

@@ -172,7 +172,8 @@ def test_the_catalog_says_what_is_on_disk_and_what_serves_it(server: AppServer) 
     names = [e["name"] for e in entries]
     assert "whisper-base" in names and "kokoro" in names and len(names) == len(set(names))
     for entry in entries:
-        assert entry["kind"] in {"stt", "tts"} and entry["source"] in {"pypi", "hub"}
+        assert entry["kind"] in {"stt", "tts", "diarization"}
+        assert entry["source"] in {"pypi", "hub"}
         assert entry["downloaded"] is False and entry["served_as"] == []  # an empty store
 
 

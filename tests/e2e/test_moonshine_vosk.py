@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import openai
@@ -158,3 +159,64 @@ print(sorted(m for m in sys.modules if m.split(".")[0] in {{"torch", "tensorflow
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_server_vad_settings_reach_moonshines_own_vad(
+    live: LiveServer, speech: dict[str, SpeechSample]
+) -> None:
+    sample = speech["beckett"]
+
+    def segments(silence_ms: int) -> list[Any]:
+        result = live.client().audio.transcriptions.create(
+            model="moonshine-tiny",
+            file=sample.path,
+            response_format="verbose_json",
+            chunking_strategy={"type": "server_vad", "silence_duration_ms": silence_ms},
+        )
+        assert word_error_rate(sample.text, result.text) < 0.3
+        return list(result.segments or ())
+
+    # a pause of 100 ms ends a chunk between most sentences; one of 2 s never does
+    assert len(segments(100)) > len(segments(2000)) == 1
+
+
+def test_server_vad_cuts_vosk_audio_on_the_recordings_clock(
+    live: LiveServer, korean_wav: bytes
+) -> None:
+    """Vosk has no VAD settings: Bragi's Silero cuts the audio, each stretch is decoded
+    alone, and the words keep their times in the whole recording."""
+    silence = np.zeros(2 * 16_000, np.float32)
+    late = wav_of(np.concatenate([silence, decode_audio(korean_wav, 16_000).samples]), 16_000)
+    client = live.client()
+
+    def words(**options: Any) -> list[Any]:
+        result = client.audio.transcriptions.create(
+            model="vosk-ko",
+            file=("late.wav", late),
+            response_format="verbose_json",
+            timestamp_granularities=["word"],
+            **options,
+        )
+        return list(result.words or ())
+
+    plain = words()
+    cut = words(chunking_strategy={"type": "server_vad", "silence_duration_ms": 300})
+    assert cut and cut[0].start > 1.8  # not the stretch's own clock, which starts at 0
+    # decoded alone, a stretch may come out a little differently; where it is does not
+    assert abs(cut[0].start - plain[0].start) < 0.3 and abs(cut[-1].end - plain[-1].end) < 0.5
+
+
+def test_keywords_and_logprobs_say_which_models_can(
+    live: LiveServer, speech: dict[str, SpeechSample]
+) -> None:
+    for model, extra, param in (
+        ("moonshine-tiny", {"extra_body": {"keywords": ["Beckett"]}}, "keywords"),
+        ("vosk-ko", {"include": ["logprobs"]}, "include"),
+    ):
+        with pytest.raises(openai.BadRequestError) as caught:
+            live.client().audio.transcriptions.create(
+                model=model, file=speech["beckett"].path, **extra
+            )
+        error = caught.value.body
+        assert isinstance(error, dict) and error["param"] == param
+        assert "faster-whisper" in error["message"], error

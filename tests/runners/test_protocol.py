@@ -21,6 +21,7 @@ from bragi.backends.protocol import (
     TranscribeOptions,
     TranscriptionInfo,
     TtsCapabilities,
+    VadRequest,
     Voice,
     VoiceReference,
     Word,
@@ -87,6 +88,10 @@ def test_the_protocol_types_round_trip_through_json() -> None:
     assert codec.transcription_info(codec.encode(info)) == info
     options = TranscribeOptions(task="translate", language="fr", prompt="p", word_timestamps=True)
     assert codec.transcribe_options(codec.encode(options)) == options
+    newer = TranscribeOptions(
+        hotwords=("Beckett",), languages=("en", "de"), logprobs=True, vad=VadRequest(0.4, 300)
+    )
+    assert codec.transcribe_options(json.loads(json.dumps(codec.encode(newer)))) == newer
     request = SynthesisRequest("Hallo.", "alba", 1.5, "de")
     header, payload = codec.synthesis_header(request)
     assert payload == b""

@@ -28,6 +28,7 @@ from bragi.backends.protocol import (
     SttCapabilities,
     TranscribeOptions,
     TranscriptionInfo,
+    VadRequest,
     Word,
 )
 from bragi.devices import usable_cpus
@@ -125,16 +126,23 @@ class FasterWhisperEngine:
             )
         opts = self._options
         vad = opts.vad_parameters.model_dump(exclude_none=True) if opts.vad_parameters else None
+        if options.languages and language is None:
+            language = self._likeliest(model, audio, options.languages)
         kwargs: dict[str, Any] = {
             "language": language,
             "task": options.task,
             "initial_prompt": options.prompt or None,
             "temperature": _temperatures(options.temperature),
-            "word_timestamps": options.word_timestamps,
+            "word_timestamps": options.word_timestamps or options.logprobs,
             "beam_size": opts.beam_size,
             "vad_filter": opts.vad_filter,
             "vad_parameters": vad,
         }
+        if options.hotwords:
+            kwargs["hotwords"] = " ".join(options.hotwords)
+        if options.vad is not None:  # the request's chunking_strategy=server_vad
+            kwargs["vad_filter"] = True
+            kwargs["vad_parameters"] = (vad or {}) | _request_vad(options.vad)
         try:
             if opts.batch_size > 0:
                 pipeline = self._batched(model)  # per call: it keeps per-run state
@@ -155,6 +163,15 @@ class FasterWhisperEngine:
         """Drop the model so its memory goes back (after any decode still running ends)."""
         self._model = None
         gc.collect()
+
+    def _likeliest(self, model: Any, audio: Audio, candidates: tuple[str, ...]) -> str:
+        """The most probable of the request's candidate languages (``languages[]``)."""
+        try:
+            _best, _probability, ranked = model.detect_language(audio.samples)
+        except Exception as exc:
+            raise EngineError(f"faster-whisper failed to detect the language: {exc}") from exc
+        scores = dict(ranked or [])
+        return max(candidates, key=lambda code: scores.get(code, 0.0))
 
     def _check(self, options: TranscribeOptions) -> str | None:
         """Refuse, before any decoding, what this model cannot do; return the language code."""
@@ -216,8 +233,26 @@ class FasterWhisperBackend:
         if multilingual:  # the languages this checkpoint has tokens for: base 99, large-v3 100
             token_id = model.hf_tokenizer.token_to_id
             languages = frozenset(c for c in _LANGUAGE_CODES if token_id(f"<|{c}|>") is not None)
-        caps = SttCapabilities(SAMPLE_RATE, languages, translate=multilingual, word_timestamps=True)
+        caps = SttCapabilities(
+            SAMPLE_RATE,
+            languages,
+            translate=multilingual,
+            word_timestamps=True,
+            hotwords=True,
+            logprobs=True,
+            vad=True,
+        )
         return FasterWhisperEngine(model, caps, opts, faster_whisper.BatchedInferencePipeline)
+
+
+def _request_vad(vad: VadRequest) -> dict[str, Any]:
+    """OpenAI's server_vad settings as Silero VAD parameters."""
+    mapped = {
+        "threshold": vad.threshold,
+        "min_silence_duration_ms": vad.silence_ms,
+        "speech_pad_ms": vad.padding_ms,
+    }
+    return {key: value for key, value in mapped.items() if value is not None}
 
 
 def _temperatures(temperature: float) -> tuple[float, ...]:

@@ -35,6 +35,7 @@ from bragi.backends.protocol import (
     TranscribeOptions,
     TranscriptionInfo,
 )
+from bragi.backends.stretches import vad_options
 from bragi.backends.vad import SileroVad, VadOptions, load_silero_vad
 from bragi.backends.vad import silero_model_path as _silero_model_path
 from bragi.errors import (
@@ -69,7 +70,7 @@ class MoonshineOptions(BackendOptions):
 class MoonshineEngine:
     """A loaded Moonshine model; implements :class:`~bragi.backends.protocol.SpeechToText`."""
 
-    capabilities = SttCapabilities(SAMPLE_RATE, frozenset({"en"}))
+    capabilities = SttCapabilities(SAMPLE_RATE, frozenset({"en"}), vad=True)  # its own Silero
 
     def __init__(
         self, encoder: Any, decoder: Any, vocabulary: list[bytes], vad: SileroVad, opts: VadOptions
@@ -101,16 +102,19 @@ class MoonshineEngine:
             raise EngineError("this Moonshine engine has been closed")
         if audio.sample_rate != SAMPLE_RATE:
             raise EngineError(f"Moonshine needs {SAMPLE_RATE} Hz audio, got {audio.sample_rate}")
-        return self._segments(audio.samples), TranscriptionInfo("en", audio.duration)
+        vad = self._vad_options
+        if options.vad is not None:  # the request's chunking_strategy=server_vad
+            vad = vad_options(options.vad, vad)
+        return self._segments(audio.samples, vad), TranscriptionInfo("en", audio.duration)
 
     def close(self) -> None:
         """Drop the sessions so their memory goes back."""
         self._encoder = self._decoder = None
         gc.collect()
 
-    def _segments(self, samples: Samples) -> Generator[Segment, None, None]:
+    def _segments(self, samples: Samples, vad: VadOptions) -> Generator[Segment, None, None]:
         index = 0
-        for span in self._vad.spans(samples, self._vad_options):
+        for span in self._vad.spans(samples, vad):
             tokens, avg_logprob = self._generate(samples[span.start : span.end])
             text = decode_tokens(self._vocabulary, tokens).strip()
             if not text:

@@ -22,12 +22,18 @@ __all__ = [
     "Backend",
     "BackendOptions",
     "CapabilityListing",
+    "CompanionModels",
     "Device",
+    "DiarizeOptions",
+    "DiarizerCapabilities",
     "Engine",
     "IsolatedBackend",
+    "KnownSpeaker",
     "ModelCapabilities",
     "ModelKind",
     "Segment",
+    "SpeakerDiarizer",
+    "SpeakerTurn",
     "SpeechStream",
     "SpeechToText",
     "StreamingSpeechToText",
@@ -37,6 +43,7 @@ __all__ = [
     "TranscribeOptions",
     "TranscriptionInfo",
     "TtsCapabilities",
+    "VadRequest",
     "Voice",
     "VoiceListing",
     "VoiceReference",
@@ -54,12 +61,29 @@ class BackendOptions(BaseModel):
 
 
 @dataclass(frozen=True, slots=True)
+class VadRequest:
+    """A request's own voice-activity settings (OpenAI's ``chunking_strategy=server_vad``);
+    None fields keep the engine's."""
+
+    threshold: float | None = None
+    silence_ms: int | None = None  # silence that ends a stretch of speech
+    padding_ms: int | None = None  # audio kept before speech starts
+
+
+@dataclass(frozen=True, slots=True)
 class TranscribeOptions:
     task: Literal["transcribe", "translate"] = "transcribe"
     language: str | None = None  # ISO 639-1; None = detect
     prompt: str | None = None
     temperature: float = 0.0
     word_timestamps: bool = False
+    #: Words to favour (OpenAI's ``keywords[]``; faster-whisper's hotwords).
+    hotwords: tuple[str, ...] = ()
+    #: Candidate languages (OpenAI's ``languages[]``): detect among these only.
+    languages: tuple[str, ...] = ()
+    #: Whether the caller wants per-token log-probabilities (``include[]=logprobs``).
+    logprobs: bool = False
+    vad: VadRequest | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +93,10 @@ class SttCapabilities:
     languages: frozenset[str] | None = None
     translate: bool = False
     word_timestamps: bool = False
+    #: Which of the newer request fields the engine honours (else the API answers 400).
+    hotwords: bool = False
+    logprobs: bool = False
+    vad: bool = False  # a request's own VAD settings (chunking_strategy=server_vad)
 
 
 @runtime_checkable
@@ -165,7 +193,64 @@ class TextToSpeech(Protocol):
     def close(self) -> None: ...
 
 
-Engine = SpeechToText | TextToSpeech
+# --- speaker diarization ----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class KnownSpeaker:
+    """A speaker to name: a short recording of them (OpenAI's known_speaker_references)."""
+
+    name: str
+    reference: Audio
+
+
+@dataclass(frozen=True, slots=True)
+class DiarizeOptions:
+    #: Exactly this many speakers, when the caller knows; else the threshold decides.
+    num_speakers: int | None = None
+    #: Cosine distance below which two stretches are one speaker (None: the model's).
+    threshold: float | None = None
+    known_speakers: tuple[KnownSpeaker, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SpeakerTurn:
+    """A stretch of one speaker. ``speaker`` is a known speaker's name when ``known``, else
+    an opaque id (the API relabels those ``A``, ``B``, ... in order of appearance)."""
+
+    start: float
+    end: float
+    speaker: str
+    known: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DiarizerCapabilities:
+    sample_rate: int = 16_000
+
+
+@runtime_checkable
+class SpeakerDiarizer(Protocol):
+    capabilities: DiarizerCapabilities
+
+    def diarize(self, audio: Audio, options: DiarizeOptions) -> list[SpeakerTurn]:
+        """Who spoke when, in time order; overlapping speech may give overlapping turns."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class CompanionModels(Protocol):
+    """A backend whose model needs a second model's files (a diarizer's speaker-embedding
+    model). Each option named here holds a model reference (catalog name, hub repo or
+    directory); the store fetches it like any model and the option is replaced by the
+    directory before ``load``."""
+
+    def companions(self, options: BackendOptions) -> dict[str, str]: ...
+
+
+Engine = SpeechToText | TextToSpeech | SpeakerDiarizer
 
 
 # --- the adapter ------------------------------------------------------------

@@ -63,6 +63,9 @@ class VadOptions(BaseModel):
     max_segment_s: float = Field(default=15.0, gt=1)
     """Neighbouring stretches are joined up to this length; longer speech is cut at its
     quietest frame."""
+    join: bool = True
+    """Join neighbouring stretches (up to ``max_segment_s``); off, every pause of
+    ``min_silence_ms`` is a cut (OpenAI's server_vad chunking)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +180,7 @@ def speech_spans(probs: Probabilities, n_samples: int, options: VadOptions) -> l
     merged: list[list[int]] = []  # [first sample, end sample, first frame, end frame]
     for start, end in raw:
         lo, hi = max(start * FRAME - pad, 0), min(end * FRAME + pad, n_samples)
-        if merged and hi - merged[-1][0] <= limit:
+        if options.join and merged and hi - merged[-1][0] <= limit:
             merged[-1][1], merged[-1][3] = hi, end
         else:
             merged.append([lo, hi, start, end])

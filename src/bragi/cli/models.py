@@ -84,6 +84,8 @@ def _store_and_catalog(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def _pull(args: argparse.Namespace) -> int:
+    from bragi.backends.registry import BackendRegistry
+    from bragi.models.companions import catalog_companions
     from bragi.models.resolve import fetch_source, plan_source
 
     store, catalog = _store_and_catalog(args)
@@ -91,6 +93,14 @@ def _pull(args: argparse.Namespace) -> int:
     print(f"pulling {args.name} from {source.origin}", file=sys.stderr)
     path = fetch_source(source, store, _ProgressBar())
     sys.stderr.write("\n")
+    # what the model's options name beside it (a diarizer's embedding model) comes too
+    for field, companion in catalog_companions(source, BackendRegistry.from_entry_points()).items():
+        print(
+            f"pulling its {field} model {companion.reference} from {companion.origin}",
+            file=sys.stderr,
+        )
+        fetch_source(companion, store, _ProgressBar())
+        sys.stderr.write("\n")
     print(path)
     return 0
 
@@ -116,10 +126,10 @@ def _show(args: argparse.Namespace) -> int:
 
     store, catalog = _store_and_catalog(args)
     if args.name is None:
-        print(f"{'NAME':<30} {'KIND':<5} {'BACKEND':<15} {'SIZE':>8}  DESCRIPTION")
+        print(f"{'NAME':<30} {'KIND':<11} {'BACKEND':<18} {'SIZE':>8}  DESCRIPTION")
         for e in catalog.entries():
             print(
-                f"{e.name:<30} {e.kind.value:<5} {e.backend:<15} {e.size_mb:>5.0f} MB  "
+                f"{e.name:<30} {e.kind.value:<11} {e.backend:<18} {e.size_mb:>5.0f} MB  "
                 f"{e.description}"
             )
         return 0
@@ -138,6 +148,8 @@ def _show(args: argparse.Namespace) -> int:
             "license": entry.license,
             "download_mb": entry.size_mb,
         }
+        if entry.options:
+            info["options"] = entry.options
     info["downloaded"] = str(on_disk) if on_disk else False
     print(json.dumps(info, indent=2))
     return 0
@@ -165,7 +177,31 @@ def _remove(args: argparse.Namespace) -> int:
     print(removal.summary(done=not args.dry_run))
     for line in removal.lines():
         print(line)
+    if removal.deleted and not args.dry_run:
+        for note in _companion_notes(args.name, catalog, store):
+            print(note)
     return 0
+
+
+def _companion_notes(name: str, catalog: Any, store: Any) -> list[str]:
+    """Companion models (a diarizer's embedding model) stay when their model goes: other
+    models may use them."""
+    from bragi.backends.registry import BackendRegistry
+    from bragi.errors import BragiError
+    from bragi.models.companions import catalog_companions
+    from bragi.models.resolve import local_copy, plan_source
+
+    try:
+        source = plan_source(name, None, catalog)
+        companions = catalog_companions(source, BackendRegistry.from_entry_points())
+    except BragiError:  # a backend this install does not know
+        companions = {}
+    return [
+        f"kept its {field} model {companion.reference} "
+        f"(`bragi rm {companion.reference}` if nothing else uses it)"
+        for field, companion in companions.items()
+        if local_copy(companion, store) is not None
+    ]
 
 
 def _ps(args: argparse.Namespace) -> int:

@@ -33,6 +33,13 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
     parser.add_argument("--language", help="ISO-639-1 code; detected when absent")
     parser.add_argument("--translate", action="store_true", help="translate to English")
     parser.add_argument("--words", action="store_true", help="word timestamps (verbose_json)")
+    parser.add_argument(
+        "--diarize",
+        action="store_true",
+        help="label speakers: one '[start-end] A: text' line per speaker turn "
+        "(needs a diarization model; docs/diarization.md)",
+    )
+    parser.add_argument("--speakers", type=int, help="the number of speakers, if known")
     add_live_arguments(parser)
     parser.set_defaults(handler=run)
 
@@ -71,6 +78,11 @@ def run(args: argparse.Namespace) -> int:
         segments, info = start_transcription(engine, audio, options)
         return render_transcript(list(segments), info, args.format, options.task, args.words)
 
+    if args.diarize:
+        from bragi.cli.diarize import diarized_lines
+
+        sys.stdout.write(diarized_lines(settings, alias, data, options, args.speakers))
+        return 0
     body, _media_type = with_local_engine(settings, alias, ModelKind.STT, work)
     sys.stdout.write(json.dumps(body, indent=2) + "\n" if isinstance(body, dict) else body)
     return 0

@@ -6,13 +6,14 @@ import time
 
 from bragi.backends.registry import BackendRegistry
 from bragi.config import Settings
-from bragi.errors import BackendUnavailableError
+from bragi.errors import BackendUnavailableError, ConfigError
 from bragi.models.catalog import Catalog
+from bragi.models.companions import local_companions
 from bragi.models.manager import Clock, ModelManager
 from bragi.models.prepare import choose_backend, validate_options
 from bragi.models.resolve import local_copy, plan_source
 from bragi.models.served import ServedModel
-from bragi.models.starter import starter_models
+from bragi.models.starter import default_aliases, starter_models
 from bragi.models.store import ModelStore
 
 __all__ = ["build_manager"]
@@ -35,7 +36,9 @@ def build_manager(
     """
     store = store or ModelStore(settings.models_dir, downloads=settings.allow_downloads)
     manager = ModelManager(settings, registry, store=store, catalog=catalog, clock=clock)
-    configs = settings.models if settings.models is not None else starter_models(manager.catalog)
+    configs = settings.models
+    if configs is None:
+        configs = starter_models(manager.catalog, manager.store, settings.allow_downloads)
     for alias, config in configs.items():
         source = plan_source(config.model, config.revision, manager.catalog)
         on_disk = local_copy(source, manager.store)
@@ -55,8 +58,21 @@ def build_manager(
             except BackendUnavailableError as exc:
                 model.unavailable(exc.message, "engine not installed")
             else:
-                if on_disk is not None:
-                    model.prepared(backend, on_disk, options)
+                resolved = local_companions(backend, options, manager.store)
+                if on_disk is not None and resolved is not None:
+                    model.prepared(backend, on_disk, resolved)
                     manager.voices_of(model)  # read its voices now, before the event loop
         manager.add(alias, model)
+    kinds = {model.alias: model.kind for model in manager.models()}
+    aliases = settings.aliases
+    if aliases is None:  # OpenAI's names come with the starter set; a config names its own
+        aliases = default_aliases(kinds) if settings.models is None else {}
+    for name, target in aliases.items():
+        if name in kinds:
+            raise ConfigError(f"invalid configuration: aliases.{name}: a model has that name")
+        if target.model not in kinds:
+            raise ConfigError(
+                f"invalid configuration: aliases.{name}: no model {target.model!r} is configured"
+            )
+        manager.add_alias(name, target)
     return manager

@@ -23,7 +23,7 @@ from types import TracebackType
 
 from bragi.backends.protocol import Device, Engine, ModelKind, TextToSpeech, Voice
 from bragi.backends.registry import BackendRegistry
-from bragi.config import ModelConfig, Settings
+from bragi.config import ModelAlias, ModelConfig, Settings
 from bragi.devices import resolve_device
 from bragi.errors import BragiError, InvalidRequestError, ModelNotFoundError, ModelUnavailableError
 from bragi.models.admission import Slot
@@ -59,6 +59,9 @@ KILL_GRACE = 2.0
 
 _KIND_ROUTE = {ModelKind.STT: "/v1/audio/transcriptions", ModelKind.TTS: "/v1/audio/speech"}
 _KIND_NAME = {ModelKind.STT: "a speech-to-text", ModelKind.TTS: "a text-to-speech"}
+# a diarization model serves response_format=diarized_json of the transcription route
+_KIND_ROUTE[ModelKind.DIARIZATION] = "it through response_format=diarized_json"
+_KIND_NAME[ModelKind.DIARIZATION] = "a speaker-diarization"
 
 
 class Lease:
@@ -106,6 +109,7 @@ class ModelManager:
         self.store = store or ModelStore(settings.models_dir)
         self.clock = clock
         self._models: dict[str, ServedModel] = {}
+        self._aliases: dict[str, ModelAlias] = {}
         self._tasks = BackgroundTasks()
         self._workers = LiveWorkers()
         self._voice_lists = VoiceLists()
@@ -132,9 +136,27 @@ class ModelManager:
         return list(self._models.values())
 
     def __contains__(self, alias: object) -> bool:
-        return alias in self._models
+        return alias in self._models or alias in self.aliases()
+
+    def add_alias(self, name: str, alias: ModelAlias) -> None:
+        """Another name for a configured model; requests by that name share its engine."""
+        self._aliases[name] = alias
+
+    def aliases(self) -> dict[str, ModelAlias]:
+        return {n: a for n, a in self._aliases.items() if a.model in self._models}
+
+    def diarizes(self, name: str) -> bool:
+        """Whether requests by ``name`` label speakers in every format (a diarizing alias)."""
+        alias = self._aliases.get(name)
+        return alias is not None and alias.diarize and name not in self._models
+
+    def diarizer(self) -> ServedModel | None:
+        """The diarization model (the first configured), if any."""
+        return next((m for m in self.models() if m.kind is ModelKind.DIARIZATION), None)
 
     def get(self, alias: str) -> ServedModel:
+        if alias not in self._models and alias in self._aliases:
+            alias = self._aliases[alias].model
         try:
             return self._models[alias]
         except KeyError:

@@ -12,6 +12,7 @@ from bragi.backends.protocol import Backend, BackendOptions, IsolatedBackend
 from bragi.backends.registry import BackendRegistry
 from bragi.config import ModelConfig
 from bragi.errors import ConfigError, ModelFetchError
+from bragi.models.companions import fetch_companions
 from bragi.models.resolve import ModelSource, fetch_source
 from bragi.models.store import DownloadProgress, ModelStore
 
@@ -86,4 +87,5 @@ def prepare_model(
     assert backend is not None
     registry.require_available(backend)
     options = validate_options(model.alias, backend, model.config, model.source)
+    options = fetch_companions(backend, options, store, progress)  # a diarizer's embedding
     return backend, model_dir, options

@@ -6,11 +6,27 @@ fresh install works offline.
 
 from __future__ import annotations
 
-from bragi.config import ModelConfig
+from bragi.backends.protocol import ModelKind
+from bragi.config import ModelAlias, ModelConfig
 from bragi.models.catalog import Catalog
 from bragi.models.packaged import is_installed
+from bragi.models.resolve import local_copy, plan_source
+from bragi.models.store import ModelStore
 
-__all__ = ["starter_models"]
+__all__ = ["DIARIZER", "default_aliases", "starter_models"]
+
+#: The starter set's diarization model (hub only: no PyPI package carries its weights).
+DIARIZER = "pyannote-segmentation-3.0"
+#: OpenAI's current model names and the kind of model each stands for.
+_OPENAI_NAMES: dict[str, tuple[ModelKind, bool]] = {
+    "gpt-4o-transcribe": (ModelKind.STT, False),
+    "gpt-4o-mini-transcribe": (ModelKind.STT, False),
+    "gpt-transcribe": (ModelKind.STT, False),
+    "gpt-4o-transcribe-diarize": (ModelKind.STT, True),
+    "gpt-4o-mini-tts": (ModelKind.TTS, False),
+    "tts-1-hd": (ModelKind.TTS, False),
+}
+_PREFERRED = {ModelKind.STT: "whisper-1", ModelKind.TTS: "tts-1"}
 
 
 def _offline_kokoro(catalog: Catalog) -> bool:
@@ -18,14 +34,52 @@ def _offline_kokoro(catalog: Catalog) -> bool:
     return entry is not None and entry.packaged is not None and is_installed(entry.packaged)
 
 
-def starter_models(catalog: Catalog | None = None) -> dict[str, ModelConfig]:
+def _diarizer_reachable(catalog: Catalog, store: ModelStore | None, downloads: bool) -> bool:
+    """Whether the starter diarizer is on disk, or can be fetched (not offline)."""
+    if store is None:
+        return False
+    entry = catalog.get(DIARIZER)
+    if entry is None:
+        return False
+    if downloads and not store.offline:
+        return True
+    source = plan_source(DIARIZER, None, catalog)
+    embedding = str(entry.options.get("embedding", ""))
+    embedding_source = plan_source(embedding, None, catalog) if embedding else None
+    return local_copy(source, store) is not None and (
+        embedding_source is None or local_copy(embedding_source, store) is not None
+    )
+
+
+def default_aliases(kinds: dict[str, ModelKind | None]) -> dict[str, ModelAlias]:
+    """OpenAI's current names for the configured models (``kinds``: alias -> kind): each
+    names ``whisper-1``/``tts-1`` when configured, else the first model of its kind."""
+    aliases = {}
+    for name, (kind, diarize) in _OPENAI_NAMES.items():
+        if name in kinds:
+            continue
+        preferred = _PREFERRED[kind]
+        target = preferred if kinds.get(preferred) in (kind, None) and preferred in kinds else None
+        target = target or next((a for a, k in kinds.items() if k is kind), None)
+        if target is not None:
+            aliases[name] = ModelAlias(model=target, diarize=diarize)
+    return aliases
+
+
+def starter_models(
+    catalog: Catalog | None = None, store: ModelStore | None = None, downloads: bool = True
+) -> dict[str, ModelConfig]:
     """The starter set. Every entry but Kokoro has a hub fallback in the catalog; the
     offline Kokoro (Japanese voices only) gives way to the hub's full Kokoro when its
-    PyPI packages are not installed."""
+    PyPI packages are not installed. The diarizer is included when it is in ``store`` or
+    can be downloaded: offline and not pulled, diarized_json says how to get it."""
     catalog = catalog or Catalog.builtin()
-    return {
+    models = {
         "whisper-1": ModelConfig(model="whisper-base"),
         "whisper-tiny.en": ModelConfig(model="whisper-tiny.en"),
         "tts-1": ModelConfig(model="piper:en_US-joe-medium"),
         "kokoro": ModelConfig(model="kokoro-int8-ja" if _offline_kokoro(catalog) else "kokoro"),
     }
+    if _diarizer_reachable(catalog, store, downloads):
+        models["diarizer"] = ModelConfig(model=DIARIZER)
+    return models

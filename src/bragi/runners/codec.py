@@ -22,6 +22,7 @@ from bragi.backends.protocol import (
     TranscribeOptions,
     TranscriptionInfo,
     TtsCapabilities,
+    VadRequest,
     Voice,
     VoiceReference,
     Word,
@@ -46,7 +47,9 @@ __all__ = [
 ]
 
 #: Bumped on any incompatible change; the server refuses a worker speaking another.
-PROTOCOL_VERSION = 2  # 2: synthesis requests may carry a cloned voice's reference
+#: 2: synthesis requests may carry a cloned voice's reference; 3: transcription options
+#: carry hotwords, candidate languages, logprobs and the request's VAD settings
+PROTOCOL_VERSION = 3
 _SAMPLE = np.dtype("<f4")
 
 
@@ -81,7 +84,15 @@ def transcription_info(data: dict[str, Any]) -> TranscriptionInfo:
 
 
 def transcribe_options(data: dict[str, Any]) -> TranscribeOptions:
-    return TranscribeOptions(**data)
+    vad = data.get("vad")
+    return TranscribeOptions(
+        **{
+            **data,
+            "hotwords": tuple(data.get("hotwords", ())),
+            "languages": tuple(data.get("languages", ())),
+            "vad": None if vad is None else VadRequest(**vad),
+        }
+    )
 
 
 def synthesis_header(request: SynthesisRequest) -> tuple[dict[str, Any], memoryview | bytes]:

@@ -17,9 +17,16 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Literal
 
-from bragi.backends.protocol import Backend, BackendOptions, Device, Engine, IsolatedBackend
+from bragi.backends.protocol import (
+    Backend,
+    BackendOptions,
+    Device,
+    Engine,
+    IsolatedBackend,
+    ModelKind,
+)
 from bragi.backends.registry import ENTRY_POINT_GROUP, load_engine
-from bragi.errors import BackendUnavailableError
+from bragi.errors import BackendUnavailableError, ConfigError
 from bragi.runners.environment import worker_environment
 from bragi.runners.envs import EngineEnvs
 from bragi.runners.process import LiveWorkers, WorkerSpec
@@ -122,6 +129,11 @@ def create_engine(
     config = config or RunnerConfig()
     if not runs_in_worker(backend, config.runner):
         return load_engine(backend, model_dir, device, options)
+    if backend.kind is ModelKind.DIARIZATION:  # the worker protocol carries STT and TTS only
+        raise ConfigError(
+            f"{config.label}: a diarization model runs in the server process; "
+            "remove `runner: worker`"
+        )
     python, environment, holds = _interpreter(backend, config, device)
     reference = backend_reference(backend)
     spec = WorkerSpec(

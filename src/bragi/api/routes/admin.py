@@ -23,6 +23,7 @@ from bragi.errors import (
     ModelUnavailableError,
     PermissionDeniedError,
 )
+from bragi.models.companions import catalog_companions
 from bragi.models.downloads import DownloadAborted
 from bragi.models.manager import ModelManager
 from bragi.models.removal import plan_removal, remove
@@ -108,6 +109,10 @@ async def pull(request: PullRequest, manager: Manager, _: AdminKey) -> Streaming
     async def run() -> None:
         try:
             path = await manager.downloads.fetch(source, on_progress)
+            # what the model's options name beside it (a diarizer's embedding model)
+            for field, companion in catalog_companions(source, manager.registry).items():
+                await events.put({"status": "pulling", "source": companion.origin, "for": field})
+                await manager.downloads.fetch(companion, on_progress)
             await events.put({"status": "success", "model": request.model, "path": str(path)})
         except DownloadAborted:
             stopping = ModelUnavailableError("The server is stopping; pull again later.")

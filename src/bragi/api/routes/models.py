@@ -29,7 +29,7 @@ def _engine_languages(model: ServedModel) -> list[str] | None:
     """What a loaded engine says it understands (None: many, or not loaded yet)."""
     if model.engine is None:
         return None
-    languages = model.engine.capabilities.languages
+    languages = getattr(model.engine.capabilities, "languages", None)  # diarizers have none
     return sorted(languages) if languages else None
 
 
@@ -66,11 +66,25 @@ def describe_model(model: ServedModel, manager: ModelManager) -> dict[str, Any]:
     return description
 
 
+def describe_alias(name: str, manager: ModelManager) -> dict[str, Any]:
+    """An alias (OpenAI's model names) described as the model it really is."""
+    alias = manager.aliases()[name]
+    return describe_model(manager.get(name), manager) | {
+        "id": name,
+        "alias_of": alias.model,
+        "diarize": alias.diarize,
+    }
+
+
 @router.get("/v1/models")
 async def list_models(manager: Manager, _: ApiKey) -> dict[str, Any]:
-    return {"object": "list", "data": [describe_model(m, manager) for m in manager.models()]}
+    data = [describe_model(m, manager) for m in manager.models()]
+    data += [describe_alias(name, manager) for name in manager.aliases()]
+    return {"object": "list", "data": data}
 
 
 @router.get("/v1/models/{model_id:path}")
 async def retrieve_model(model_id: str, manager: Manager, _: ApiKey) -> dict[str, Any]:
+    if model_id in manager.aliases() and model_id not in {m.alias for m in manager.models()}:
+        return describe_alias(model_id, manager)
     return describe_model(manager.get(model_id), manager)

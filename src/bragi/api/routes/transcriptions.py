@@ -8,31 +8,51 @@ spooled temporary file until it is decoded straight from there, into one array.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar
 
-from anyio import CancelScope, to_thread
+from anyio import to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.datastructures import FormData
 
 from bragi.api.deps import ApiKey, Manager
+from bragi.api.diarized import (
+    diarize_audio,
+    diarized_body,
+    diarized_segments,
+    label_verbose,
+    speaker_subtitles,
+)
 from bragi.api.forms import form_params, read_form, upload_file
 from bragi.api.metrics import label_model
-from bragi.api.sse import SSE_HEADERS, sse_event
+from bragi.api.sse import SSE_HEADERS
 from bragi.api.streaming import ClosingStreamingResponse
+from bragi.api.transcript_stream import StreamRequest, TranscriptStream, logprobs_of
+from bragi.api.transcription_request import (
+    ChunkingStrategy,
+    NewerTranscriptionFields,
+    check_request_support,
+    decode_known_speakers,
+    whisper_models,
+)
 from bragi.audio import Audio, decode_audio
+from bragi.audio.decode import is_silent
 from bragi.backends.checks import check_transcription
 from bragi.backends.protocol import (
+    KnownSpeaker,
     ModelKind,
     Segment,
+    SpeakerTurn,
     SpeechToText,
     TranscribeOptions,
     TranscriptionInfo,
 )
+from bragi.diarization.availability import require_diarizer
 from bragi.errors import InvalidRequestError
 from bragi.languages import language_code
 from bragi.models.admission import Slot
@@ -53,7 +73,9 @@ class _CommonParams(BaseModel):
     temperature: float = Field(default=0.0, ge=0.0, le=1.0)
 
 
-class TranscriptionParams(_CommonParams):
+class TranscriptionParams(NewerTranscriptionFields, _CommonParams):
+    # OpenAI's diarized shape: transcriptions only
+    response_format: ResponseFormat | Literal["diarized_json"] = "json"  # type: ignore[assignment]
     language: str | None = None
     timestamp_granularities: list[Literal["word", "segment"]] = Field(
         default_factory=lambda: list[Literal["word", "segment"]](["segment"])
@@ -78,8 +100,13 @@ class TranslationParams(_CommonParams):
 ParamsT = TypeVar("ParamsT", bound=_CommonParams)
 
 
-def _check_capabilities(engine: SpeechToText, options: TranscribeOptions, alias: str) -> None:
-    check_transcription(options, engine.capabilities, f"Model `{alias}`")
+def _check_capabilities(
+    engine: SpeechToText, options: TranscribeOptions, params: _CommonParams, manager: Manager
+) -> None:
+    model = f"Model `{params.model}`"
+    check_transcription(options, engine.capabilities, model)
+    if isinstance(params, TranscriptionParams):
+        check_request_support(params, engine.capabilities, model, whisper_models(manager))
 
 
 async def _cancel_on_disconnect(request: Request, cancel: threading.Event) -> None:
@@ -161,38 +188,58 @@ def _release(slots: dict[str, Slot]) -> None:
         slot.release()
 
 
+Diarize = Callable[[Audio], Awaitable[list[SpeakerTurn]]]
+
+
 async def _start(
-    request: Request, manager: Manager, upload: _Upload[ParamsT], options: TranscribeOptions
-) -> tuple[Lease, Iterator[Segment], TranscriptionInfo]:
-    """Lease the model, validate against it, decode the upload, start decoding (lazily)."""
-    alias = upload.params.model
+    request: Request,
+    manager: Manager,
+    upload: _Upload[ParamsT],
+    options: TranscribeOptions,
+    diarize: Diarize | None = None,
+) -> tuple[Lease, Iterator[Segment], TranscriptionInfo, list[SpeakerTurn] | None]:
+    """Lease the model, validate against it, decode the upload, diarize it when asked,
+    start decoding (lazily)."""
+    params = upload.params
     try:
-        lease = await manager.acquire(alias, ModelKind.STT, slot=upload.slot)
+        lease = await manager.acquire(params.model, ModelKind.STT, slot=upload.slot)
     except BaseException:
         await upload.form.close()  # acquire gave the slot back
         raise
+    turns = None
     try:
         engine = lease.engine
         if not isinstance(engine, SpeechToText):
-            raise InvalidRequestError(f"Model `{alias}` cannot transcribe.", param="model")
-        _check_capabilities(engine, options, alias)
+            raise InvalidRequestError(f"Model `{params.model}` cannot transcribe.", param="model")
+        if diarize is not None and engine.capabilities.word_timestamps:
+            options = dataclasses.replace(options, word_timestamps=True)  # split at words
+        _check_capabilities(engine, options, params, manager)
         rate, max_seconds = engine.capabilities.sample_rate, manager.settings.max_audio_minutes * 60
         file = upload_file(upload.form).file
         audio: Audio = await to_thread.run_sync(decode_audio, file, rate, max_seconds)
         await upload.form.close()  # the temporary file goes as soon as it is decoded
-        segments, info = await to_thread.run_sync(start_transcription, engine, audio, options)
-        request.app.state.metrics.audio_seconds.labels(alias, "in").inc(audio.duration)
+        if diarize is not None:
+            turns = [] if is_silent(audio) else await diarize(audio)
+        # by speaker runs or VAD stretches where the engine lacks word times or a VAD
+        segments, info = await to_thread.run_sync(
+            start_transcription, engine, audio, options, turns
+        )
+        request.app.state.metrics.audio_seconds.labels(params.model, "in").inc(audio.duration)
     except BaseException:
         await upload.form.close()
         await lease.release()
         raise
-    return lease, segments, info
+    return lease, segments, info, turns
 
 
 async def _respond(
-    request: Request, manager: Manager, upload: _Upload[ParamsT], options: TranscribeOptions
+    request: Request,
+    manager: Manager,
+    upload: _Upload[ParamsT],
+    options: TranscribeOptions,
+    diarize: Diarize | None = None,
 ) -> Response:
-    lease, segments, info = await _start(request, manager, upload, options)
+    lease, segments, info, turns = await _start(request, manager, upload, options, diarize)
     cancel = threading.Event()
     watcher = asyncio.create_task(_cancel_on_disconnect(request, cancel))
     try:
@@ -202,6 +249,8 @@ async def _respond(
         watcher.cancel()
         await lease.release()
     params = upload.params
+    if isinstance(params, TranscriptionParams):
+        return _render_newer(params, collected, info, turns)
     body, media_type = render_transcript(
         collected, info, params.response_format, options.task, options.word_timestamps
     )
@@ -211,36 +260,64 @@ async def _respond(
     return PlainTextResponse(body)
 
 
-class _SegmentStream:
-    """An SSE transcription's segments and lease, let go of once, however it ends."""
+def _render_newer(
+    params: TranscriptionParams,
+    segments: list[Segment],
+    info: TranscriptionInfo,
+    turns: list[SpeakerTurn] | None,
+) -> Response:
+    """A transcription's reply, with speakers and the newer fields where asked for."""
+    fmt = params.response_format
+    words = "word" in params.timestamp_granularities
+    usage = {"type": "duration", "seconds": round(info.duration, 3)}
+    if fmt == "diarized_json":
+        assert turns is not None
+        return JSONResponse(diarized_body(diarized_segments(segments, turns), info, usage))
+    if turns is not None and fmt in ("srt", "vtt"):
+        return PlainTextResponse(speaker_subtitles(diarized_segments(segments, turns), fmt))
+    body, _media_type = render_transcript(segments, info, fmt, "transcribe", words)
+    if not isinstance(body, dict):
+        return PlainTextResponse(body)
+    if turns is not None and fmt == "verbose_json":
+        body = label_verbose(body, turns)
+    if "logprobs" in params.include:
+        body["logprobs"] = logprobs_of(segments)
+    if params.languages:
+        body["languages"] = [{"code": info.language}]
+    return JSONResponse(body)
 
-    def __init__(self, lease: Lease, segments: Iterator[Segment]):
-        self.lease = lease
-        self.segments = segments
-        self._closed = False
 
-    async def events(self) -> AsyncIterator[bytes]:
-        pieces: list[str] = []
-        try:
-            while (segment := await to_thread.run_sync(next, self.segments, None)) is not None:
-                delta = segment.text.lstrip() if not pieces else segment.text
-                if not delta:
-                    continue
-                pieces.append(delta)
-                yield sse_event({"type": "transcript.text.delta", "delta": delta})
-            yield sse_event({"type": "transcript.text.done", "text": "".join(pieces)})
-        finally:
-            with CancelScope(shield=True):
-                await self.aclose()
+def _wants_speakers(params: TranscriptionParams, manager: Manager) -> bool:
+    return (
+        params.response_format == "diarized_json"
+        or params.diarize
+        or manager.diarizes(params.model)
+    )
 
-    async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            await to_thread.run_sync(_close, self.segments)  # a client that left stops it
-        finally:
-            await self.lease.release()
+
+def _newer_options(params: TranscriptionParams, options: TranscribeOptions) -> TranscribeOptions:
+    languages = tuple(params.languages)
+    if params.language and languages:
+        raise InvalidRequestError("Send language or languages[], not both.", param="languages")
+    vad = params.chunking_strategy
+    return dataclasses.replace(
+        options,
+        language=languages[0] if len(languages) == 1 else options.language,
+        languages=languages if len(languages) > 1 else (),
+        hotwords=tuple(params.keywords),
+        logprobs="logprobs" in params.include,
+        word_timestamps=options.word_timestamps or "logprobs" in params.include,
+        vad=vad.vad() if isinstance(vad, ChunkingStrategy) else None,
+    )
+
+
+def _diarizer_for(
+    params: TranscriptionParams, manager: Manager, known: tuple[KnownSpeaker, ...]
+) -> Diarize:
+    async def run(audio: Audio) -> list[SpeakerTurn]:
+        return await diarize_audio(manager, audio, known, params.num_speakers)
+
+    return run
 
 
 def _transcription_options(params: TranscriptionParams) -> TranscribeOptions:
@@ -262,18 +339,58 @@ def _transcription_options(params: TranscriptionParams) -> TranscribeOptions:
 @router.post("/v1/audio/transcriptions", response_model=None)
 async def create_transcription(request: Request, manager: Manager, _: ApiKey) -> Response:
     upload = await _receive(request, manager, TranscriptionParams)
+    params = upload.params
     try:
-        options = _transcription_options(upload.params)
+        options = _newer_options(params, _transcription_options(params))
+        diarize = await _speakers_of(params, manager)
+        if params.stream and params.diarize and params.response_format not in _STREAMED:
+            raise InvalidRequestError(
+                "A stream sends text events; diarize=true streams with "
+                "response_format=diarized_json.",
+                param="stream",
+            )
     except BaseException:
         await upload.discard()
         raise
-    if not upload.params.stream:
-        return await _respond(request, manager, upload, options)
-    lease, segments, _info = await _start(request, manager, upload, options)
-    stream = _SegmentStream(lease, segments)
+    if not params.stream:
+        return await _respond(request, manager, upload, options, diarize)
+    lease, segments, info, turns = await _start(request, manager, upload, options, diarize)
+    stream = TranscriptStream(
+        lease,
+        segments,
+        info,
+        StreamRequest(
+            logprobs="logprobs" in params.include,
+            languages=bool(params.languages),
+            turns=turns if params.response_format == "diarized_json" or params.diarize else None,
+        ),
+    )
     return ClosingStreamingResponse(
         stream.events(), on_close=stream.aclose, media_type="text/event-stream", headers=SSE_HEADERS
     )
+
+
+_STREAMED = ("json", "text", "diarized_json")
+
+
+async def _speakers_of(params: TranscriptionParams, manager: Manager) -> Diarize | None:
+    """How to diarize this request, or None when it asks for no speakers."""
+    if _wants_speakers(params, manager):
+        require_diarizer(manager)
+        known = await to_thread.run_sync(
+            decode_known_speakers,
+            params.known_speaker_names,
+            params.known_speaker_references,
+            16_000,
+        )
+        return _diarizer_for(params, manager, known)
+    if params.known_speaker_names or params.num_speakers:
+        raise InvalidRequestError(
+            "known_speaker_names[], known_speaker_references[] and num_speakers need "
+            "response_format=diarized_json (or diarize=true).",
+            param="known_speaker_names" if params.known_speaker_names else "num_speakers",
+        )
+    return None
 
 
 @router.post("/v1/audio/translations", response_model=None)
