@@ -1,6 +1,6 @@
 """The diarizer and its embedding model from the (stand-in) hub, pulled as one: by
-`bragi pull`, and by a server whose starter set has downloads on; `bragi list` and
-`bragi rm` on them. The repos hold tiny models in sherpa-onnx's formats under the real
+`bragi pull` (after which the starter set serves it) and by the admin API; `bragi list`
+and `bragi rm` on them. The repos hold tiny models in sherpa-onnx's formats under the real
 repo and file names of the catalog."""
 
 from __future__ import annotations
@@ -38,9 +38,13 @@ def diarizer_hub(hub_stub: HubStub, tmp_path: Path) -> HubStub:
     return hub_stub
 
 
-def _bragi(*args: str, data_dir: Path, endpoint: str) -> subprocess.CompletedProcess[str]:
+def _bragi(
+    *args: str, data_dir: Path, endpoint: str, models: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BRAGI_", "HF_"))}
     env |= {"BRAGI_DATA_DIR": str(data_dir), "HF_ENDPOINT": endpoint}
+    if models is not None:
+        env["BRAGI_MODEL_CACHE_DIR"] = str(models)
     return subprocess.run(
         [sys.executable, "-m", "bragi", *args], capture_output=True, text=True, env=env, timeout=120
     )
@@ -66,11 +70,13 @@ def test_pull_brings_the_embedding_model_list_and_rm(diarizer_hub: HubStub, tmp_
     listed = _bragi("list", data_dir=data, endpoint=url).stdout
     assert SEGMENTATION_REPO not in listed and EMBEDDING_REPO in listed
 
-    # the two CAM++ entries share a repo, so the store holds (and deletes) them together
+    # the two CAM++ entries share a repo: removing one leaves the other's file
     assert _bragi("pull", "campplus-zh-en", data_dir=data, endpoint=url).returncode == 0
     removed = _bragi("rm", "campplus-en-voxceleb", data_dir=data, endpoint=url)
-    assert "also deleted campplus-zh-en" in removed.stdout, removed.stdout
-    assert EMBEDDING_REPO not in _bragi("list", data_dir=data, endpoint=url).stdout
+    assert removed.returncode == 0, removed.stderr
+    assert ENGLISH in removed.stdout and BILINGUAL not in removed.stdout, removed.stdout
+    assert EMBEDDING_REPO in _bragi("list", data_dir=data, endpoint=url).stdout
+    assert list((data / "models").rglob(BILINGUAL)) and not list((data / "models").rglob(ENGLISH))
 
 
 def test_an_embedding_model_alone_is_not_a_diarizer(diarizer_hub: HubStub, tmp_path: Path) -> None:
@@ -84,12 +90,23 @@ def test_an_embedding_model_alone_is_not_a_diarizer(diarizer_hub: HubStub, tmp_p
         BACKEND.load(Path(pulled.stdout.strip()), "cpu", DiarizationOptions(threads=1))
 
 
-def test_starter_set_online_pulls_the_diarizer_as_one(
+def test_the_starter_set_serves_the_diarizer_once_pulled(
     diarizer_hub: HubStub, tmp_path: Path, speech: dict[str, SpeechSample]
 ) -> None:
-    """No config, downloads on: the starter set serves `diarizer`, fetched in the
-    background with its embedding model, and OpenAI's diarizing name works with it."""
+    """No config: the starter set has no `diarizer` until one is pulled (it never starts a
+    download by itself), then serves it, and OpenAI's diarizing name works with it."""
     env = {"HF_ENDPOINT": diarizer_hub.url, "HF_HUB_OFFLINE": "0"}
+    with start_server(tmp_path / "before", tmp_path / "models", env=env) as server:
+        assert "diarizer" not in {m.id for m in server.client().models.list()}
+    assert not diarizer_hub.content_gets("model.onnx")
+    pulled = _bragi(
+        "pull",
+        "pyannote-segmentation-3.0",
+        data_dir=tmp_path / "data",
+        endpoint=diarizer_hub.url,
+        models=tmp_path / "models",
+    )
+    assert pulled.returncode == 0, pulled.stderr
     with start_server(tmp_path / "data", tmp_path / "models", env=env) as server:
         client = server.client()
         described = client.models.retrieve("diarizer").model_dump()
@@ -101,8 +118,6 @@ def test_starter_set_online_pulls_the_diarizer_as_one(
         )
         assert result.task == "transcribe" and result.segments
         assert all(s.speaker and s.type == "transcript.text.segment" for s in result.segments)
-        log = server.log()
-        assert f"pulled {SEGMENTATION_REPO}" in log and f"pulled {EMBEDDING_REPO}" in log
         # the admin API's pull brings the embedding model too
         http = server.http()
         assert http.delete("/admin/models/campplus-en-voxceleb").status_code == 200

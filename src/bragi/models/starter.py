@@ -34,15 +34,15 @@ def _offline_kokoro(catalog: Catalog) -> bool:
     return entry is not None and entry.packaged is not None and is_installed(entry.packaged)
 
 
-def _diarizer_reachable(catalog: Catalog, store: ModelStore | None, downloads: bool) -> bool:
-    """Whether the starter diarizer is on disk, or can be fetched (not offline)."""
+def _diarizer_pulled(catalog: Catalog, store: ModelStore | None) -> bool:
+    """Whether the starter diarizer and its embedding model are on disk. It is never
+    fetched by itself: the starter set must start clean on an offline machine, so a user
+    who wants speakers pulls it once (``bragi pull pyannote-segmentation-3.0``)."""
     if store is None:
         return False
     entry = catalog.get(DIARIZER)
     if entry is None:
         return False
-    if downloads and not store.offline:
-        return True
     source = plan_source(DIARIZER, None, catalog)
     embedding = str(entry.options.get("embedding", ""))
     embedding_source = plan_source(embedding, None, catalog) if embedding else None
@@ -67,12 +67,12 @@ def default_aliases(kinds: dict[str, ModelKind | None]) -> dict[str, ModelAlias]
 
 
 def starter_models(
-    catalog: Catalog | None = None, store: ModelStore | None = None, downloads: bool = True
+    catalog: Catalog | None = None, store: ModelStore | None = None
 ) -> dict[str, ModelConfig]:
     """The starter set. Every entry but Kokoro has a hub fallback in the catalog; the
     offline Kokoro (Japanese voices only) gives way to the hub's full Kokoro when its
-    PyPI packages are not installed. The diarizer is included when it is in ``store`` or
-    can be downloaded: offline and not pulled, diarized_json says how to get it."""
+    PyPI packages are not installed. The diarizer is included once it has been pulled
+    into ``store``; until then diarized_json says how to get it."""
     catalog = catalog or Catalog.builtin()
     models = {
         "whisper-1": ModelConfig(model="whisper-base"),
@@ -80,6 +80,6 @@ def starter_models(
         "tts-1": ModelConfig(model="piper:en_US-joe-medium"),
         "kokoro": ModelConfig(model="kokoro-int8-ja" if _offline_kokoro(catalog) else "kokoro"),
     }
-    if _diarizer_reachable(catalog, store, downloads):
+    if _diarizer_pulled(catalog, store):
         models["diarizer"] = ModelConfig(model=DIARIZER)
     return models

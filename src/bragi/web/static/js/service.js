@@ -14,7 +14,9 @@ export async function servedModels(fresh = false) {
   return modelList;
 }
 
-export const ofKind = (models, kind) => models.filter((model) => model.kind === kind);
+// Models of a kind, each once: aliases (OpenAI's names for a served model) are left out.
+export const ofKind = (models, kind) =>
+  models.filter((model) => model.kind === kind && !model.alias_of);
 
 export function modelLabel(model) {
   const notes = [model.backend, model.state === 'failed' ? 'failed' : null].filter(Boolean);
