@@ -95,6 +95,9 @@ class TranscribeOptions:
     prompt: str | None = None
     temperature: float = 0.0
     word_timestamps: bool = False
+    #: Whether the segments' start and end are read (verbose_json, srt, vtt); when
+    #: False only the text is, and an engine may return coarser segments if cheaper.
+    segment_timestamps: bool = True
 
 
 @dataclass(frozen=True, slots=True)

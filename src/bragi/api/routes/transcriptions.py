@@ -32,6 +32,8 @@ from bragi.models.manager import Lease
 router = APIRouter(tags=["audio"])
 
 ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt"]
+#: the formats that show segment times (engines may cut coarser segments for the others)
+_TIMED_FORMATS = frozenset({"srt", "verbose_json", "vtt"})
 
 
 class _CommonParams(BaseModel):
@@ -189,6 +191,7 @@ async def create_transcription(request: Request, manager: Manager, _: ApiKey) ->
         prompt=params.prompt,
         temperature=params.temperature,
         word_timestamps=words,
+        segment_timestamps=params.response_format in _TIMED_FORMATS and not params.stream,
     )
     if not params.stream:
         return await _respond(request, manager, params, options, data)
@@ -202,6 +205,9 @@ async def create_transcription(request: Request, manager: Manager, _: ApiKey) ->
 async def create_translation(request: Request, manager: Manager, _: ApiKey) -> Response:
     params, data = await _read_request(request, TranslationParams)
     options = TranscribeOptions(
-        task="translate", prompt=params.prompt, temperature=params.temperature
+        task="translate",
+        prompt=params.prompt,
+        temperature=params.temperature,
+        segment_timestamps=params.response_format in _TIMED_FORMATS,
     )
     return await _respond(request, manager, params, options, data)

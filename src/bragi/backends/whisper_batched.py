@@ -1,0 +1,97 @@
+"""faster-whisper's batched pipeline for long audio, cut into Whisper's usual segments.
+
+``BatchedInferencePipeline`` cuts the audio at pauses (faster-whisper's Silero VAD) into
+chunks and decodes ``batch_size`` of them at once. On 2 CPU cores a 177 s
+recording then takes about 0.4 of the time of the plain, window-after-window decode at
+the same word error rate (docs/benchmarks.md, P11). A recording of one window (30 s or
+less) gains nothing, so it keeps the plain decoder.
+
+Chunks are at most 28 s, not the window's 30: a chunk that fills the window loses its
+last words ("in short" of two_cities: 1.7 % WER with 30 s chunks, 0 % with 28 s, for
+Whisper tiny.en and base; the same number of chunks and time). The pipeline decodes
+without timestamp tokens: with them it dropped words at chunk edges (7.8 % WER against
+0 % on two_cities read four times). So a chunk comes back as one segment of up to 28 s.
+When segment times matter (``TranscribeOptions.segment_timestamps``: verbose_json, srt,
+vtt), words are aligned and each chunk is cut after every sentence, which gives segments
+like the plain decoder's; the words themselves are returned only when asked for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from bragi.backends.protocol import TranscribeOptions
+
+__all__ = ["CHUNK_SECONDS", "SENTENCE_ENDS", "batched_segments", "split_at_sentences"]
+
+#: Longest chunk, in seconds (see above).
+CHUNK_SECONDS = 28
+#: A word ending with one of these ends a segment (Latin and CJK full stops).
+SENTENCE_ENDS = (".", "?", "!", "\u3002", "\uff1f", "\uff01")
+
+Encode = Callable[[str], list[int]]
+
+
+def batched_segments(
+    pipeline: Any,
+    samples: Any,
+    kwargs: dict[str, Any],
+    batch_size: int,
+    options: TranscribeOptions,
+    encode: Encode,
+) -> tuple[Iterator[Any], Any]:
+    """Start the batched pipeline on ``samples``; (faster-whisper segments, its info).
+
+    ``kwargs`` are the plain call's arguments; the pipeline always runs its VAD and uses
+    the first temperature only (it has no fallback).
+    """
+    timed = options.segment_timestamps or options.word_timestamps
+    batched = kwargs | {
+        "vad_filter": True,
+        "chunk_length": CHUNK_SECONDS,
+        "batch_size": batch_size,
+        "without_timestamps": True,
+        "word_timestamps": timed,
+    }
+    raw, info = pipeline.transcribe(samples, **batched)
+    if not timed:
+        return iter(raw), info
+    return split_at_sentences(raw, encode, keep_words=options.word_timestamps), info
+
+
+def split_at_sentences(chunks: Iterable[Any], encode: Encode, *, keep_words: bool) -> Iterator[Any]:
+    """Each chunk segment (with words) as one segment per sentence, times from its words.
+
+    Tokens are the sentence's text encoded again (the pipeline's are the chunk's);
+    ``avg_logprob``, ``no_speech_prob``, ``seek`` and ``temperature`` are the chunk's.
+    """
+    for chunk in chunks:
+        words = list(chunk.words or ())
+        if not words:
+            yield dataclasses.replace(chunk, words=None if not keep_words else chunk.words)
+            continue
+        sentence: list[Any] = []
+        for index, word in enumerate(words):
+            sentence.append(word)
+            if index + 1 < len(words) and not word.word.strip().endswith(SENTENCE_ENDS):
+                continue
+            text = "".join(w.word for w in sentence)
+            yield dataclasses.replace(
+                chunk,
+                start=sentence[0].start,
+                end=sentence[-1].end,
+                text=text,
+                tokens=encode(text),
+                compression_ratio=_compression_ratio(text),
+                words=sentence if keep_words else None,
+            )
+            sentence = []
+
+
+def _compression_ratio(text: str) -> float:
+    """Whisper's measure of repetition: how well the text compresses."""
+    encoded = text.encode("utf-8")
+    return len(encoded) / len(zlib.compress(encoded)) if encoded else 0.0
