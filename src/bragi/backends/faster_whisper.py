@@ -13,7 +13,7 @@ from __future__ import annotations
 import gc
 import importlib.util
 import json
-from collections.abc import Generator, Iterable
+from collections.abc import Generator, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bragi.audio.types import Audio
 from bragi.backends.checks import check_transcription
+from bragi.backends.clip_batcher import ClipBatcher, Job
 from bragi.backends.protocol import (
     BackendOptions,
     Device,
@@ -31,7 +32,7 @@ from bragi.backends.protocol import (
     TranscriptionInfo,
     Word,
 )
-from bragi.backends.whisper_batched import batched_segments
+from bragi.backends.whisper_batched import batched_segments, decode_clips
 from bragi.devices import usable_cpus
 from bragi.errors import (
     EngineError,
@@ -52,6 +53,9 @@ FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 #: Keys only a CTranslate2 Whisper conversion writes into its config.json.
 _WHISPER_CONFIG_KEYS = frozenset({"lang_ids", "alignment_heads", "suppress_ids"})
 _MAX_CONFIG_BYTES = 1 << 20
+_CLIP_SECONDS = 30.0  # one window: what the clip batcher takes
+#: what a job of the clip batcher gives back: faster-whisper's segments, and the info
+_Decoded = tuple[list[Any], TranscriptionInfo]
 
 # fmt: off
 ComputeType = Literal["auto", "default", "int8", "int8_float32", "int8_float16", "int8_bfloat16",
@@ -104,6 +108,12 @@ class FasterWhisperOptions(BackendOptions):
     recording is decoded 30 s window after window."""
     batch_above_seconds: float = Field(default=30.0, ge=0)
     """Shorter audio keeps the plain decoder: one 30 s window gains nothing from batching."""
+    batch_requests: Literal["auto", "on", "off"] = "auto"
+    """Decode the short clips (30 s or less) of requests that arrive together as one batch
+    of up to ``batch_size``, when they name their language (or the model is English-only);
+    a lone request still runs at once. auto: on CUDA only, since on CPU a batch costs as
+    much or more per request (docs/benchmarks.md, P2). Raise ``max_concurrency`` with it:
+    only requests admitted at once can share a batch."""
 
 
 class FasterWhisperEngine:
@@ -117,6 +127,8 @@ class FasterWhisperEngine:
         self._batched: Any = batched  # faster_whisper.BatchedInferencePipeline
         self._tokenizer: Any = model.hf_tokenizer
         self.capabilities = capabilities
+        #: short clips of concurrent requests, decoded together (None: each on its own)
+        self.clip_batcher: ClipBatcher[_Decoded] | None = None
 
     def transcribe(
         self, audio: Audio, options: TranscribeOptions
@@ -142,6 +154,17 @@ class FasterWhisperEngine:
             "vad_filter": opts.vad_filter,
             "vad_parameters": vad,
         }
+        batcher = self.clip_batcher
+        spoken = self.capabilities.languages or frozenset()
+        known = language or (next(iter(spoken)) if len(spoken) == 1 else None)
+        if batcher is not None and audio.duration <= _CLIP_SECONDS and known is not None:
+            kwargs["language"] = known
+            key = (options, known)
+            try:
+                segments, info = batcher.run(key, (audio.samples, kwargs, options))
+            except Exception as exc:
+                raise EngineError(f"faster-whisper failed while decoding: {exc}") from exc
+            return _segments(segments, info.duration), info
         try:
             if self.batches(audio.duration):
                 pipeline = self._batched(model)  # per call: it keeps per-run state
@@ -158,6 +181,23 @@ class FasterWhisperEngine:
             language_probability=float(info.language_probability),
         )
         return _segments(raw_segments, result.duration), result
+
+    def _decode_jobs(self, jobs: Sequence[Job[_Decoded]]) -> None:
+        """A batch of the clip batcher: one job alone as without it, several as one batch."""
+        model = self._model
+        if model is None:
+            raise EngineError("this faster-whisper engine has been closed")
+        samples, kwargs, options = jobs[0].payload
+        if len(jobs) == 1:
+            raw, _info = model.transcribe(samples, **kwargs)
+            per_clip = [list(raw)]
+        else:
+            clips = [job.payload[0] for job in jobs]
+            pipeline = self._batched(model)
+            per_clip = decode_clips(pipeline, clips, kwargs, options, self._encode)
+        for job, segments in zip(jobs, per_clip, strict=True):
+            duration = len(job.payload[0]) / SAMPLE_RATE
+            job.result = (segments, TranscriptionInfo(kwargs["language"], duration, 1.0))
 
     def batches(self, seconds: float) -> bool:
         """Whether audio this long goes through the batched pipeline."""
@@ -234,7 +274,11 @@ class FasterWhisperBackend:
             token_id = model.hf_tokenizer.token_to_id
             languages = frozenset(c for c in _LANGUAGE_CODES if token_id(f"<|{c}|>") is not None)
         caps = SttCapabilities(SAMPLE_RATE, languages, translate=multilingual, word_timestamps=True)
-        return FasterWhisperEngine(model, caps, opts, faster_whisper.BatchedInferencePipeline)
+        engine = FasterWhisperEngine(model, caps, opts, faster_whisper.BatchedInferencePipeline)
+        wanted = opts.batch_requests
+        if (wanted == "on" or (wanted == "auto" and device == "cuda")) and opts.batch_size > 1:
+            engine.clip_batcher = ClipBatcher(engine._decode_jobs, opts.batch_size)
+        return engine
 
 
 def _temperatures(temperature: float) -> tuple[float, ...]:

@@ -18,15 +18,25 @@ like the plain decoder's; the words themselves are returned only when asked for.
 
 from __future__ import annotations
 
-import dataclasses
+import itertools
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any
+
+import numpy as np
 
 from bragi.backends.protocol import TranscribeOptions
 
-__all__ = ["CHUNK_SECONDS", "SENTENCE_ENDS", "batched_segments", "split_at_sentences"]
+__all__ = [
+    "CHUNK_SECONDS",
+    "SENTENCE_ENDS",
+    "batched_segments",
+    "decode_clips",
+    "split_at_sentences",
+]
 
+SAMPLE_RATE = 16_000
 #: Longest chunk, in seconds (see above).
 CHUNK_SECONDS = 28
 #: A word ending with one of these ends a segment (Latin and CJK full stops).
@@ -71,7 +81,7 @@ def split_at_sentences(chunks: Iterable[Any], encode: Encode, *, keep_words: boo
     for chunk in chunks:
         words = list(chunk.words or ())
         if not words:
-            yield dataclasses.replace(chunk, words=None if not keep_words else chunk.words)
+            yield replace(chunk, words=None if not keep_words else chunk.words)
             continue
         sentence: list[Any] = []
         for index, word in enumerate(words):
@@ -79,7 +89,7 @@ def split_at_sentences(chunks: Iterable[Any], encode: Encode, *, keep_words: boo
             if index + 1 < len(words) and not word.word.strip().endswith(SENTENCE_ENDS):
                 continue
             text = "".join(w.word for w in sentence)
-            yield dataclasses.replace(
+            yield replace(
                 chunk,
                 start=sentence[0].start,
                 end=sentence[-1].end,
@@ -95,3 +105,34 @@ def _compression_ratio(text: str) -> float:
     """Whisper's measure of repetition: how well the text compresses."""
     encoded = text.encode("utf-8")
     return len(encoded) / len(zlib.compress(encoded)) if encoded else 0.0
+
+
+def decode_clips(
+    pipeline: Any,
+    clips: Sequence[Any],
+    kwargs: dict[str, Any],
+    options: TranscribeOptions,
+    encode: Encode,
+) -> list[list[Any]]:
+    """Several requests' short clips (16 kHz samples, 30 s at most each) as one batch:
+    each clip is one chunk of the pipeline; the segments of each, times from its start."""
+    offsets = np.cumsum([0, *(len(clip) for clip in clips)]) / SAMPLE_RATE
+    spans = [{"start": a, "end": b} for a, b in itertools.pairwise(offsets.tolist())]
+    kwargs = kwargs | {"clip_timestamps": spans}
+    raw, _info = batched_segments(
+        pipeline, np.concatenate(clips), kwargs, len(clips), options, encode
+    )
+    per_clip: list[list[Any]] = [[] for _ in clips]
+    for segment in raw:
+        index = int(np.searchsorted(offsets, (segment.start + segment.end) / 2, "right")) - 1
+        index = min(max(index, 0), len(clips) - 1)
+        per_clip[index].append(_shifted(segment, -offsets[index]))
+    return per_clip
+
+
+def _shifted(segment: Any, seconds: float) -> Any:
+    """A segment (and its words) moved by ``seconds``."""
+    words = segment.words
+    if words is not None:
+        words = [replace(w, start=w.start + seconds, end=w.end + seconds) for w in words]
+    return replace(segment, start=segment.start + seconds, end=segment.end + seconds, words=words)
