@@ -131,8 +131,9 @@ def _use_in_place(name: str, packaged: PackagedFiles, root: Path) -> Path:
 def materialize(name: str, packaged: PackagedFiles, root: Path) -> Path:
     """The assembled, hash-checked model dir for ``name``, building it if needed."""
     target = packaged_dir(root, name)
-    if _stamp_matches(target, packaged):
-        return target
+    checked = assembled(name, packaged, root)  # a package folder's stamp is kept apart
+    if checked is not None:
+        return checked
     if not is_installed(packaged):
         packages = " ".join(p.replace("_", "-") for p in _packages(packaged))
         raise ModelFetchError(
