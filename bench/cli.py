@@ -33,13 +33,16 @@ SUITES = {
     "p3": "bench.p3_tts_first_audio",
     "p4": "bench.p4_tts_throughput",
     "p10": "bench.p10_worker_cost",
+    "p11": "bench.p11_long_recording",
     "p6": "bench.p6_idle_memory",
     "p7": "bench.p7_startup",
+    "p12": "bench.p12_first_result",
     "p5": "bench.p5_image_size",
 }
 KNOWN = sorted(SUITES, key=report.figure_order)  # p1 ... p10
-NEEDS_SERVER = {"p1", "p2", "p3", "p4", "p8", "p9", "p10"}
-LOCAL_BRAGI = {"p6", "p7"}  # about `bragi serve` itself: not run against --base-url
+NEEDS_SERVER = {"p1", "p2", "p3", "p4", "p8", "p9", "p10", "p11"}
+#: about `bragi serve` itself: not run against --base-url
+LOCAL_BRAGI = {"p6", "p7", "p12"}
 #: compares configs of the bench's own `bragi serve`: never against --base-url
 LOCAL_SERVERS = {"p10"}
 #: needs models an outside server does not have (P9's aliases and tiny models): not run

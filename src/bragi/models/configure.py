@@ -34,7 +34,9 @@ def build_manager(
     that model failed (with the install command), so the others still serve.
     """
     manager = ModelManager(settings, registry, store=store, catalog=catalog, clock=clock)
-    configs = settings.models if settings.models is not None else starter_models(manager.catalog)
+    configs = settings.models
+    if configs is None:
+        configs = starter_models(manager.catalog, preload=settings.preload_starter)
     for alias, config in configs.items():
         source = plan_source(config.model, config.revision, manager.catalog)
         model = ServedModel(alias, config, source)

@@ -18,14 +18,22 @@ def _offline_kokoro(catalog: Catalog) -> bool:
     return entry is not None and entry.packaged is not None and is_installed(entry.packaged)
 
 
-def starter_models(catalog: Catalog | None = None) -> dict[str, ModelConfig]:
+def starter_models(
+    catalog: Catalog | None = None, *, preload: bool = True
+) -> dict[str, ModelConfig]:
     """The starter set. Every entry but Kokoro has a hub fallback in the catalog; the
     offline Kokoro (Japanese voices only) gives way to the hub's full Kokoro when its
-    PyPI packages are not installed."""
+    PyPI packages are not installed.
+
+    With ``preload``, the two models OpenAI clients name by default, ``whisper-1`` and
+    ``tts-1``, load at start-up, so the first request does not wait for them (about 180
+    and 120 MB of memory, 1-2 s each on 2 cores); the others load on first use
+    (docs/benchmarks.md, P12)."""
     catalog = catalog or Catalog.builtin()
+    kokoro = "kokoro-int8-ja" if _offline_kokoro(catalog) else "kokoro"
     return {
-        "whisper-1": ModelConfig(model="whisper-base"),
+        "whisper-1": ModelConfig(model="whisper-base", preload=preload),
         "whisper-tiny.en": ModelConfig(model="whisper-tiny.en"),
-        "tts-1": ModelConfig(model="piper:en_US-joe-medium"),
-        "kokoro": ModelConfig(model="kokoro-int8-ja" if _offline_kokoro(catalog) else "kokoro"),
+        "tts-1": ModelConfig(model="piper:en_US-joe-medium", preload=preload),
+        "kokoro": ModelConfig(model=kokoro),
     }
