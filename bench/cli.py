@@ -37,6 +37,7 @@ SUITES = {
     "p6": "bench.p6_idle_memory",
     "p7": "bench.p7_startup",
     "p12": "bench.p12_first_result",
+    "peers": "bench.peer_table",
     "p5": "bench.p5_image_size",
 }
 KNOWN = sorted(SUITES, key=report.figure_order)  # p1 ... p10
@@ -48,6 +49,8 @@ LOCAL_SERVERS = {"p10"}
 #: needs models an outside server does not have (P9's aliases and tiny models): not run
 #: against --base-url unless named
 OWN_MODELS = {"p9"}
+#: installs other servers (each in its own venv, once) and runs them: only when named
+OPT_IN = {"peers"}
 TTS_ENGINES = ("piper", "kokoro")
 DEFAULT_TTS_MODELS = {"piper": "tts-1", "kokoro": "kokoro"}
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -141,6 +144,7 @@ def _options(args: argparse.Namespace) -> tuple[Options, list[str]]:
             )
     else:
         skipped = LOCAL_BRAGI | OWN_MODELS | LOCAL_SERVERS if args.base_url else set()
+        skipped |= OPT_IN
         wanted = [s for s in SUITES if s not in skipped]
     suites = [s for s in SUITES if s in wanted]  # run order
     tts_models = dict(DEFAULT_TTS_MODELS)
