@@ -41,6 +41,7 @@ __all__ = [
     "OnnxHeader",
     "Token",
     "check_request",
+    "in_batches",
     "make_segment",
     "plan_chunks",
     "read_onnx_header",
@@ -282,6 +283,12 @@ def reported_language(requested: str | None, option: str | None, spoken: frozens
 def check_request(options: TranscribeOptions, capabilities: SttCapabilities, engine: str) -> None:
     """Refuse, before any decoding, a translation or a language the model does not speak."""
     check_transcription(options, capabilities, f"This {engine} model")
+
+
+def in_batches(chunks: Sequence[tuple[int, int]], size: int) -> Iterator[list[tuple[int, int]]]:
+    """The chunks, ``size`` at a time, in order."""
+    for first in range(0, len(chunks), max(1, size)):
+        yield list(chunks[first : first + size])
 
 
 def plan_chunks(
