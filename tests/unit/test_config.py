@@ -78,6 +78,8 @@ def test_the_starter_set_preloads_the_default_models(monkeypatch: pytest.MonkeyP
     assert load_settings().preload_starter
     preloaded = {alias for alias, config in starter_models().items() if config.preload}
     assert preloaded == {"whisper-1", "tts-1"}  # what OpenAI clients name by default
+    assert all(starter_models()[alias].keep_alive == -1 for alias in preloaded)  # and stay
+    assert starter_models()["kokoro"].keep_alive is None  # the server's keep-alive
     assert not any(config.preload for config in starter_models(preload=False).values())
     monkeypatch.setenv("BRAGI_PRELOAD_STARTER", "false")
     assert not load_settings().preload_starter

@@ -26,14 +26,15 @@ def starter_models(
     PyPI packages are not installed.
 
     With ``preload``, the two models OpenAI clients name by default, ``whisper-1`` and
-    ``tts-1``, load at start-up, so the first request does not wait for them (about 180
-    and 120 MB of memory, 1-2 s each on 2 cores); the others load on first use
-    (docs/benchmarks.md, P12)."""
+    ``tts-1``, load at start-up and stay loaded (keep-alive -1), so no request waits for
+    them (about 180 and 120 MB of memory, 1-2 s of loading each on 2 cores); the others
+    load on first use and follow the server's keep-alive (docs/benchmarks.md, P12)."""
     catalog = catalog or Catalog.builtin()
     kokoro = "kokoro-int8-ja" if _offline_kokoro(catalog) else "kokoro"
+    kept = -1.0 if preload else None
     return {
-        "whisper-1": ModelConfig(model="whisper-base", preload=preload),
+        "whisper-1": ModelConfig(model="whisper-base", preload=preload, keep_alive=kept),
         "whisper-tiny.en": ModelConfig(model="whisper-tiny.en"),
-        "tts-1": ModelConfig(model="piper:en_US-joe-medium", preload=preload),
+        "tts-1": ModelConfig(model="piper:en_US-joe-medium", preload=preload, keep_alive=kept),
         "kokoro": ModelConfig(model=kokoro),
     }
