@@ -170,8 +170,11 @@ class FasterWhisperEngine:
             if self.batches(audio.duration):
                 pipeline = self._batched(model)  # per call: it keeps per-run state
 
+                # the pipeline decoded at the first temperature: the fallback goes on
+                again = kwargs | {"temperature": kwargs["temperature"][1:]}
+
                 def redecode(start: float, end: float) -> Iterable[Any]:
-                    return _plain_part(model, audio, start, end, kwargs)
+                    return _plain_part(model, audio, start, end, again)
 
                 raw_segments, info = batched_segments(
                     pipeline,
@@ -295,8 +298,8 @@ class FasterWhisperBackend:
 def _plain_part(
     model: Any, audio: Audio, start: float, end: float, kwargs: dict[str, Any]
 ) -> Iterable[Any]:
-    """The plain decoder (with its temperature fallback) on [start, end) seconds and a
-    little around them; the segments' times moved into the whole recording."""
+    """The plain decoder (with the rest of the temperature fallback) on [start, end)
+    seconds and a little around them; the segments' times moved into the recording."""
     first = max(0, round((start - _FALLBACK_PAD) * SAMPLE_RATE))
     last = min(len(audio.samples), round((end + _FALLBACK_PAD) * SAMPLE_RATE))
     segments, _info = model.transcribe(audio.samples[first:last], **kwargs)

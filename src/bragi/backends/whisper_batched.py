@@ -68,8 +68,8 @@ def batched_segments(
     ``kwargs`` are the plain call's arguments. The pipeline always runs its VAD and
     decodes at the first temperature only: it has no fallback. So a chunk that fails
     Whisper's own checks (it repeats itself, or is unlikely, and is not silence) is given
-    to ``redecode`` (start, end in seconds), the plain decoder with the fallback, when
-    the request has one.
+    to ``redecode`` (start, end in seconds), the plain decoder at the fallback's next
+    temperatures, when the request has a fallback.
     """
     timed = options.segment_timestamps or options.word_timestamps
     batched = kwargs | {
