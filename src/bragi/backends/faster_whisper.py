@@ -104,9 +104,9 @@ class FasterWhisperOptions(BackendOptions):
     """Silero VAD settings, used when the VAD runs."""
     batch_size: int = Field(default=8, ge=0)
     """Audio longer than ``batch_above_seconds`` is cut at pauses (Silero VAD) into chunks
-    of up to 30 s, decoded this many at once (faster-whisper's BatchedInferencePipeline:
-    about 2.4x faster on a 3 min recording on 2 CPU cores); 0 turns batching off, so every
-    recording is decoded 30 s window after window."""
+    of up to 28 s, decoded this many at once (faster-whisper's BatchedInferencePipeline: a
+    177 s recording in 0.72 of the time on 2 CPU cores, docs/benchmarks.md P11); 0 turns
+    batching off, so every recording is decoded 30 s window after window."""
     batch_above_seconds: float = Field(default=30.0, ge=0)
     """Shorter audio keeps the plain decoder: one 30 s window gains nothing from batching."""
     batch_requests: Literal["auto", "on", "off"] = "auto"

@@ -2,8 +2,8 @@
 
 ``BatchedInferencePipeline`` cuts the audio at pauses (faster-whisper's Silero VAD) into
 chunks and decodes ``batch_size`` of them at once. On 2 CPU cores a 177 s
-recording then takes about 0.4 of the time of the plain, window-after-window decode at
-the same word error rate (docs/benchmarks.md, P11). A recording of one window (30 s or
+recording then takes about 0.7 of the time (and CPU) of the plain, window-after-window
+decode at the same word error rate (docs/benchmarks.md, P11). A recording of one window (30 s or
 less) gains nothing, so it keeps the plain decoder.
 
 Chunks are at most 28 s, not the window's 30: a chunk that fills the window loses its
