@@ -38,18 +38,24 @@ SUITES = {
     "p14": "bench.p14_wyoming",
     "p15": "bench.p15_live",
     "p16": "bench.p16_diarization",
+    "p11": "bench.p11_long_recording",
     "p6": "bench.p6_idle_memory",
     "p7": "bench.p7_startup",
+    "p12": "bench.p12_first_result",
+    "peers": "bench.peer_table",
     "p5": "bench.p5_image_size",
 }
 KNOWN = sorted(SUITES, key=report.figure_order)  # p1 ... p16
-NEEDS_SERVER = {"p1", "p2", "p3", "p4", "p8", "p9", "p10", "p13", "p15", "p16"}
-LOCAL_BRAGI = {"p6", "p7"}  # about `bragi serve` itself: not run against --base-url
+NEEDS_SERVER = {"p1", "p2", "p3", "p4", "p8", "p9", "p10", "p11", "p13", "p15", "p16"}
+#: about `bragi serve` itself: not run against --base-url
+LOCAL_BRAGI = {"p6", "p7", "p12"}
 #: compares configs of the bench's own `bragi serve`: never against --base-url
 LOCAL_SERVERS = {"p10", "p14"}
 #: needs models an outside server does not have (P9's aliases and tiny models, P16's
 #: diarizer): not run against --base-url unless named
 OWN_MODELS = {"p9", "p16"}
+#: installs other servers (each in its own venv, once) and runs them: only when named
+OPT_IN = {"peers"}
 TTS_ENGINES = ("piper", "kokoro")
 DEFAULT_TTS_MODELS = {"piper": "tts-1", "kokoro": "kokoro"}
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -143,6 +149,7 @@ def _options(args: argparse.Namespace) -> tuple[Options, list[str]]:
             )
     else:
         skipped = LOCAL_BRAGI | OWN_MODELS | LOCAL_SERVERS if args.base_url else set()
+        skipped |= OPT_IN
         wanted = [s for s in SUITES if s not in skipped]
     suites = [s for s in SUITES if s in wanted]  # run order
     tts_models = dict(DEFAULT_TTS_MODELS)

@@ -22,11 +22,15 @@ class Client:
             base_url=f"{self.base_url}/v1", api_key=api_key, max_retries=0, timeout=900
         )
 
-    def transcribe(self, model: str, path: Path, *, words: bool = False) -> str:
+    def transcribe(
+        self, model: str, path: Path, *, words: bool = False, language: str | None = None
+    ) -> str:
         """Upload ``path``; ``json``, or ``verbose_json`` with word timestamps. The text."""
         options: dict[str, Any] = {"response_format": "json"}
         if words:
             options = {"response_format": "verbose_json", "timestamp_granularities": ["word"]}
+        if language:
+            options["language"] = language
         with path.open("rb") as file:
             result = self.openai.audio.transcriptions.create(model=model, file=file, **options)
         if words and not getattr(result, "words", None):

@@ -63,4 +63,6 @@ def run(ctx: Context) -> list[Figure]:
         spread_note(samples, "server") if ctx.local else "",
     ]
     name = f"STT throughput, {CLIENTS} clients, {REQUESTS} x {rec.label}"
-    return [ratio_figure("P2", name, "req/s", samples, ">= 1.0", notes)]
+    from bench import p2_batching  # the same figure with concurrent batching on and off
+
+    return [ratio_figure("P2", name, "req/s", samples, ">= 1.0", notes), *p2_batching.run(ctx)]

@@ -53,7 +53,8 @@ def series(ctx: Context) -> list[Startup]:
         ctx.log(f"P6/P7 starting bragi serve {starts + 1} times")
         with tempfile.TemporaryDirectory(prefix="bragi-bench-start-") as tmp:
             data_dir = Path(tmp)
-            env = ctx.options.server_env
+            # no model loaded: the starter set's preloading is P12's business
+            env = {"BRAGI_PRELOAD_STARTER": "false"} | ctx.options.server_env
             _start_once(data_dir, ctx.models_dir, env)  # first boot: warm-up
             ctx.startups = [_start_once(data_dir, ctx.models_dir, env) for _ in range(starts)]
     return ctx.startups

@@ -262,6 +262,9 @@ class Settings(BaseSettings):
     """Default number of requests waiting per model before 429."""
     models: dict[str, ModelConfig] | None = None
     """Served models by alias; ``None`` serves the starter set."""
+    preload_starter: bool = True
+    """With no ``models:``, load the starter set's whisper-1 and tts-1 at start-up and keep
+    them loaded, instead of on the first request (about 300 MB of memory)."""
     voices: dict[str, VoiceMapping] = Field(default_factory=dict)
     """OpenAI voice names mapped to engine voices."""
     allow_downloads: bool = True

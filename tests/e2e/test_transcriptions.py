@@ -105,6 +105,37 @@ def test_verbose_json_with_words(server: LiveServer, speech: dict[str, SpeechSam
     assert word_error_rate(sample.text, " ".join(w.word for w in result.words)) < 0.25
 
 
+def test_long_recording_is_batched_with_the_same_shapes(
+    server: LiveServer, speech: dict[str, SpeechSample]
+) -> None:
+    """two_cities (44 s) is past the batching threshold: segments still come in order,
+    inside the audio, with words; srt has timed cues in order."""
+    sample = speech["two_cities"]
+    result = server.client().audio.transcriptions.create(
+        model="whisper-1",
+        file=sample.path,
+        response_format="verbose_json",
+        timestamp_granularities=["word", "segment"],
+    )
+    assert word_error_rate(sample.text, result.text) < 0.08
+    assert result.segments and len(result.segments) > 5 and result.words
+    previous_end = 0.0
+    for index, segment in enumerate(result.segments):
+        data = segment.model_dump()
+        assert all(data.get(field) is not None for field in SEGMENT_FIELDS), data
+        assert segment.id == index
+        assert previous_end <= segment.start + 0.01 and segment.end <= sample.duration + 0.5
+        previous_end = segment.end
+    starts = [word.start for word in result.words]
+    assert starts == sorted(starts) and result.words[-1].end <= sample.duration + 0.5
+    srt = server.client().audio.transcriptions.create(
+        model="whisper-1", file=sample.path, response_format="srt"
+    )
+    assert isinstance(srt, str)
+    cues = [line.split(" --> ")[0] for line in srt.splitlines() if " --> " in line]
+    assert len(cues) > 1 and cues == sorted(cues)
+
+
 def test_verbose_json_without_words_has_no_words(
     server: LiveServer, speech: dict[str, SpeechSample]
 ) -> None:

@@ -191,7 +191,8 @@ def test_detect(tiny_dir: Path, base_dir: Path, tmp_path: Path) -> None:
 def test_options() -> None:
     defaults = FasterWhisperOptions()
     assert (defaults.compute_type, defaults.cpu_threads, defaults.num_workers) == ("auto", 0, 1)
-    assert (defaults.beam_size, defaults.vad_filter, defaults.batch_size) == (5, False, 0)
+    assert (defaults.beam_size, defaults.vad_filter, defaults.batch_size) == (5, False, 8)
+    assert defaults.batch_above_seconds == 30.0
     assert FasterWhisperOptions(compute_type="int8_float16").compute_type == "int8_float16"
     vad = FasterWhisperOptions.model_validate({"vad_parameters": {"threshold": 0.4}})
     assert vad.vad_parameters is not None and vad.vad_parameters.threshold == 0.4
@@ -265,7 +266,7 @@ def test_segments_are_produced_lazily(
     segments, _ = engines["tiny.en"].transcribe(clips["two_cities.wav"], TranscribeOptions())
     assert_lazy(segments)
     first = next(segments)
-    assert first.id == 0 and first.start == 0.0 and "best of times" in first.text.lower()
+    assert first.id == 0 and first.start < 1.0 and "best of times" in first.text.lower()
     segments.close()  # a client that goes away stops the decode
 
 

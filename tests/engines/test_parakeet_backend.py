@@ -240,3 +240,21 @@ def test_importing_and_detecting_does_not_import_onnx_asr(parakeet_dirs: dict[st
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_chunks_decoded_in_batches_read_as_one_by_one(
+    parakeet_dirs: dict[str, Path], clips: dict[str, Audio]
+) -> None:
+    """batch_size > 1 hands onnx-asr several chunks at once: the same segments, in order."""
+    results = []
+    for batch_size in (1, 4):
+        options = ParakeetOptions(threads=2, max_chunk_seconds=4, batch_size=batch_size)
+        engine = BACKEND.load(parakeet_dirs["tdt"], "cpu", options)
+        segments, info = engine.transcribe(clips["two_cities"], TranscribeOptions())
+        assert inspect.isgenerator(segments)
+        results.append(list(segments))
+        assert_well_formed(results[-1], info, info.duration, words=True, max_chunk=4)
+    one_by_one, batched = results
+    assert len(batched) == len(one_by_one) >= 44.4 / 4
+    assert [(s.start, s.end) for s in batched] == [(s.start, s.end) for s in one_by_one]
+    assert [s.text for s in batched] == [s.text for s in one_by_one]

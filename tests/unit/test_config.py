@@ -72,6 +72,19 @@ def test_without_a_file_the_defaults_apply(tmp_path: Path) -> None:
     assert settings.upload_limit_bytes == 25 * 1024 * 1024
 
 
+def test_the_starter_set_preloads_the_default_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bragi.models.starter import starter_models
+
+    assert load_settings().preload_starter
+    preloaded = {alias for alias, config in starter_models().items() if config.preload}
+    assert preloaded == {"whisper-1", "tts-1"}  # what OpenAI clients name by default
+    assert all(starter_models()[alias].keep_alive == -1 for alias in preloaded)  # and stay
+    assert starter_models()["kokoro"].keep_alive is None  # the server's keep-alive
+    assert not any(config.preload for config in starter_models(preload=False).values())
+    monkeypatch.setenv("BRAGI_PRELOAD_STARTER", "false")
+    assert not load_settings().preload_starter
+
+
 def test_an_empty_file_is_the_defaults(tmp_path: Path) -> None:
     assert load_settings(write(tmp_path / "empty.yaml", "")).port == 8000
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 from pathlib import Path
 
@@ -78,6 +79,13 @@ def test_a_package_folder_is_used_in_place(fake_packages: Path, tmp_path: Path) 
     folder = materialize("inplace", spec, tmp_path)
     assert folder == fake_packages / "parttwo" / "data"  # not copied
     assert assembled("inplace", spec, tmp_path) == folder
+    # Checked once: a later start only compares sizes and times. Same size, same time,
+    # other bytes would fail a new hash check, so this shows none is made.
+    conf = folder / "sub" / "conf.txt"
+    times = conf.stat()
+    conf.write_bytes(b"x=2")
+    os.utime(conf, ns=(times.st_atime_ns, times.st_mtime_ns))
+    assert materialize("inplace", spec, tmp_path) == folder
     bad = PackagedFiles(files={}, sha256=hashes | {"w.part2": "1" * 64}, directory="parttwo/data")
     with pytest.raises(ModelFetchError, match="sha256"):
         materialize("inplace-bad", bad, tmp_path)
@@ -85,6 +93,8 @@ def test_a_package_folder_is_used_in_place(fake_packages: Path, tmp_path: Path) 
     (folder / "planted.py").write_text("import os\n")
     with pytest.raises(ModelFetchError, match=r"planted\.py .* is not one of its files"):
         materialize("inplace-planted", spec, tmp_path)
+    # nor does a file planted after the folder was checked slip past the saved check
+    assert assembled("inplace", spec, tmp_path) is None
 
 
 def test_catalog_starter_entries_point_at_installed_packages() -> None:

@@ -47,6 +47,7 @@ __all__ = [
     "Token",
     "check_request",
     "ensure_open",
+    "in_batches",
     "make_segment",
     "plan_chunks",
     "read_onnx_header",
@@ -328,6 +329,12 @@ def ensure_open(model: T | None, engine: str) -> T:
     if model is None:
         raise EngineError(f"this {engine} engine has been closed")
     return model
+
+
+def in_batches(chunks: Sequence[tuple[int, int]], size: int) -> Iterator[list[tuple[int, int]]]:
+    """The chunks, ``size`` at a time, in order."""
+    for first in range(0, len(chunks), max(1, size)):
+        yield list(chunks[first : first + size])
 
 
 def plan_chunks(

@@ -4,7 +4,8 @@ The library is imported inside :meth:`FasterWhisperBackend.load` only, so import
 module (to list backends, to validate configuration) never pulls in faster-whisper or
 CTranslate2. Segments are converted lazily, one by one, as faster-whisper decodes them.
 One engine may be used from several threads at once: CTranslate2 runs up to
-``num_workers`` decodes in parallel on one copy of the weights.
+``num_workers`` decodes in parallel on one copy of the weights. Audio longer than one
+30 s window is decoded in batches (:mod:`bragi.backends.whisper_batched`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import gc
 import importlib.util
 import json
-from collections.abc import Generator, Iterable
+from collections.abc import Generator, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bragi.audio.types import Audio
 from bragi.backends.checks import check_transcription
+from bragi.backends.clip_batcher import ClipBatcher, Job
 from bragi.backends.protocol import (
     BackendOptions,
     Device,
@@ -31,6 +33,7 @@ from bragi.backends.protocol import (
     VadRequest,
     Word,
 )
+from bragi.backends.whisper_batched import batched_segments, decode_clips, shifted
 from bragi.devices import usable_cpus
 from bragi.errors import (
     EngineError,
@@ -51,6 +54,10 @@ FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 #: Keys only a CTranslate2 Whisper conversion writes into its config.json.
 _WHISPER_CONFIG_KEYS = frozenset({"lang_ids", "alignment_heads", "suppress_ids"})
 _MAX_CONFIG_BYTES = 1 << 20
+_CLIP_SECONDS = 30.0  # one window: what the clip batcher takes
+_FALLBACK_PAD = 0.2  # seconds of audio kept around a chunk decoded again
+#: what a job of the clip batcher gives back: faster-whisper's segments, and the info
+_Decoded = tuple[list[Any], TranscriptionInfo]
 
 # fmt: off
 ComputeType = Literal["auto", "default", "int8", "int8_float32", "int8_float16", "int8_bfloat16",
@@ -96,9 +103,19 @@ class FasterWhisperOptions(BackendOptions):
     """Drop non-speech with the Silero VAD before decoding."""
     vad_parameters: VadParameters | None = None
     """Silero VAD settings, used when the VAD runs."""
-    batch_size: int = Field(default=0, ge=0)
-    """0 decodes 30 s windows one after another; N > 0 decodes N at once
-    (BatchedInferencePipeline; the audio is then always cut at pauses by the VAD)."""
+    batch_size: int = Field(default=8, ge=0)
+    """Audio longer than ``batch_above_seconds`` is cut at pauses (Silero VAD) into chunks
+    of up to 28 s, decoded this many at once (faster-whisper's BatchedInferencePipeline: a
+    177 s recording in 0.72 of the time on 2 CPU cores, docs/benchmarks.md P11); 0 turns
+    batching off, so every recording is decoded 30 s window after window."""
+    batch_above_seconds: float = Field(default=30.0, ge=0)
+    """Shorter audio keeps the plain decoder: one 30 s window gains nothing from batching."""
+    batch_requests: Literal["auto", "on", "off"] = "auto"
+    """Decode the short clips (30 s or less) of requests that arrive together as one batch
+    of up to ``batch_size``, when they name their language (or the model is English-only);
+    a lone request still runs at once. auto: on CUDA only, since on CPU a batch costs as
+    much or more per request (docs/benchmarks.md, P2). Raise ``max_concurrency`` with it:
+    only requests admitted at once can share a batch."""
 
 
 class FasterWhisperEngine:
@@ -110,7 +127,10 @@ class FasterWhisperEngine:
         self._model: Any = model
         self._options = options
         self._batched: Any = batched  # faster_whisper.BatchedInferencePipeline
+        self._tokenizer: Any = model.hf_tokenizer
         self.capabilities = capabilities
+        #: short clips of concurrent requests, decoded together (None: each on its own)
+        self.clip_batcher: ClipBatcher[_Decoded] | None = None
 
     def transcribe(
         self, audio: Audio, options: TranscribeOptions
@@ -143,11 +163,36 @@ class FasterWhisperEngine:
         if options.vad is not None:  # the request's chunking_strategy=server_vad
             kwargs["vad_filter"] = True
             kwargs["vad_parameters"] = (vad or {}) | _request_vad(options.vad)
+        batcher = self.clip_batcher
+        spoken = self.capabilities.languages or frozenset()
+        known = language or (next(iter(spoken)) if len(spoken) == 1 else None)
+        if batcher is not None and audio.duration <= _CLIP_SECONDS and known is not None:
+            kwargs["language"] = known
+            key = (options, known)
+            try:
+                segments, info = batcher.run(key, (audio.samples, kwargs, options))
+            except Exception as exc:
+                raise EngineError(f"faster-whisper failed while decoding: {exc}") from exc
+            return _segments(segments, info.duration), info
         try:
-            if opts.batch_size > 0:
+            if self.batches(audio.duration):
                 pipeline = self._batched(model)  # per call: it keeps per-run state
-                kwargs.update(vad_filter=True, batch_size=opts.batch_size)
-                raw_segments, info = pipeline.transcribe(audio.samples, **kwargs)
+
+                # the pipeline decoded at the first temperature: the fallback goes on
+                again = kwargs | {"temperature": kwargs["temperature"][1:]}
+
+                def redecode(start: float, end: float) -> Iterable[Any]:
+                    return _plain_part(model, audio, start, end, again)
+
+                raw_segments, info = batched_segments(
+                    pipeline,
+                    audio.samples,
+                    kwargs,
+                    opts.batch_size,
+                    options,
+                    self._encode,
+                    redecode,
+                )
             else:
                 raw_segments, info = model.transcribe(audio.samples, **kwargs)
         except Exception as exc:
@@ -158,6 +203,32 @@ class FasterWhisperEngine:
             language_probability=float(info.language_probability),
         )
         return _segments(raw_segments, result.duration), result
+
+    def _decode_jobs(self, jobs: Sequence[Job[_Decoded]]) -> None:
+        """A batch of the clip batcher: one job alone as without it, several as one batch."""
+        model = self._model
+        if model is None:
+            raise EngineError("this faster-whisper engine has been closed")
+        samples, kwargs, options = jobs[0].payload
+        if len(jobs) == 1:
+            raw, _info = model.transcribe(samples, **kwargs)
+            per_clip = [list(raw)]
+        else:
+            clips = [job.payload[0] for job in jobs]
+            pipeline = self._batched(model)
+            per_clip = decode_clips(pipeline, clips, kwargs, options, self._encode)
+        for job, segments in zip(jobs, per_clip, strict=True):
+            duration = len(job.payload[0]) / SAMPLE_RATE
+            job.result = (segments, TranscriptionInfo(kwargs["language"], duration, 1.0))
+
+    def batches(self, seconds: float) -> bool:
+        """Whether audio this long goes through the batched pipeline."""
+        opts = self._options
+        return opts.batch_size > 0 and seconds > opts.batch_above_seconds
+
+    def _encode(self, text: str) -> list[int]:
+        """Token ids of ``text`` (no special tokens), as Whisper's segments carry them."""
+        return list(self._tokenizer.encode(text, add_special_tokens=False).ids)
 
     def close(self) -> None:
         """Drop the model so its memory goes back (after any decode still running ends)."""
@@ -242,7 +313,22 @@ class FasterWhisperBackend:
             logprobs=True,
             vad=True,
         )
-        return FasterWhisperEngine(model, caps, opts, faster_whisper.BatchedInferencePipeline)
+        engine = FasterWhisperEngine(model, caps, opts, faster_whisper.BatchedInferencePipeline)
+        wanted = opts.batch_requests
+        if (wanted == "on" or (wanted == "auto" and device == "cuda")) and opts.batch_size > 1:
+            engine.clip_batcher = ClipBatcher(engine._decode_jobs, opts.batch_size)
+        return engine
+
+
+def _plain_part(
+    model: Any, audio: Audio, start: float, end: float, kwargs: dict[str, Any]
+) -> Iterable[Any]:
+    """The plain decoder (with the rest of the temperature fallback) on [start, end)
+    seconds and a little around them; the segments' times moved into the recording."""
+    first = max(0, round((start - _FALLBACK_PAD) * SAMPLE_RATE))
+    last = min(len(audio.samples), round((end + _FALLBACK_PAD) * SAMPLE_RATE))
+    segments, _info = model.transcribe(audio.samples[first:last], **kwargs)
+    return (shifted(segment, first / SAMPLE_RATE) for segment in segments)
 
 
 def _request_vad(vad: VadRequest) -> dict[str, Any]:

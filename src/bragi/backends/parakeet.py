@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
 from bragi.audio.types import Audio, Samples
 from bragi.backends.chunked import (
@@ -28,6 +29,7 @@ from bragi.backends.chunked import (
     ChunkedOptions,
     Token,
     ensure_open,
+    in_batches,
     make_segment,
     plan_chunks,
     settle_language,
@@ -59,6 +61,11 @@ class ParakeetOptions(ChunkedOptions):
     quantization: str | None = None
     """Which files: None for ``encoder-model.onnx``, ``int8`` for ``encoder-model.int8.onnx``
     ...; unset, the unquantized files if present, else the one quantized set there is."""
+    batch_size: int = Field(default=1, ge=1, le=64)
+    """Chunks of one recording handed to onnx-asr at once (it pads them into one batch
+    and decodes each to its own length); 1 decodes them one after another. 1 by default:
+    with no real Parakeet weights here, whether a batch is faster could not be measured
+    (docs/benchmarks.md)."""
 
 
 class ParakeetEngine:
@@ -94,8 +101,16 @@ class ParakeetEngine:
         self, samples: Samples, chunks: list[tuple[int, int]]
     ) -> Generator[Segment, None, None]:
         index = 0
-        for begin, end in chunks:
-            result = self._decode(samples[begin:end])
+        for batch in in_batches(chunks, self._options.batch_size):
+            results = self._decode([samples[begin:end] for begin, end in batch])
+            for segment in self._batch_segments(batch, results, index):
+                yield segment
+                index += 1
+
+    def _batch_segments(
+        self, batch: list[tuple[int, int]], results: list[Any], index: int
+    ) -> Generator[Segment, None, None]:
+        for (begin, end), result in zip(batch, results, strict=True):
             text = str(result.text).strip()
             if not text:
                 continue
@@ -115,14 +130,18 @@ class ParakeetEngine:
             yield make_segment(index, start, stop, " " + text, tokens, timed)
             index += 1
 
-    def _decode(self, samples: Samples) -> Any:
+    def _decode(self, clips: list[Samples]) -> list[Any]:
+        """One result per clip; several clips are one batch of the library's."""
         model = self._model
         if model is None:
             raise EngineError("this Parakeet engine was closed while decoding")
-        if len(samples) < _MIN_SAMPLES:
-            samples = np.pad(samples, (0, _MIN_SAMPLES - len(samples)))
+        padded = [
+            np.pad(c, (0, _MIN_SAMPLES - len(c))) if len(c) < _MIN_SAMPLES else c for c in clips
+        ]
         try:
-            return model.recognize(samples, sample_rate=SAMPLE_RATE)
+            if len(padded) == 1:
+                return [model.recognize(padded[0], sample_rate=SAMPLE_RATE)]
+            return list(model.recognize(padded, sample_rate=SAMPLE_RATE))
         except Exception as exc:  # the library boundary: onnx-asr, ONNX Runtime
             raise EngineError(f"Parakeet failed while decoding: {exc}") from exc
 

@@ -84,6 +84,9 @@ class TranscribeOptions:
     #: Whether the caller wants per-token log-probabilities (``include[]=logprobs``).
     logprobs: bool = False
     vad: VadRequest | None = None
+    #: Whether the segments' start and end are read (verbose_json, srt, vtt); when
+    #: False only the text is, and an engine may return coarser segments if cheaper.
+    segment_timestamps: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         task="translate" if args.translate else "transcribe",
         language=language,
         word_timestamps=args.words,
+        segment_timestamps=args.format in ("verbose_json", "srt", "vtt"),
     )
 
     def work(engine: Engine) -> tuple[dict[str, Any] | str, str]:

@@ -38,7 +38,7 @@ def build_manager(
     manager = ModelManager(settings, registry, store=store, catalog=catalog, clock=clock)
     configs = settings.models
     if configs is None:
-        configs = starter_models(manager.catalog, manager.store)
+        configs = starter_models(manager.catalog, manager.store, preload=settings.preload_starter)
     for alias, config in configs.items():
         source = plan_source(config.model, config.revision, manager.catalog)
         on_disk = local_copy(source, manager.store)

@@ -115,10 +115,19 @@ def assembled(name: str, packaged: PackagedFiles, root: Path) -> Path | None:
     target = packaged_dir(root, name)
     if packaged.directory is not None:
         in_place = _locate(packaged.directory)
-        if in_place is not None and _stamp_matches(target, packaged, in_place):
+        if (
+            in_place is not None
+            and _stamp_matches(target, packaged, in_place)
+            and _files_in(in_place) == set(packaged.sha256)
+        ):
             return in_place
         return None
     return target if _stamp_matches(target, packaged) else None
+
+
+def _files_in(folder: Path) -> set[str]:
+    """Every file under ``folder``, as paths relative to it (a listing, no reads)."""
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
 
 
 def _use_in_place(name: str, packaged: PackagedFiles, root: Path) -> Path:
@@ -126,8 +135,7 @@ def _use_in_place(name: str, packaged: PackagedFiles, root: Path) -> Path:
     assert packaged.directory is not None
     folder = _locate(packaged.directory)
     assert folder is not None
-    found = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
-    unknown = sorted(found - set(packaged.sha256))
+    unknown = sorted(_files_in(folder) - set(packaged.sha256))
     if unknown:
         raise ModelFetchError(
             f"model {name!r}: {unknown[0]} in {folder} is not one of its files; "
@@ -155,8 +163,9 @@ def _use_in_place(name: str, packaged: PackagedFiles, root: Path) -> Path:
 def materialize(name: str, packaged: PackagedFiles, root: Path) -> Path:
     """The assembled, hash-checked model dir for ``name``, building it if needed."""
     target = packaged_dir(root, name)
-    if _stamp_matches(target, packaged):
-        return target
+    checked = assembled(name, packaged, root)  # a package folder's stamp is kept apart
+    if checked is not None:
+        return checked
     if not is_installed(packaged):
         raise ModelFetchError(
             f"model {name!r} is assembled from PyPI packages that are not installed: "

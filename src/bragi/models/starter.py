@@ -67,18 +67,25 @@ def default_aliases(kinds: dict[str, ModelKind | None]) -> dict[str, ModelAlias]
 
 
 def starter_models(
-    catalog: Catalog | None = None, store: ModelStore | None = None
+    catalog: Catalog | None = None, store: ModelStore | None = None, *, preload: bool = True
 ) -> dict[str, ModelConfig]:
     """The starter set. Every entry but Kokoro has a hub fallback in the catalog; the
     offline Kokoro (Japanese voices only) gives way to the hub's full Kokoro when its
     PyPI packages are not installed. The diarizer is included once it has been pulled
-    into ``store``; until then diarized_json says how to get it."""
+    into ``store``; until then diarized_json says how to get it.
+
+    With ``preload``, the two models OpenAI clients name by default, ``whisper-1`` and
+    ``tts-1``, load at start-up and stay loaded (keep-alive -1), so no request waits for
+    them (about 180 and 120 MB of memory, 1-2 s of loading each on 2 cores); the others
+    load on first use and follow the server's keep-alive (docs/benchmarks.md, P12)."""
     catalog = catalog or Catalog.builtin()
+    kokoro = "kokoro-int8-ja" if _offline_kokoro(catalog) else "kokoro"
+    kept = -1.0 if preload else None
     models = {
-        "whisper-1": ModelConfig(model="whisper-base"),
+        "whisper-1": ModelConfig(model="whisper-base", preload=preload, keep_alive=kept),
         "whisper-tiny.en": ModelConfig(model="whisper-tiny.en"),
-        "tts-1": ModelConfig(model="piper:en_US-joe-medium"),
-        "kokoro": ModelConfig(model="kokoro-int8-ja" if _offline_kokoro(catalog) else "kokoro"),
+        "tts-1": ModelConfig(model="piper:en_US-joe-medium", preload=preload, keep_alive=kept),
+        "kokoro": ModelConfig(model=kokoro),
     }
     if _diarizer_pulled(catalog, store):
         models["diarizer"] = ModelConfig(model=DIARIZER)

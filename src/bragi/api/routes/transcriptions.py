@@ -62,6 +62,8 @@ from bragi.transcripts import render_transcript, start_transcription
 router = APIRouter(tags=["audio"])
 
 ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt"]
+#: the formats that show segment times (engines may cut coarser segments for the others)
+_TIMED_FORMATS = frozenset({"srt", "verbose_json", "vtt"})
 
 
 class _CommonParams(BaseModel):
@@ -333,6 +335,7 @@ def _transcription_options(params: TranscriptionParams) -> TranscribeOptions:
         prompt=params.prompt,
         temperature=params.temperature,
         word_timestamps=words,
+        segment_timestamps=params.response_format in _TIMED_FORMATS and not params.stream,
     )
 
 
@@ -398,6 +401,9 @@ async def create_translation(request: Request, manager: Manager, _: ApiKey) -> R
     upload = await _receive(request, manager, TranslationParams)
     params = upload.params
     options = TranscribeOptions(
-        task="translate", prompt=params.prompt, temperature=params.temperature
+        task="translate",
+        prompt=params.prompt,
+        temperature=params.temperature,
+        segment_timestamps=params.response_format in _TIMED_FORMATS,
     )
     return await _respond(request, manager, upload, options)
