@@ -18,6 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from bragi.api.body_schemas import json_body
 from bragi.api.deps import ApiKey, Manager, SettingsDep, VoiceStoreDep
 from bragi.api.forms import json_params
 from bragi.api.sse import SSE_HEADERS, sse_event
@@ -188,12 +189,7 @@ class _Synthesis:
     "/v1/audio/speech",
     response_model=None,
     # The body is read by the route (after the key check), so describe it here.
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": SpeechParams.model_json_schema()}},
-        }
-    },
+    openapi_extra=json_body(SpeechParams),
 )
 async def create_speech(
     request: Request,
