@@ -5,13 +5,12 @@ regions repeated or dropped), plus hand-made lying headers and nested containers
 Every input must end in a clear outcome: audio (float32, finite, within [-1, 1], no
 longer than the limit) or one of the decoder's 400s, with ``param: "file"``. Anything
 else (another exception, a crash of the process, a hang past pytest's timeout) fails.
-Seeded and bounded (:data:`EXAMPLES`); ``BRAGI_FUZZ_EXAMPLES`` runs more by hand.
+Seeded and bounded (:data:`EXAMPLES`; ``BRAGI_FUZZ_SCALE`` multiplies it by hand).
 """
 
 from __future__ import annotations
 
 import io
-import os
 import struct
 from collections.abc import Iterator
 
@@ -19,7 +18,8 @@ import av
 import httpx
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from budget import fuzz_settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from appserver import AppServer, fake_settings, serve_app
@@ -29,7 +29,7 @@ from bragi.config import ModelConfig
 from bragi.errors import AudioDecodeError, AudioTooLongError, EmptyAudioError
 from fakes import FakeSttBackend, make_model_dir, sine
 
-EXAMPLES = int(os.environ.get("BRAGI_FUZZ_EXAMPLES", "0")) or 400
+EXAMPLES = 400
 RATE = 16_000
 MAX_SECONDS = 30.0
 CLEAR_ERRORS = (AudioDecodeError, EmptyAudioError, AudioTooLongError)
@@ -214,19 +214,13 @@ def mutated(draw: st.DrawFn) -> Mutant:
 
 
 @given(mutant=mutated())
-@settings(
-    max_examples=EXAMPLES,
-    derandomize=True,
-    database=None,
-    deadline=None,
-    suppress_health_check=list(HealthCheck),
-)
+@fuzz_settings(EXAMPLES)
 def test_mutated_files_decode_or_fail_clearly(mutant: Mutant) -> None:
     clear_outcome(mutant.data)
 
 
 @given(data=st.binary(max_size=4096))
-@settings(max_examples=EXAMPLES // 4, derandomize=True, database=None, deadline=None)
+@fuzz_settings(EXAMPLES // 4)
 def test_random_bytes_decode_or_fail_clearly(data: bytes) -> None:
     clear_outcome(data)
 
