@@ -239,3 +239,28 @@ def test_a_key_is_checked_before_a_fuzzed_body_is_read(server: AppServer) -> Non
         for route in ("/v1/audio/speech", "/v1/audio/transcriptions", "/admin/pull"):
             response = http.post(route, content=b"\xff\xfe{not json")
             assert response.status_code == 401, (route, response.text)
+
+
+def _refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        if isinstance(node.get("$ref"), str):
+            yield node["$ref"]
+        for value in node.values():
+            yield from _refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _refs(item)
+
+
+def test_every_ref_in_the_served_schema_points_somewhere(server: AppServer) -> None:
+    """Regression (found by this fuzzing): the speech body's schema pointed at
+    ``#/$defs/VoiceRef``, which is in pydantic's schema but not in the OpenAPI document,
+    so schema-driven clients (and the fuzzer) could not build a request with a voice."""
+    document = httpx.get(f"{server.base_url}/openapi.json", timeout=10).json()
+    refs = set(_refs(document))
+    assert refs, "the schema has references to check"
+    for ref in refs:
+        node: Any = document
+        for part in ref.removeprefix("#/").split("/"):
+            assert isinstance(node, dict) and part in node, f"{ref} points at nothing"
+            node = node[part]
