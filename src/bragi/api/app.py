@@ -14,6 +14,7 @@ from bragi.api.metrics import Metrics, MetricsMiddleware
 from bragi.api.routes import admin, health, metrics, models, speech, transcriptions, voices
 from bragi.api.upload_limit import UploadLimitMiddleware
 from bragi.auth import KeyStore
+from bragi.auth.ratelimit import RateLimiter
 from bragi.backends.registry import BackendRegistry
 from bragi.config import Settings
 from bragi.models.configure import build_manager
@@ -76,6 +77,8 @@ def create_app(
     app.state.keystore = keystore
     app.state.registry = registry
     app.state.voices = voice_store
+    limit = settings.rate_limit_per_minute
+    app.state.rate_limiter = RateLimiter(limit) if limit else None
     install_error_handlers(app)
     app.state.metrics = Metrics(manager)
     app.add_middleware(UploadLimitMiddleware, limit=settings.upload_limit_bytes)
