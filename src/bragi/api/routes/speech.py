@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from bragi.api.body_schemas import json_body
 from bragi.api.deps import ApiKey, Manager, SettingsDep, VoiceStoreDep
 from bragi.api.forms import json_params
-from bragi.api.sse import SSE_HEADERS, sse_event
+from bragi.api.sse import SSE_HEADERS, ending_in_an_error_event, sse_event
 from bragi.audio import CONTENT_TYPES, Audio
 from bragi.audio.speech_encoder import SpeechEncoder
 from bragi.backends.protocol import ModelKind, SynthesisRequest, TextToSpeech, VoiceReference
@@ -228,7 +228,6 @@ async def create_speech(
         await lease.release()
         raise
     if params.stream_format == "sse":
-        return StreamingResponse(
-            synthesis.sse_events(params.input), media_type="text/event-stream", headers=SSE_HEADERS
-        )
+        events = ending_in_an_error_event(synthesis.sse_events(params.input))
+        return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
     return StreamingResponse(synthesis.encoded(), media_type=CONTENT_TYPES[params.response_format])

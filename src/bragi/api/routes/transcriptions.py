@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bragi.api.deps import ApiKey, Manager
 from bragi.api.forms import form_params, read_form, upload_bytes
-from bragi.api.sse import SSE_HEADERS, sse_event
+from bragi.api.sse import SSE_HEADERS, ending_in_an_error_event, sse_event
 from bragi.api.transcript_formats import render_transcript
 from bragi.audio import Audio, decode_audio
 from bragi.backends.checks import check_transcription
@@ -193,9 +193,8 @@ async def create_transcription(request: Request, manager: Manager, _: ApiKey) ->
     if not params.stream:
         return await _respond(request, manager, params, options, data)
     lease, segments, _info = await _start(request, manager, params, options, data)
-    return StreamingResponse(
-        _stream(lease, segments), media_type="text/event-stream", headers=SSE_HEADERS
-    )
+    events = ending_in_an_error_event(_stream(lease, segments))
+    return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 @router.post("/v1/audio/translations", response_model=None)
