@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import shutil
@@ -10,15 +11,42 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["exclusive_lock", "sweep", "sync_dir", "write_file"]
+from bragi.errors import StorageError, StorageFullError
+
+__all__ = ["exclusive_lock", "private_dir", "storage_error", "sweep", "sync_dir", "write_file"]
+
+_FULL = {errno.ENOSPC, errno.EDQUOT}
+_READ_ONLY = {errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def storage_error(exc: OSError, where: Path) -> StorageError | None:
+    """The typed error for a write to ``where`` that the file system refused, if it is
+    one a client should hear about (full, read-only); None for anything else."""
+    if exc.errno in _FULL:
+        return StorageFullError(
+            f"No space left on the device that holds {where}; free some, then try again."
+        )
+    if exc.errno in _READ_ONLY:
+        return StorageError(
+            f"{where} cannot be written ({exc.strerror}); what is stored can still be used."
+        )
+    return None
 
 
 def write_file(path: Path, data: bytes) -> None:
-    """Write ``data`` and flush it to the disk before returning."""
-    with open(path, "wb") as out:
+    """Write ``data`` (readable by this user only) and flush it to the disk."""
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
         out.write(data)
         out.flush()
         os.fsync(out.fileno())
+
+
+def private_dir(path: Path) -> None:
+    """``path``, made if missing, that only this user may read (voices are biometric
+    data); one an older Bragi made wider is narrowed."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o700)
 
 
 def sync_dir(path: Path) -> None:

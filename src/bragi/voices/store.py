@@ -29,7 +29,14 @@ from bragi.audio import Audio, decode_audio, encode_audio
 from bragi.backends.protocol import VoiceReference
 from bragi.config import Settings
 from bragi.errors import BragiError, ConflictError, InvalidRequestError, NotFoundError
-from bragi.voices.disk import exclusive_lock, sweep, sync_dir, write_file
+from bragi.voices.disk import (
+    exclusive_lock,
+    private_dir,
+    storage_error,
+    sweep,
+    sync_dir,
+    write_file,
+)
 from bragi.voices.reference import (
     ID_PREFIX,
     STORED_SAMPLE_RATE,
@@ -234,10 +241,10 @@ class VoiceStore:
             consent=consent,
             created_by=created_by,
         )
-        self.root.mkdir(parents=True, exist_ok=True)
         staging = self.root / f"{_TEMP_PREFIX}{voice.id}"
         try:
-            staging.mkdir()
+            private_dir(self.root)
+            staging.mkdir(mode=0o700)
             # Encoded outside the lock: only the name check and the rename need it.
             write_file(staging / REFERENCE_FILE, encode_audio(audio, "flac"))
             write_file(staging / VOICE_FILE, voice.model_dump_json(indent=2).encode() + b"\n")
@@ -247,6 +254,10 @@ class VoiceStore:
                 self._check_room(voice.name)
                 staging.rename(self.root / voice.id)
                 sync_dir(self.root)
+        except OSError as exc:  # a full or read-only disk: a typed error, not a 500
+            if (typed := storage_error(exc, self.root)) is None:
+                raise
+            raise typed from exc
         finally:
             shutil.rmtree(staging, ignore_errors=True)  # gone already after the rename
         log.info("stored cloned voice %s (%s, %.1f s)", voice.name, voice.id, voice.duration)
@@ -254,11 +265,16 @@ class VoiceStore:
 
     def delete(self, name_or_id: str) -> StoredVoice:
         """Remove a voice; a 404 when there is none."""
-        with self._locked():
-            voice = self.get(name_or_id)
-            trash = self.root / f"{_TRASH_PREFIX}{voice.id}"
-            (self.root / voice.id).rename(trash)
-            sync_dir(self.root)
+        try:
+            with self._locked():
+                voice = self.get(name_or_id)
+                trash = self.root / f"{_TRASH_PREFIX}{voice.id}"
+                (self.root / voice.id).rename(trash)
+                sync_dir(self.root)
+        except OSError as exc:
+            if (typed := storage_error(exc, self.root)) is None:
+                raise
+            raise typed from exc
         with self._cache_lock:
             self._cache.pop(voice.id, None)
         shutil.rmtree(trash, ignore_errors=True)
@@ -301,7 +317,7 @@ class VoiceStore:
             )
 
     def _locked(self) -> contextlib.AbstractContextManager[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
+        private_dir(self.root)
         return exclusive_lock(self.root / _LOCK_FILE)
 
 
