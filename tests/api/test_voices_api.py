@@ -340,19 +340,39 @@ def test_a_recording_over_the_limit_is_a_413_with_or_without_a_length(
     server.assert_healthy()
 
 
-# --- who may delete -------------------------------------------------------------------
+# --- who reaches which voice -----------------------------------------------------------
 
 
-def test_user_keys_delete_only_their_own_voices(server: AppServer, store: VoiceStore) -> None:
+def test_a_user_key_reaches_only_its_own_voices(server: AppServer, store: VoiceStore) -> None:
+    """Another key's cloned voice is as absent as one never made: not listed, 404 to read
+    or delete, 400 voice_not_found to speak with. Admin keys reach every voice; a voice
+    no key made (``bragi voices add``) is everyone's."""
     other = server.app.state.keystore.create("other", "user").key
     mine = create(server.http(), {"name": "mine"}, tone(2.0)).json()
     theirs = create(server.http(other), {"name": "theirs"}, tone(2.0)).json()
+    shared = store.create("shared", tone(2.0))
 
-    denied = server.http().delete(f"/v1/audio/voices/{theirs['id']}")
-    assert_error(denied, 403, "permission_denied", "another key")
+    def cloned_names(key: str | None = None) -> list[str]:
+        listed = server.http(key).get("/v1/audio/voices").json()["data"]
+        return sorted(v["name"] for v in listed if v["type"] == "audio_sample")
+
+    assert cloned_names() == ["mine", "shared"]
+    assert cloned_names(other) == ["shared", "theirs"]
+    assert cloned_names(server.admin_key) == ["mine", "shared", "theirs"]
+    for route in (f"/v1/audio/voices/{theirs['id']}", "/v1/audio/voices/theirs"):
+        assert_error(server.http().get(route), 404, "voice_not_found")
+        assert_error(server.http().delete(route), 404, "voice_not_found")
+    speech = {"model": "clone", "input": "Hello.", "response_format": "wav"}
+    refused = server.http().post("/v1/audio/speech", json=speech | {"voice": "theirs"})
+    assert_error(refused, 400, "voice_not_found", "theirs")
+    for voice in ("mine", "shared"):
+        assert server.http().post("/v1/audio/speech", json=speech | {"voice": voice}).is_success
+    assert server.http(other).get(f"/v1/audio/voices/{shared.id}").status_code == 200
+
     assert server.http().delete(f"/v1/audio/voices/{mine['id']}").json()["deleted"] is True
     admin = server.http(server.admin_key).delete("/v1/audio/voices/theirs")
     assert admin.json() == {"id": theirs["id"], "object": "audio.voice.deleted", "deleted": True}
+    assert server.http(server.admin_key).delete("/v1/audio/voices/shared").is_success
     assert stored_entries(store) == []
 
 

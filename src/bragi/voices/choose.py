@@ -14,7 +14,7 @@ from bragi.backends.protocol import TextToSpeech, VoiceReference
 from bragi.config import VoiceMapping
 from bragi.errors import UnknownVoiceError
 from bragi.models.voices import cannot_clone, resolve_voice
-from bragi.voices.store import VoiceStore
+from bragi.voices.store import StoredVoice, VoiceStore
 
 __all__ = ["choose_voice"]
 
@@ -26,15 +26,17 @@ def choose_voice(
     mappings: Mapping[str, VoiceMapping],
     store: VoiceStore,
     cloning_models: Callable[[], Sequence[str]],
+    may_use: Callable[[StoredVoice], bool] = lambda voice: True,
 ) -> tuple[str, VoiceReference | None]:
     """The engine's voice and, for a cloned voice, its reference recording (read from
     disk or the store's cache: call it off the event loop). ``cloning_models`` names the
-    models that can clone, for the 400 a model that cannot gives."""
+    models that can clone, for the 400 a model that cannot gives; a cloned voice the
+    caller ``may_use`` not is unknown to it."""
     try:
         return resolve_voice(requested, alias, engine.voices(), mappings), None
     except UnknownVoiceError:
         cloned = store.find(requested)
-        if cloned is None:
+        if cloned is None or not may_use(cloned):
             raise
     if not engine.capabilities.cloning:
         raise cannot_clone(alias, cloned.name, cloning_models())

@@ -78,6 +78,12 @@ class StoredVoice(BaseModel):
     consent: str | None = None  # OpenAI's consent recording id, kept as given
     created_by: str | None = None  # id of the API key that made it; None: CLI or auth off
 
+    def usable_by(self, key_id: str | None, *, admin: bool) -> bool:
+        """Whether a caller may list, read, use or delete this voice: the key that made
+        it, any admin key, and everyone for a voice no key made (``bragi voices add``,
+        or auth off). ``key_id`` None with auth off is everyone."""
+        return admin or self.created_by is None or self.created_by == key_id
+
 
 @dataclass(frozen=True, slots=True)
 class StoreProblem:
@@ -154,10 +160,13 @@ class VoiceStore:
         folded = name_or_id.casefold()
         return next((v for v in self.list() if v.name.casefold() == folded), None)
 
-    def get(self, name_or_id: str) -> StoredVoice:
-        """Like :meth:`find`, but a 404 when there is no such voice."""
+    def get(
+        self, name_or_id: str, usable: Callable[[StoredVoice], bool] | None = None
+    ) -> StoredVoice:
+        """Like :meth:`find`, but a 404 when there is no such voice, or none the caller
+        may use (``usable``): another key's voice is as absent as one never made."""
         voice = self.find(name_or_id)
-        if voice is None:
+        if voice is None or (usable is not None and not usable(voice)):
             raise NotFoundError(
                 f"No cloned voice named or with id '{name_or_id}'. "
                 "GET /v1/audio/voices lists the voices.",

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from bragi.api.body_schemas import json_body
 from bragi.api.deps import ApiKey, Manager, SettingsDep, VoiceStoreDep
 from bragi.api.forms import json_params
+from bragi.api.routes.voices import usable_voices
 from bragi.api.sse import SSE_HEADERS, ending_in_an_error_event, sse_event
 from bragi.audio import CONTENT_TYPES, Audio
 from bragi.audio.speech_encoder import SpeechEncoder
@@ -196,7 +197,7 @@ async def create_speech(
     manager: Manager,
     settings: SettingsDep,
     store: VoiceStoreDep,
-    _: ApiKey,
+    key: ApiKey,
 ) -> StreamingResponse:
     params = json_params(await request.body(), SpeechParams)
     request.state.model = params.model
@@ -213,6 +214,7 @@ async def create_speech(
             settings.voices,
             store,
             lambda: _cloning_models(manager),
+            usable_voices(key),
         )
         job, tempo = synthesis_plan(
             params.input, voice, params.speed, engine, reference, params.language

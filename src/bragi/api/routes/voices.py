@@ -3,12 +3,13 @@
 Creating follows OpenAI's custom-voices API (``POST /v1/audio/voices``, multipart,
 ``name`` and ``audio_sample``; ``client.audio.voices.create`` works as is) and takes
 ``file`` for the recording too, plus Bragi's ``transcript`` and ``model``. Every key
-may create voices and use them; a user key may delete only the voices it created,
-an admin key any of them.
+may create voices; a user key lists, reads, uses and deletes only the voices it made
+(and those no key made: ``bragi voices add``), an admin key all of them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import Any, Literal
 
@@ -20,19 +21,19 @@ from starlette.datastructures import FormData, UploadFile
 from bragi.api.deps import ApiKey, Manager, SettingsDep, VoiceStoreDep
 from bragi.api.forms import form_params, read_form, upload_bytes
 from bragi.api.upload_limit import limited_receive
+from bragi.auth import KeyRecord
 from bragi.backends.protocol import ModelKind
 from bragi.config import Settings
 from bragi.errors import (
     InvalidRequestError,
     PayloadTooLargeError,
-    PermissionDeniedError,
     UnsupportedCapabilityError,
 )
 from bragi.models.manager import ModelManager
 from bragi.models.voices import OPENAI_VOICES
 from bragi.voices import StoredVoice
 
-__all__ = ["builtin_voice_names", "router", "voice_object"]
+__all__ = ["builtin_voice_names", "router", "usable_voices", "voice_object"]
 
 router = APIRouter(tags=["audio"])
 
@@ -68,6 +69,15 @@ def voice_object(voice: StoredVoice) -> dict[str, Any]:
         "duration": voice.duration,
         "sample_rate": voice.sample_rate,
     }
+
+
+def usable_voices(key: KeyRecord | None) -> Callable[[StoredVoice], bool]:
+    """Which cloned voices a caller reaches: a user key its own (and those no key made),
+    an admin key all (:meth:`StoredVoice.usable_by`); with auth off, all."""
+    if key is None:
+        return lambda voice: True
+    key_id, admin = key.id, key.is_admin
+    return lambda voice: voice.usable_by(key_id, admin=admin)
 
 
 def builtin_voice_names(manager: ModelManager, settings: Settings) -> set[str]:
@@ -182,7 +192,7 @@ async def create_voice(
 
 @router.get("/v1/audio/voices")
 async def list_voices(
-    manager: Manager, store: VoiceStoreDep, _: ApiKey, model: str | None = None
+    manager: Manager, store: VoiceStoreDep, key: ApiKey, model: str | None = None
 ) -> dict[str, Any]:
     """Each TTS model's built-in voices (or ``?model=``'s), then the cloned voices."""
     models = [manager.get(model)] if model else manager.models()
@@ -202,27 +212,23 @@ async def list_voices(
             for v in voices
         )
     if model is None or models[0].kind is not ModelKind.STT:
-        cloned = await to_thread.run_sync(store.list)
+        usable = usable_voices(key)
+        cloned = [voice for voice in await to_thread.run_sync(store.list) if usable(voice)]
         # A cloned voice made for one model still shows under no filter and under its own.
         data.extend(voice_object(v) for v in cloned if model is None or v.model in (None, model))
     return {"object": "list", "data": data}
 
 
 @router.get("/v1/audio/voices/{voice_id}")
-async def get_voice(voice_id: str, store: VoiceStoreDep, _: ApiKey) -> dict[str, Any]:
-    """One cloned voice, by id (or by name)."""
-    voice = await to_thread.run_sync(store.get, voice_id)
+async def get_voice(voice_id: str, store: VoiceStoreDep, key: ApiKey) -> dict[str, Any]:
+    """One cloned voice the caller may use, by id (or by name)."""
+    voice = await to_thread.run_sync(store.get, voice_id, usable_voices(key))
     return voice_object(voice)
 
 
 @router.delete("/v1/audio/voices/{voice_id}")
 async def delete_voice(voice_id: str, store: VoiceStoreDep, key: ApiKey) -> dict[str, Any]:
     """Delete a cloned voice (by id, or by name): its creator's key or an admin key."""
-    voice = await to_thread.run_sync(store.get, voice_id)
-    if key is not None and not key.is_admin and voice.created_by != key.id:
-        raise PermissionDeniedError(
-            f"Voice '{voice.name}' was created with another key; only that key or an "
-            "admin key may delete it."
-        )
+    voice = await to_thread.run_sync(store.get, voice_id, usable_voices(key))
     deleted = await to_thread.run_sync(store.delete, voice.id)
     return {"id": deleted.id, "object": "audio.voice.deleted", "deleted": True}
