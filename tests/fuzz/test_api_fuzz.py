@@ -20,7 +20,6 @@ import httpx
 import pytest
 import requests
 import schemathesis
-from budget import fuzz_settings
 from hypothesis import given
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
@@ -31,6 +30,7 @@ from bragi.api.routes.transcriptions import TranscriptionParams, TranslationPara
 from bragi.backends.registry import BackendRegistry
 from bragi.config import ModelConfig
 from bragi.errors import BragiError, ConfigError
+from budget import fuzz_settings
 from fakes import (
     FakeCloningTtsBackend,
     FakeSttBackend,

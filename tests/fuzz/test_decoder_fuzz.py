@@ -18,7 +18,6 @@ import av
 import httpx
 import numpy as np
 import pytest
-from budget import fuzz_settings
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -27,6 +26,7 @@ from bragi.audio import Audio, decode_audio
 from bragi.audio.decode import MIN_INPUT_RATE
 from bragi.config import ModelConfig
 from bragi.errors import AudioDecodeError, AudioTooLongError, EmptyAudioError
+from budget import fuzz_settings
 from fakes import FakeSttBackend, make_model_dir, sine
 
 EXAMPLES = 400

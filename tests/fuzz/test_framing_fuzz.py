@@ -32,7 +32,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from budget import fuzz_settings
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -49,6 +48,7 @@ from bragi.runners.framing import (
 from bragi.runners.process import WorkerProcess, WorkerSpec
 from bragi.runners.proxy import WorkerSpeechToText
 from bragi.runners.worker_main import EXIT_MALFORMED
+from budget import fuzz_settings
 from fakes import make_model_dir, sine
 
 EXAMPLES = 150
