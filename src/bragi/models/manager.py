@@ -13,7 +13,6 @@ tests never sleep.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import time
@@ -42,6 +41,7 @@ from bragi.errors import (
     ModelUnavailableError,
     RateLimitError,
 )
+from bragi.memory import release_freed_memory
 from bragi.models.catalog import Catalog
 from bragi.models.prepare import prepare_model
 from bragi.models.served import ModelState, ServedModel
@@ -390,5 +390,5 @@ class ModelManager:
         model.set_unloaded()
         await to_thread.run_sync(engine.close)
         del engine
-        gc.collect()
+        await to_thread.run_sync(release_freed_memory)  # to the system, not just to malloc
         log.info("unloaded %s", model.alias)
