@@ -3,8 +3,9 @@ fill (``fill``) or turn read-only under the server (``read_only``, a read-only b
 mount over it: files the server holds open stay writable, everything it opens anew
 fails with EROFS, as after a disk is remounted read-only).
 
-Mounting needs root with CAP_SYS_ADMIN (the CI container and this machine have it);
-without it the tests that need a disk are skipped, saying why.
+Mounting needs root with CAP_SYS_ADMIN: as another user the mounts go through
+``sudo -n`` (as on CI machines with passwordless sudo), the tmpfs owned by that user;
+without either the tests that need a disk are skipped, saying why.
 """
 
 from __future__ import annotations
@@ -20,8 +21,11 @@ import pytest
 __all__ = ["SmallDisk", "small_disk"]
 
 
+_AS_ROOT = () if os.geteuid() == 0 else ("sudo", "-n")
+
+
 def _run(*command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(command, capture_output=True, text=True, check=False)
+    return subprocess.run((*_AS_ROOT, *command), capture_output=True, text=True, check=False)
 
 
 class SmallDisk:
@@ -64,7 +68,8 @@ class SmallDisk:
 def small_disk(path: Path, size: int) -> Iterator[SmallDisk]:
     """A tmpfs of ``size`` bytes at ``path`` for the block; skips when none can be made."""
     path.mkdir(parents=True, exist_ok=True)
-    done = _run("mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path))
+    owner = f"uid={os.getuid()},gid={os.getgid()}"
+    done = _run("mount", "-t", "tmpfs", "-o", f"size={size},mode=0755,{owner}", "tmpfs", str(path))
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs (needs root with CAP_SYS_ADMIN): {done.stderr}")
     try:
