@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.assets import _assets_dir, recording
+from bench.assets import recording
 from bench.cli import RESULTS_DIR, _default_models_dir
 from bench.direct import materialize_starter
 from bench.machine import load_average, machine_info
@@ -272,7 +272,7 @@ def main(argv: Sequence[str]) -> int:
     print(f"[soak] assembling the starter models in {models_dir}", file=sys.stderr)
     materialize_starter(models_dir)
     _, speech = recording("beckett")
-    voice_sample = _assets_dir() / "clone-test.wav"
+    voice_sample = speech.with_name("clone-test.wav")  # moonshine-voice's cloning reference
     date = dt.datetime.now(dt.UTC)
     with tempfile.TemporaryDirectory(prefix="bragi-soak-") as tmp:
         server = BragiServer(Path(tmp) / "data", models_dir)
