@@ -13,6 +13,8 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
+from anyio import CancelScope
+
 from bragi.errors import BragiError
 
 __all__ = ["SSE_HEADERS", "ending_in_an_error_event", "sse_event"]
@@ -40,5 +42,8 @@ async def ending_in_an_error_event(events: AsyncIterator[bytes]) -> AsyncIterato
         failure = BragiError("The server had an error while processing your request.")
         yield sse_event({"type": "error"} | failure.to_body())
     finally:
-        if isinstance(events, AsyncGenerator):  # a client that left: their cleanup, now
-            await events.aclose()
+        if isinstance(events, AsyncGenerator):
+            # A client that left cancels this scope; the events' own cleanup (closing the
+            # engine's stream, releasing the model) must still run to its end.
+            with CancelScope(shield=True):
+                await events.aclose()
