@@ -1,4 +1,5 @@
-"""``python -m bench``: run the suites and print the table; ``python -m bench compare A B``."""
+"""``python -m bench``: run the suites and print the table; ``python -m bench compare A B``;
+``python -m bench soak`` (:mod:`bench.soak`)."""
 
 from __future__ import annotations
 
@@ -297,4 +298,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["compare"]:
         return compare(arguments[1:])
+    if arguments[:1] == ["soak"]:
+        from bench import soak
+
+        return soak.main(arguments[1:])
     return run(arguments)

@@ -260,6 +260,9 @@ class Settings(BaseSettings):
     """Default number of requests running at once per model."""
     max_queue: int = Field(default=16, ge=0)
     """Default number of requests waiting per model before 429."""
+    rate_limit_per_minute: int = Field(default=0, ge=0)
+    """Requests one API key may make per minute (a minute's worth at once), across every
+    route that needs a key; more are answered 429 with ``Retry-After``. 0: no limit."""
     models: dict[str, ModelConfig] | None = None
     """Served models by alias; ``None`` serves the starter set."""
     preload_starter: bool = True

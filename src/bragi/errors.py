@@ -27,6 +27,8 @@ param, code}}``) with the status the class declares::
     │   ├── ModelRepoGatedError     403  gated repo: licence not accepted, or no token
     │   ├── HubUnreachableError     503  offline or no network, and no cached copy
     │   └── DiskFullError           507  not enough free space for the download
+    ├── StorageError                503  the data dir cannot be written (read-only)
+    │   └── StorageFullError        507  the data dir's disk is full
     └── EngineError                 500  the engine failed while running
 
     ConfigError                     no HTTP status: a bad configuration, found at start-up
@@ -65,6 +67,8 @@ __all__ = [
     "PermissionDeniedError",
     "ProtocolError",
     "RateLimitError",
+    "StorageError",
+    "StorageFullError",
     "UnknownVoiceError",
     "UnsupportedCapabilityError",
 ]
@@ -233,3 +237,18 @@ class EngineError(BragiError):
     """The engine failed while running a request."""
 
     default_code = "engine_error"
+
+
+class StorageError(BragiError):
+    """Bragi cannot write to its data dir: read-only (a disk remounted after an error),
+    or not its own. What is stored can still be read and served."""
+
+    status_code = 503
+    default_code = "storage_unavailable"
+
+
+class StorageFullError(StorageError):
+    """The data dir's disk (or quota) is full."""
+
+    status_code = 507
+    default_code = "disk_full"

@@ -354,10 +354,13 @@ def test_a_recording_over_the_limit_is_a_413_with_or_without_a_length(
     server.assert_healthy()
 
 
-# --- who may delete -------------------------------------------------------------------
+# --- who reaches which voice -----------------------------------------------------------
 
 
-def test_user_keys_delete_only_their_own_voices(server: AppServer, store: VoiceStore) -> None:
+def test_a_user_key_reaches_only_its_own_voices(server: AppServer, store: VoiceStore) -> None:
+    """Another key's cloned voice is as absent as one never made: not listed, 404 to read
+    or delete, 400 voice_not_found to speak with. Admin keys reach every voice; a voice
+    no key made (``bragi voices add``) is everyone's."""
     other = server.app.state.keystore.create("other", "user").key
     mine = create(server.http(), {"name": "mine"}, tone(2.0)).json()
     theirs = create(server.http(other), {"name": "theirs", "shared": "true"}, tone(2.0)).json()
@@ -367,6 +370,7 @@ def test_user_keys_delete_only_their_own_voices(server: AppServer, store: VoiceS
     assert server.http().delete(f"/v1/audio/voices/{mine['id']}").json()["deleted"] is True
     admin = server.http(server.admin_key).delete("/v1/audio/voices/theirs")
     assert admin.json() == {"id": theirs["id"], "object": "audio.voice.deleted", "deleted": True}
+    assert server.http(server.admin_key).delete("/v1/audio/voices/shared").is_success
     assert stored_entries(store) == []
 
 

@@ -23,6 +23,7 @@ from bragi.errors import (
     EmptyAudioError,
     InvalidRequestError,
     NotFoundError,
+    StorageFullError,
 )
 from bragi.voices import STORED_SAMPLE_RATE, ReferenceLimits, VoiceStore, check_name
 from bragi.voices import store as store_module
@@ -242,7 +243,7 @@ def test_a_failure_while_writing_leaves_nothing(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(store_module, "encode_audio", broken)
-    with pytest.raises(OSError):
+    with pytest.raises(StorageFullError):  # a 507 the client reads, not a 500
         store.create("ada", wav_bytes(1.5))
     assert entries(store) == []
 

@@ -26,6 +26,7 @@ from bragi.api.routes.downloads import router as downloads_router
 from bragi.api.routes.me import router as me_router
 from bragi.api.upload_limit import UploadLimitMiddleware
 from bragi.auth import KeyStore
+from bragi.auth.ratelimit import RateLimiter
 from bragi.backends.registry import BackendRegistry
 from bragi.config import Settings
 from bragi.datadir import make_private_dir
@@ -108,6 +109,8 @@ def create_app(
     app.state.keystore = keystore
     app.state.registry = registry
     app.state.voices = voice_store
+    limit = settings.rate_limit_per_minute
+    app.state.rate_limiter = RateLimiter(limit) if limit else None
     install_error_handlers(app)
     app.state.metrics = Metrics(manager)
     app.state.wyoming = None

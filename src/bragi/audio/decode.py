@@ -18,7 +18,7 @@ import numpy as np
 from bragi.audio.types import Audio, Samples
 from bragi.errors import AudioDecodeError, AudioTooLongError, EmptyAudioError
 
-__all__ = ["SILENCE_PEAK", "SUPPORTED_INPUT_FORMATS", "decode_audio", "is_silent"]
+__all__ = ["MIN_INPUT_RATE", "SILENCE_PEAK", "SUPPORTED_INPUT_FORMATS", "decode_audio", "is_silent"]
 
 #: What OpenAI's transcription endpoint lists; anything FFmpeg reads is accepted.
 SUPPORTED_INPUT_FORMATS = (
@@ -39,6 +39,10 @@ SUPPORTED_INPUT_FORMATS = (
 #: noise floor of any real recording, so only digital silence counts.
 SILENCE_PEAK = 1e-4
 _GROWTH = 1.5  # how much the sample array grows when a file runs past its estimate
+#: Lowest input sample rate decoded. Below it a header lies: no speech fits under a
+#: 500 Hz Nyquist limit, and resampling "1 Hz" to 16 kHz turned a 32 KB upload into
+#: half a gigabyte of samples and seconds of CPU before the length limit could stop it.
+MIN_INPUT_RATE = 1_000
 
 _INVALID = f"Invalid file format. Supported formats: {list(SUPPORTED_INPUT_FORMATS)}"
 
@@ -156,6 +160,12 @@ class _MonoResampler:
         self._setup: tuple[str, str, int] | None = None
 
     def push(self, frame: av.AudioFrame) -> bool:
+        if frame.sample_rate < MIN_INPUT_RATE:
+            raise AudioDecodeError(
+                f"The audio's sample rate ({frame.sample_rate} Hz) is below "
+                f"{MIN_INPUT_RATE} Hz: too low to hold speech.",
+                param="file",
+            )
         setup = (frame.format.name, frame.layout.name, frame.sample_rate)
         if setup != self._setup:
             # Rate or layout changed mid-stream (chained Ogg, some AAC): drain the
@@ -215,4 +225,5 @@ def _normalize(samples: Samples) -> Samples:
         # Float files and lossy codecs can exceed full scale; scaling keeps the
         # waveform where clipping would distort it.
         samples *= np.float32(1.0 / peak)
+        np.clip(samples, -1.0, 1.0, out=samples)  # the float32 product can round past 1
     return samples

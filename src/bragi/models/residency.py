@@ -25,6 +25,7 @@ from anyio import CancelScope, to_thread
 
 from bragi.backends.protocol import Engine
 from bragi.errors import BragiError, ConfigError, ModelUnavailableError
+from bragi.memory import release_freed_memory
 from bragi.models.served import RESIDENT, ModelState, ServedModel
 
 __all__ = ["LOAD_RETRY_SECONDS", "FilesMissing", "Residency", "resident_memory"]
@@ -270,6 +271,8 @@ class Residency:
             model.unloaded()
             self._changed.set()
             self._changed = asyncio.Event()
+        # the engine's memory back to the system, not only to malloc's arenas
+        await to_thread.run_sync(release_freed_memory)
         log.info("unloaded %s", model.alias)
 
     async def _next_close(self) -> None:

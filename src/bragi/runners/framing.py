@@ -4,7 +4,9 @@ A frame is ``>IQ`` (header length, payload length), the UTF-8 JSON header, then 
 payload bytes (float32 samples, little-endian). Only JSON and raw samples cross the
 boundary, never pickles, so a worker from an older or newer environment can only
 send data, not code. Reads and writes take an absolute ``deadline``
-(:func:`time.monotonic`); past it, :class:`TimeoutError`.
+(:func:`time.monotonic`); past it, :class:`TimeoutError`. Bytes that are not a frame
+raise :class:`MalformedFrame`; a payload's buffer grows as its bytes arrive, so a
+size that only the prefix claims costs nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["MAX_HEADER_BYTES", "MAX_PAYLOAD_BYTES", "Channel", "ChannelClosed", "Frame"]
+__all__ = [
+    "MAX_HEADER_BYTES",
+    "MAX_PAYLOAD_BYTES",
+    "Channel",
+    "ChannelClosed",
+    "Frame",
+    "MalformedFrame",
+]
 
 _PREFIX = struct.Struct(">IQ")
 MAX_HEADER_BYTES = 16 * 1024 * 1024
@@ -27,6 +36,12 @@ _CHUNK = 1024 * 1024
 
 class ChannelClosed(ConnectionError):
     """The other end went away (the process exited, or closed its socket)."""
+
+
+class MalformedFrame(ChannelClosed, ValueError):
+    """The bytes read are not a frame (sizes past the bounds, a header that is not a JSON
+    object): the two ends are out of step and cannot get back in, so the channel is as
+    good as closed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,10 +83,14 @@ class Channel:
     def receive(self, *, deadline: float | None = None) -> Frame:
         header_size, payload_size = _PREFIX.unpack(self._read(_PREFIX.size, deadline))
         if header_size > MAX_HEADER_BYTES or payload_size > MAX_PAYLOAD_BYTES:
-            raise ChannelClosed(f"malformed frame ({header_size} + {payload_size} bytes)")
-        header = json.loads(self._read(header_size, deadline))
+            raise MalformedFrame(f"malformed frame ({header_size} + {payload_size} bytes)")
+        raw = self._read(header_size, deadline)
+        try:
+            header = json.loads(raw)
+        except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, nested too deep
+            raise MalformedFrame(f"malformed frame: the header is not JSON ({exc})") from None
         if not isinstance(header, dict):
-            raise ChannelClosed("malformed frame: the header is not an object")
+            raise MalformedFrame("malformed frame: the header is not an object")
         payload = self._read(payload_size, deadline) if payload_size else b""
         return Frame(header, payload)
 
@@ -88,13 +107,18 @@ class Channel:
         self._sock.settimeout(left)
 
     def _read(self, size: int, deadline: float | None) -> bytearray:
-        buffer = bytearray(size)
-        view = memoryview(buffer)
+        buffer = bytearray(min(size, _CHUNK))
         done = 0
         while done < size:
+            if done == len(buffer):
+                # Grown (doubling) as bytes arrive, never at once to a size only the
+                # prefix claims: a lying 4 GiB would otherwise be allocated and zeroed.
+                buffer.extend(bytes(min(len(buffer), size - len(buffer))))
             self._settimeout(deadline)
             try:
-                count = self._sock.recv_into(view[done:], min(size - done, _CHUNK))
+                # A temporary view: released at once, so the buffer may grow again.
+                wanted = min(len(buffer) - done, _CHUNK)
+                count = self._sock.recv_into(memoryview(buffer)[done:], wanted)
             except ConnectionResetError as exc:
                 raise ChannelClosed(str(exc)) from exc
             if count == 0:

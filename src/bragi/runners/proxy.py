@@ -23,12 +23,18 @@ from bragi.backends.protocol import (
     TranscriptionInfo,
     Voice,
 )
-from bragi.errors import BragiError, EngineError
+from bragi.errors import EngineError
 from bragi.runners import codec
 from bragi.runners.framing import Frame
 from bragi.runners.process import LiveWorkers, WorkerProcess, WorkerSpec
 
-__all__ = ["RemoteStream", "WorkerSpeechToText", "WorkerTextToSpeech", "start_worker"]
+__all__ = [
+    "RemoteStream",
+    "WorkerSpeechToText",
+    "WorkerTextToSpeech",
+    "read_reply",
+    "start_worker",
+]
 
 T = TypeVar("T")
 
@@ -65,7 +71,7 @@ class RemoteStream(Iterator[T], Generic[T]):
         if frame.op == "end":
             self._done = True
             raise StopIteration
-        return self._decode(frame)
+        return read_reply(frame, self._decode)
 
     def close(self) -> None:
         """Stop the work: the engine's generator in the worker is closed."""
@@ -76,6 +82,18 @@ class RemoteStream(Iterator[T], Generic[T]):
     def __del__(self) -> None:
         if not getattr(self, "_done", True):
             self._worker.forget(self._stream, self._generation)
+
+
+def read_reply(frame: Frame, read: Callable[[Frame], T]) -> T:
+    """``read(frame)``; a reply whose fields are missing or of the wrong kind (a worker
+    from another Bragi version, or a bug) is an :class:`EngineError` that says so."""
+    try:
+        return read(frame)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise EngineError(
+            f"The worker's {frame.op!r} reply cannot be read ({type(exc).__name__}: {exc}); "
+            "reinstall the engine environment if it is from another Bragi version."
+        ) from None
 
 
 def _segment(frame: Frame) -> Segment:
@@ -125,7 +143,7 @@ class WorkerSpeechToText(_WorkerEngine):
             "options": codec.encode(options),
         }
         frame, generation = self.worker.call(header, codec.audio_payload(audio))
-        info = codec.transcription_info(frame.header["info"])
+        info = read_reply(frame, lambda f: codec.transcription_info(f.header["info"]))
         return RemoteStream(self.worker, stream, generation, _segment), info
 
 
@@ -159,9 +177,8 @@ def start_worker(spec: WorkerSpec, kind: ModelKind, workers: LiveWorkers | None 
                 f"the {spec.backend} backend is {kind.value}, but its engine is not "
                 f"(the worker loaded a {loaded.get('kind')} engine)"
             )
-        if kind is ModelKind.STT:
-            return WorkerSpeechToText(worker)
-        return WorkerTextToSpeech(worker)
-    except BragiError:
+        proxy = WorkerSpeechToText if kind is ModelKind.STT else WorkerTextToSpeech
+        return read_reply(Frame(loaded), lambda _: proxy(worker))
+    except BaseException:  # nothing is left running for a load that failed
         worker.close()
         raise

@@ -28,12 +28,14 @@ from bragi.backends.protocol import Backend, Device, Engine, Segment, SpeechToTe
 from bragi.backends.registry import load_engine
 from bragi.errors import BragiError, EngineError
 from bragi.runners import codec
-from bragi.runners.framing import Channel, ChannelClosed, Frame
+from bragi.runners.framing import Channel, ChannelClosed, Frame, MalformedFrame
 from bragi.runners.memory import resident_bytes
 
-__all__ = ["main", "resolve_backend"]
+__all__ = ["EXIT_MALFORMED", "main", "resolve_backend"]
 
 log = logging.getLogger("bragi.worker")
+#: The worker's exit code when the server's bytes stop being frames.
+EXIT_MALFORMED = 4
 Reply = tuple[dict[str, Any], bytes | bytearray | memoryview]
 
 
@@ -76,6 +78,9 @@ class WorkerServer:
             while True:
                 try:
                     frame = self.channel.receive()
+                except MalformedFrame as exc:  # out of step with the server for good
+                    log.error("%s; exiting", exc)
+                    return EXIT_MALFORMED
                 except ChannelClosed:
                     log.info("the server went away; exiting")
                     return 0
@@ -106,6 +111,8 @@ class WorkerServer:
 
     def _load(self, frame: Frame) -> Reply:
         header = frame.header
+        if self.engine is not None:  # a second engine would leave the first unclosed
+            raise EngineError("an engine is already loaded in this worker")
         if header.get("protocol") != codec.PROTOCOL_VERSION:
             raise EngineError(
                 f"this worker speaks protocol {codec.PROTOCOL_VERSION} (Bragi {__version__}), "

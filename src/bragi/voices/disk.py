@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import shutil
@@ -10,7 +11,26 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["exclusive_lock", "sweep", "sync_dir", "write_file"]
+from bragi.errors import StorageError, StorageFullError
+
+__all__ = ["exclusive_lock", "storage_error", "sweep", "sync_dir", "write_file"]
+
+_FULL = {errno.ENOSPC, errno.EDQUOT}
+_READ_ONLY = {errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def storage_error(exc: OSError, where: Path) -> StorageError | None:
+    """The typed error for a write to ``where`` that the file system refused, if it is
+    one a client should hear about (full, read-only); None for anything else."""
+    if exc.errno in _FULL:
+        return StorageFullError(
+            f"No space left on the device that holds {where}; free some, then try again."
+        )
+    if exc.errno in _READ_ONLY:
+        return StorageError(
+            f"{where} cannot be written ({exc.strerror}); what is stored can still be used."
+        )
+    return None
 
 
 def write_file(path: Path, data: bytes) -> None:

@@ -31,7 +31,13 @@ from bragi.backends.protocol import VoiceReference
 from bragi.config import Settings
 from bragi.datadir import make_private_dir
 from bragi.errors import BragiError, ConflictError, InvalidRequestError, NotFoundError
-from bragi.voices.disk import exclusive_lock, sweep, sync_dir, write_file
+from bragi.voices.disk import (
+    exclusive_lock,
+    storage_error,
+    sweep,
+    sync_dir,
+    write_file,
+)
 from bragi.voices.reference import (
     ID_PREFIX,
     STORED_SAMPLE_RATE,
@@ -164,8 +170,11 @@ class VoiceStore:
         folded = name_or_id.casefold()
         return next((v for v in self.list() if v.name.casefold() == folded), None)
 
-    def get(self, name_or_id: str) -> StoredVoice:
-        """Like :meth:`find`, but a 404 when there is no such voice."""
+    def get(
+        self, name_or_id: str, usable: Callable[[StoredVoice], bool] | None = None
+    ) -> StoredVoice:
+        """Like :meth:`find`, but a 404 when there is no such voice, or none the caller
+        may use (``usable``): another key's voice is as absent as one never made."""
         voice = self.find(name_or_id)
         if voice is None:
             raise voice_not_found(name_or_id)
@@ -263,6 +272,10 @@ class VoiceStore:
                 self._check_room(voice.name)
                 staging.rename(self.root / voice.id)
                 sync_dir(self.root)
+        except OSError as exc:  # a full or read-only disk: a typed error, not a 500
+            if (typed := storage_error(exc, self.root)) is None:
+                raise
+            raise typed from exc
         finally:
             shutil.rmtree(staging, ignore_errors=True)  # gone already after the rename
         log.info("stored cloned voice %s (%s, %.1f s)", voice.name, voice.id, voice.duration)
@@ -270,11 +283,16 @@ class VoiceStore:
 
     def delete(self, name_or_id: str) -> StoredVoice:
         """Remove a voice; a 404 when there is none."""
-        with self._locked():
-            voice = self.get(name_or_id)
-            trash = self.root / f"{_TRASH_PREFIX}{voice.id}"
-            (self.root / voice.id).rename(trash)
-            sync_dir(self.root)
+        try:
+            with self._locked():
+                voice = self.get(name_or_id)
+                trash = self.root / f"{_TRASH_PREFIX}{voice.id}"
+                (self.root / voice.id).rename(trash)
+                sync_dir(self.root)
+        except OSError as exc:
+            if (typed := storage_error(exc, self.root)) is None:
+                raise
+            raise typed from exc
         with self._cache_lock:
             self._cache.pop(voice.id, None)
         shutil.rmtree(trash, ignore_errors=True)

@@ -18,11 +18,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from bragi.api.body_schemas import json_body
 from bragi.api.deps import ApiKey, Manager, SettingsDep, VoiceStoreDep
 from bragi.api.forms import json_params
 from bragi.api.metrics import label_model
 from bragi.api.routes.voices import can_use
-from bragi.api.sse import SSE_HEADERS, sse_event
+from bragi.api.sse import SSE_HEADERS, ending_in_an_error_event, sse_event
 from bragi.api.streaming import ClosingStreamingResponse
 from bragi.audio import CONTENT_TYPES, Audio
 from bragi.audio.speech_encoder import SpeechEncoder
@@ -180,12 +181,7 @@ class _Synthesis:
     "/v1/audio/speech",
     response_model=None,
     # The body is read by the route (after the key check), so describe it here.
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": SpeechParams.model_json_schema()}},
-        }
-    },
+    openapi_extra=json_body(SpeechParams),
 )
 async def create_speech(
     request: Request,
@@ -226,7 +222,7 @@ async def create_speech(
         raise
     if params.stream_format == "sse":
         return ClosingStreamingResponse(
-            synthesis.sse_events(params.input),
+            ending_in_an_error_event(synthesis.sse_events(params.input)),
             on_close=synthesis.aclose,
             media_type="text/event-stream",
             headers=SSE_HEADERS,

@@ -30,7 +30,7 @@ from bragi.api.diarized import (
 )
 from bragi.api.forms import form_params, read_form, upload_file
 from bragi.api.metrics import label_model
-from bragi.api.sse import SSE_HEADERS
+from bragi.api.sse import SSE_HEADERS, ending_in_an_error_event
 from bragi.api.streaming import ClosingStreamingResponse
 from bragi.api.transcript_stream import StreamRequest, TranscriptStream, logprobs_of
 from bragi.api.transcription_request import (
@@ -369,7 +369,10 @@ async def create_transcription(request: Request, manager: Manager, _: ApiKey) ->
         ),
     )
     return ClosingStreamingResponse(
-        stream.events(), on_close=stream.aclose, media_type="text/event-stream", headers=SSE_HEADERS
+        ending_in_an_error_event(stream.events()),
+        on_close=stream.aclose,
+        media_type="text/event-stream",
+        headers=SSE_HEADERS,
     )
 
 
