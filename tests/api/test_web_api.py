@@ -11,7 +11,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from starlette.websockets import WebSocket
 
 from appserver import AppServer, fake_settings, serve_app
 from bragi.config import ModelConfig
@@ -135,22 +134,23 @@ def test_me_says_what_each_key_may_do(server: AppServer) -> None:
     assert server.admin_key not in str(admin)
     user = server.http().get("/v1/me").json()
     assert user["admin"] is False and user["key"] == user["key"] | {"role": "user"}
-    assert user["features"] == {"realtime": False}
+    assert user["features"] == {"realtime": True}
     for headers in ({}, {"Authorization": "Bearer sk-bragi-wrong"}):
         refused = _get(server, "/v1/me", **headers)
         assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
 
 
-def test_me_reports_the_realtime_endpoint_once_the_server_has_one(tmp_path: Path) -> None:
+def test_me_says_whether_the_server_has_the_realtime_endpoint(
+    server: AppServer, tmp_path: Path
+) -> None:
+    """As create_app builds it (the routers are included, not added one by one)."""
+    assert server.http().get("/v1/me").json()["features"]["realtime"] is True
     models = {"stt": ModelConfig(model=str(make_model_dir(tmp_path, "fake-stt")))}
-    with serve_app(fake_settings(tmp_path / "data", models), [FakeSttBackend()]) as live:
+    settings = fake_settings(tmp_path / "data", models, realtime={"enabled": False})
+    with serve_app(settings, [FakeSttBackend()]) as live:
         assert live.http().get("/v1/me").json()["features"]["realtime"] is False
-
-        async def realtime(socket: WebSocket) -> None:
-            await socket.close()
-
-        live.app.add_api_websocket_route("/v1/realtime", realtime)
-        assert live.http().get("/v1/me").json()["features"]["realtime"] is True
+        with pytest.raises(httpx.HTTPStatusError):  # and indeed it has none
+            live.http().post("/v1/realtime/client_secrets", json={}).raise_for_status()
 
 
 def test_models_say_whether_a_voice_model_clones_and_follows_instructions(
