@@ -14,7 +14,14 @@ import pytest
 
 from appserver import AppServer, fake_settings, serve_app
 from bragi.config import ModelConfig
-from fakes import FakeCloningTtsBackend, FakeSttBackend, FakeTtsBackend, make_model_dir
+from fakes import (
+    FakeCloningTtsBackend,
+    FakeSttBackend,
+    FakeTtsBackend,
+    FakeWordlessSttBackend,
+    make_model_dir,
+    wav_bytes,
+)
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +31,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
         "stt": ModelConfig(model=str(make_model_dir(root, "fake-stt"))),
         "tts": ModelConfig(model=str(make_model_dir(root, "fake-tts"))),
         "cloner": ModelConfig(model=str(make_model_dir(root, "fake-clone"))),
+        "wordless": ModelConfig(model=str(make_model_dir(root, "fake-stt-wordless"))),
     }
-    backends = [FakeSttBackend(), FakeTtsBackend(), FakeCloningTtsBackend()]
+    backends = [
+        FakeSttBackend(),
+        FakeTtsBackend(),
+        FakeCloningTtsBackend(),
+        FakeWordlessSttBackend(),
+    ]
     with serve_app(fake_settings(root / "data", models), backends) as live:
         yield live
 
@@ -165,6 +178,26 @@ def test_models_say_whether_a_voice_model_clones_and_follows_instructions(
     assert (tts["cloning"], tts["instructions"]) == (False, False)
     assert (cloner["cloning"], cloner["instructions"]) == (True, False)
     assert "cloning" not in http.get("/v1/models/stt").json()
+
+
+def test_models_say_whether_a_transcription_model_gives_word_times(server: AppServer) -> None:
+    """Said before the model loads where its backend can tell (every built-in one), so a
+    client asks for words only where they exist, instead of learning it from a 400."""
+    http = server.http(server.admin_key)
+    assert http.get("/v1/models/wordless").json()["word_timestamps"] is False  # unloaded
+    assert http.get("/v1/models/stt").json()["word_timestamps"] is None  # fake-stt cannot say
+    for model in ("stt", "wordless"):
+        assert http.post(f"/admin/models/{model}/load").status_code == 200
+    listed = {m["id"]: m for m in http.get("/v1/models").json()["data"]}
+    assert listed["stt"]["word_timestamps"] is True  # the loaded engine says
+    assert listed["wordless"]["word_timestamps"] is False
+    assert "word_timestamps" not in listed["tts"]  # speech to text only
+    asked = {"model": "wordless", "response_format": "verbose_json"}
+    words = {"timestamp_granularities[]": "word"}
+    files = {"file": ("clip.wav", wav_bytes(1.0), "audio/wav")}
+    refused = http.post("/v1/audio/transcriptions", data=asked | words, files=files)
+    assert refused.status_code == 400  # what the description said
+    assert refused.json()["error"]["param"] == "timestamp_granularities"
 
 
 def test_the_catalog_says_what_is_on_disk_and_what_serves_it(server: AppServer) -> None:
