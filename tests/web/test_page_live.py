@@ -17,8 +17,8 @@ from speech import SpeechSample, word_error_rate
 pytestmark = pytest.mark.slow
 
 #: Speaking time before Stop: all of beckett.wav (its last word ends at 8.8 s, the file
-#: at 10.0 s, when the fake device starts it again).
-SPEAKING_SECONDS = 9.8
+#: at 10.0 s, when the fake device starts it again after 0.3 s of silence).
+SPEAKING_SECONDS = 9.5
 COMPLETED = "conversation.item.input_audio_transcription.completed"
 DELTA = "conversation.item.input_audio_transcription.delta"
 
@@ -47,10 +47,11 @@ def test_live_transcribes_the_microphone_through_the_realtime_endpoint(
     page.fill("#live-language", "en")
     page.select_option("#live-pause", "1000")  # phrases of Beckett's together: more context
     page.click("#live-start")
-    page.wait_for_selector("#live-status:has-text('Listening')", timeout=30_000)
+    page.wait_for_selector("#live[data-state=listening]", timeout=30_000)  # the microphone on
     page.wait_for_timeout(SPEAKING_SECONDS * 1000)
     page.click("#live-stop")
-    page.wait_for_selector("#live-start:not([disabled])", timeout=60_000)
+    page.wait_for_selector("#live[data-state=stopped]", timeout=60_000)
+    assert page.is_enabled("#live-start") and page.is_disabled("#live-stop")
     admin_page.shoot("live")
     assert page.inner_text("#live-status") == "Stopped."
     shown = [

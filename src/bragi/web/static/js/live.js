@@ -21,6 +21,8 @@ let me = null;
 let models = [];
 let session = null;
 const status = () => $('#live-status');
+// connecting, listening, finishing, stopped: for styles and tests
+const setState = (state) => { $('#live').dataset.state = state; };
 
 export async function init(who) {
   me = who;
@@ -76,6 +78,7 @@ async function start() {
   $('#live-start').disabled = true;
   $('#live-stop').disabled = false;
   say(status(), 'Connecting…');
+  setState('connecting');
   session = new LiveSession();
   try {
     await session.open();
@@ -117,7 +120,10 @@ class LiveSession {
     if (this.closed) { this.socket.close(1000); return; }
     this.socket.send(JSON.stringify({ type: 'session.update', session: config }));
     await this.listen();
-    if (!this.closed && !this.finishing) say(status(), this.listening());
+    if (!this.closed && !this.finishing) {
+      say(status(), this.listening());
+      setState('listening');
+    }
   }
 
   listening() {
@@ -205,6 +211,7 @@ class LiveSession {
   stop() {
     if (this.finishing || this.closed) return;
     this.finishing = true;
+    setState('finishing');
     this.release();
     if (this.socket?.readyState !== WebSocket.OPEN) {
       this.close();
@@ -238,6 +245,7 @@ class LiveSession {
     if (session === this) session = null;
     $('#live-start').disabled = false;
     $('#live-stop').disabled = true;
+    setState('stopped');
     if (status().className !== 'status error') say(status(), message, kind);
   }
 
