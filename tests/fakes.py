@@ -59,6 +59,7 @@ __all__ = [
     "FakeSttEngine",
     "FakeTtsBackend",
     "FakeTtsEngine",
+    "FakeWordlessSttBackend",
     "SlowClosingBackend",
     "SlowLoadingBackend",
     "TranscriptionCall",
@@ -271,6 +272,21 @@ class FakeSttBackend(FakeBackend):
 
     def gates(self) -> list[threading.Event]:
         return [self.gate] if self.gate is not None else []
+
+
+class FakeWordlessSttBackend(FakeSttBackend):
+    """``fake-stt-wordless``: speech to text without word times, which its backend says
+    before a model loads (as the built-in backends do; ``fake-stt`` does not say)."""
+
+    name = "fake-stt-wordless"
+
+    def __init__(self) -> None:
+        super().__init__(capabilities=SttCapabilities(languages=frozenset({"en"})))
+
+    def word_timestamps_in(
+        self, model_dir: Path | None, device: Device, options: BackendOptions | None
+    ) -> bool:
+        return False
 
 
 class BrokenSttEngine(FakeSttEngine):

@@ -11,11 +11,17 @@ from pathlib import Path
 
 import httpx
 import pytest
-from starlette.websockets import WebSocket
 
 from appserver import AppServer, fake_settings, serve_app
 from bragi.config import ModelConfig
-from fakes import FakeCloningTtsBackend, FakeSttBackend, FakeTtsBackend, make_model_dir
+from fakes import (
+    FakeCloningTtsBackend,
+    FakeSttBackend,
+    FakeTtsBackend,
+    FakeWordlessSttBackend,
+    make_model_dir,
+    wav_bytes,
+)
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +31,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
         "stt": ModelConfig(model=str(make_model_dir(root, "fake-stt"))),
         "tts": ModelConfig(model=str(make_model_dir(root, "fake-tts"))),
         "cloner": ModelConfig(model=str(make_model_dir(root, "fake-clone"))),
+        "wordless": ModelConfig(model=str(make_model_dir(root, "fake-stt-wordless"))),
     }
-    backends = [FakeSttBackend(), FakeTtsBackend(), FakeCloningTtsBackend()]
+    backends = [
+        FakeSttBackend(),
+        FakeTtsBackend(),
+        FakeCloningTtsBackend(),
+        FakeWordlessSttBackend(),
+    ]
     with serve_app(fake_settings(root / "data", models), backends) as live:
         yield live
 
@@ -135,22 +147,23 @@ def test_me_says_what_each_key_may_do(server: AppServer) -> None:
     assert server.admin_key not in str(admin)
     user = server.http().get("/v1/me").json()
     assert user["admin"] is False and user["key"] == user["key"] | {"role": "user"}
-    assert user["features"] == {"realtime": False}
+    assert user["features"] == {"realtime": True}
     for headers in ({}, {"Authorization": "Bearer sk-bragi-wrong"}):
         refused = _get(server, "/v1/me", **headers)
         assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
 
 
-def test_me_reports_the_realtime_endpoint_once_the_server_has_one(tmp_path: Path) -> None:
+def test_me_says_whether_the_server_has_the_realtime_endpoint(
+    server: AppServer, tmp_path: Path
+) -> None:
+    """As create_app builds it (the routers are included, not added one by one)."""
+    assert server.http().get("/v1/me").json()["features"]["realtime"] is True
     models = {"stt": ModelConfig(model=str(make_model_dir(tmp_path, "fake-stt")))}
-    with serve_app(fake_settings(tmp_path / "data", models), [FakeSttBackend()]) as live:
+    settings = fake_settings(tmp_path / "data", models, realtime={"enabled": False})
+    with serve_app(settings, [FakeSttBackend()]) as live:
         assert live.http().get("/v1/me").json()["features"]["realtime"] is False
-
-        async def realtime(socket: WebSocket) -> None:
-            await socket.close()
-
-        live.app.add_api_websocket_route("/v1/realtime", realtime)
-        assert live.http().get("/v1/me").json()["features"]["realtime"] is True
+        with pytest.raises(httpx.HTTPStatusError):  # and indeed it has none
+            live.http().post("/v1/realtime/client_secrets", json={}).raise_for_status()
 
 
 def test_models_say_whether_a_voice_model_clones_and_follows_instructions(
@@ -165,6 +178,26 @@ def test_models_say_whether_a_voice_model_clones_and_follows_instructions(
     assert (tts["cloning"], tts["instructions"]) == (False, False)
     assert (cloner["cloning"], cloner["instructions"]) == (True, False)
     assert "cloning" not in http.get("/v1/models/stt").json()
+
+
+def test_models_say_whether_a_transcription_model_gives_word_times(server: AppServer) -> None:
+    """Said before the model loads where its backend can tell (every built-in one), so a
+    client asks for words only where they exist, instead of learning it from a 400."""
+    http = server.http(server.admin_key)
+    assert http.get("/v1/models/wordless").json()["word_timestamps"] is False  # unloaded
+    assert http.get("/v1/models/stt").json()["word_timestamps"] is None  # fake-stt cannot say
+    for model in ("stt", "wordless"):
+        assert http.post(f"/admin/models/{model}/load").status_code == 200
+    listed = {m["id"]: m for m in http.get("/v1/models").json()["data"]}
+    assert listed["stt"]["word_timestamps"] is True  # the loaded engine says
+    assert listed["wordless"]["word_timestamps"] is False
+    assert "word_timestamps" not in listed["tts"]  # speech to text only
+    asked = {"model": "wordless", "response_format": "verbose_json"}
+    words = {"timestamp_granularities[]": "word"}
+    files = {"file": ("clip.wav", wav_bytes(1.0), "audio/wav")}
+    refused = http.post("/v1/audio/transcriptions", data=asked | words, files=files)
+    assert refused.status_code == 400  # what the description said
+    assert refused.json()["error"]["param"] == "timestamp_granularities"
 
 
 def test_the_catalog_says_what_is_on_disk_and_what_serves_it(server: AppServer) -> None:

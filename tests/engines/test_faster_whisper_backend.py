@@ -217,7 +217,9 @@ def test_load_failures_are_model_unavailable(tmp_path: Path) -> None:
         BACKEND.load(tmp_path, "cpu", OPTIONS)
 
 
-def test_capabilities(engines: dict[str, FasterWhisperEngine]) -> None:
+def test_capabilities(
+    engines: dict[str, FasterWhisperEngine], tiny_dir: Path, base_dir: Path
+) -> None:
     tiny, base = engines["tiny.en"].capabilities, engines["base"].capabilities
     assert isinstance(engines["base"], SpeechToText)
     assert (tiny.sample_rate, tiny.languages, tiny.translate, tiny.word_timestamps) == (
@@ -229,6 +231,9 @@ def test_capabilities(engines: dict[str, FasterWhisperEngine]) -> None:
     assert base.translate and base.word_timestamps
     assert base.languages is not None and len(base.languages) == 99  # base has no Cantonese
     assert {"en", "de", "ja", "haw"} <= base.languages and "yue" not in base.languages
+    # said before loading (GET /v1/models), as the loaded engines say it
+    for folder in (tiny_dir, base_dir, None):
+        assert BACKEND.word_timestamps_in(folder, "cpu", OPTIONS) is True
 
 
 @pytest.mark.parametrize(

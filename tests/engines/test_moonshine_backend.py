@@ -165,7 +165,9 @@ def test_segments_are_decoded_as_they_are_read(
     segments.close()
 
 
-def test_refusals_come_before_decoding(engine: MoonshineEngine, clips: dict[str, Audio]) -> None:
+def test_refusals_come_before_decoding(
+    engine: MoonshineEngine, clips: dict[str, Audio], tiny_dir: Path
+) -> None:
     audio = clips["beckett"]
     for options, param in (
         (TranscribeOptions(task="translate"), "model"),
@@ -177,6 +179,7 @@ def test_refusals_come_before_decoding(engine: MoonshineEngine, clips: dict[str,
         assert caught.value.param == param and caught.value.status_code == 400
     assert engine.capabilities.languages == {"en"}
     assert not engine.capabilities.translate and not engine.capabilities.word_timestamps
+    assert BACKEND.word_timestamps_in(tiny_dir, "cpu", OPTIONS) is False  # before loading
     with pytest.raises(EngineError, match="16000 Hz"):
         engine.transcribe(Audio(audio.samples, 8_000), TranscribeOptions())
 

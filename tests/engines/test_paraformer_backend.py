@@ -90,9 +90,11 @@ def test_options_are_strict() -> None:
     assert ParaformerOptions(languages=("Chinese", "EN")).languages == ("zh", "en")
 
 
-def test_capabilities_come_from_the_files(engine: ParaformerEngine) -> None:
+def test_capabilities_come_from_the_files(engine: ParaformerEngine, paraformer_dir: Path) -> None:
     caps = engine.capabilities
     assert caps.sample_rate == 16_000 and not caps.translate and caps.word_timestamps
+    assert BACKEND.word_timestamps_in(paraformer_dir, "cpu", OPTIONS) is True  # before loading
+    assert BACKEND.word_timestamps_in(None, "cpu", OPTIONS) is None  # no files yet: unknown
     assert caps.languages == {"zh", "en"}  # tokens.txt has Chinese characters
 
 
@@ -133,6 +135,7 @@ def test_an_export_without_timestamps_gives_no_words(
 ) -> None:
     engine = BACKEND.load(write_paraformer(tmp_path, timestamps=False), "cpu", OPTIONS)
     assert not engine.capabilities.word_timestamps
+    assert BACKEND.word_timestamps_in(tmp_path, "cpu", OPTIONS) is False  # from the header
     segments, info = engine.transcribe(clips["beckett"], TranscribeOptions())
     assert_well_formed(list(segments), info, info.duration, words=False, max_chunk=20)
 
@@ -174,6 +177,11 @@ def test_int8_on_cpu_unless_told_otherwise(tmp_path: Path) -> None:
     assert not BACKEND.load(tmp_path, "cpu", OPTIONS).capabilities.word_timestamps
     fp32 = ParaformerOptions(threads=1, quantized=False)
     assert BACKEND.load(tmp_path, "cpu", fp32).capabilities.word_timestamps
+    # said before loading, of the file a load would pick (fp32 on CUDA: unverified there)
+    assert BACKEND.word_timestamps_in(tmp_path, "cpu", OPTIONS) is False
+    assert BACKEND.word_timestamps_in(tmp_path, "cpu", fp32) is True
+    assert BACKEND.word_timestamps_in(tmp_path, "cuda", OPTIONS) is True
+    assert BACKEND.word_timestamps_in(tmp_path / "missing", "cpu", OPTIONS) is None
 
 
 @pytest.mark.parametrize(

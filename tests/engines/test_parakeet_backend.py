@@ -101,9 +101,15 @@ def test_options_are_strict() -> None:
 @pytest.mark.parametrize("model", ["tdt", "tdt-int8", "rnnt"])
 @pytest.mark.parametrize("name", ["beckett", "two_cities"])
 def test_segments_and_words_have_real_times(
-    engines: dict[str, ParakeetEngine], clips: dict[str, Audio], model: str, name: str
+    engines: dict[str, ParakeetEngine],
+    parakeet_dirs: dict[str, Path],
+    clips: dict[str, Audio],
+    model: str,
+    name: str,
 ) -> None:
     audio = clips[name]
+    assert engines[model].capabilities.word_timestamps
+    assert BACKEND.word_timestamps_in(parakeet_dirs[model], "cpu", OPTIONS) is True  # unloaded
     segments, info = engines[model].transcribe(audio, TranscribeOptions(word_timestamps=True))
     assert inspect.isgenerator(segments)  # decoded piece by piece as it is read
     collected = list(segments)

@@ -118,11 +118,12 @@ def test_sample_rate_from_the_mfcc_config(tmp_path: Path, model_dir: Path) -> No
 
 
 def test_korean_speech_gives_timed_segments_and_words(
-    engine: VoskEngine, speech_16k: Audio
+    engine: VoskEngine, speech_16k: Audio, model_dir: Path
 ) -> None:
     assert isinstance(engine, SpeechToText)
     assert engine.capabilities.sample_rate == 16_000
     assert engine.capabilities.languages == {"ko"} and engine.capabilities.word_timestamps
+    assert BACKEND.word_timestamps_in(model_dir, "cpu", None) is True  # before loading
     segments, info = engine.transcribe(speech_16k, TranscribeOptions(word_timestamps=True))
     decoded = list(segments)
     assert (info.language, info.duration) == ("ko", speech_16k.duration)

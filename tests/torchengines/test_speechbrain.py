@@ -210,6 +210,8 @@ def test_what_the_model_cannot_do_is_a_400(
         )
     english = client.audio.transcriptions.create(model=model, file=path, language="en")
     assert english.text.strip()
+    with live.http() as http:  # what /v1/models says, so clients need not learn it by a 400
+        assert http.get(f"/v1/models/{model}").json()["word_timestamps"] is False
     live.assert_healthy()
 
 

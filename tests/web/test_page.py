@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +18,8 @@ from bragi.auth import KeyStore
 from bragi.backends.protocol import Segment
 from bragi.transcripts import to_srt, to_vtt
 from browser import REFUSED, OpenPage, WatchedPage
-from hubstub import WHISPER_REPO, HubStub
-from livesupport import LiveServer, start_server
+from hubstub import WHISPER_REPO
+from livesupport import LiveServer
 from speech import SpeechSample, normalize, word_error_rate
 
 pytestmark = pytest.mark.slow
@@ -30,44 +29,12 @@ RECORD_SECONDS = 10.3  # the whole of beckett.wav (10 s), which the fake microph
 
 
 @pytest.fixture(scope="module")
-def hub(whisper_repo_dir: Path) -> Iterator[HubStub]:
-    stub = HubStub()
-    stub.add_repo(WHISPER_REPO, whisper_repo_dir)
-    stub.start()
-    yield stub
-    stub.stop()
-
-
-@pytest.fixture(scope="module")
-def live(
-    tmp_path_factory: pytest.TempPathFactory, models_cache: Path, hub: HubStub
-) -> Iterator[LiveServer]:
-    """The starter set, auth on, downloads from the stand-in hub. The starter models are
-    assembled once per session (the shared cache's ``packaged``); what the page pulls
-    goes into this server's own store."""
-    root = tmp_path_factory.mktemp("web")
-    (models_cache / "packaged").mkdir(exist_ok=True)
-    (root / "models").mkdir()
-    (root / "models" / "packaged").symlink_to(models_cache / "packaged")
-    env = {"HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0"}
-    with start_server(root / "data", root / "models", env=env) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def user_key(live: LiveServer) -> str:
     keys = KeyStore(live.data_dir / "keys.db")
     try:
         return keys.create("web-user", "user").key
     finally:
         keys.close()
-
-
-@pytest.fixture
-def admin_page(open_page: OpenPage, live: LiveServer) -> Iterator[WatchedPage]:
-    with open_page(live.base_url, key=live.api_key) as watched:
-        watched.page.wait_for_selector("body[data-ready=transcribe]")
-        yield watched
 
 
 def _texts(watched: WatchedPage, selector: str) -> list[str]:
@@ -301,7 +268,7 @@ def test_models_tab_pulls_with_a_progress_bar_unloads_and_removes(
     page = admin_page.page
     admin_page.tab("models")
     served = _texts(admin_page, "#md-served th")
-    assert sorted(served) == ["kokoro", "tts-1", "whisper-1", "whisper-tiny.en"]
+    assert sorted(served) == ["diarizer", "kokoro", "tts-1", "whisper-1", "whisper-tiny.en"]
     row = "#md-served tr[data-model='tts-1']"
     if page.inner_text(f"{row} td:nth-child(4)") != "loaded":
         page.click(f"{row} button[data-act=load]")
@@ -338,14 +305,6 @@ def test_models_tab_pulls_with_a_progress_bar_unloads_and_removes(
     with live.http() as http:
         names = [d["name"] for d in http.get("/admin/downloads").json()["data"]]
     assert WHISPER_REPO not in names
-
-
-def test_live_says_the_server_has_no_realtime_endpoint(admin_page: WatchedPage) -> None:
-    admin_page.tab("live")
-    page = admin_page.page
-    assert "not available on this server" in page.inner_text("#live-absent")
-    assert page.is_disabled("#live-start")
-    admin_page.shoot("live")
 
 
 # Checks run in the page: contrast(), unlabelled(), addSamples() (see the file).

@@ -1,68 +1,79 @@
-"""The Live tab's realtime client, against a scripted realtime peer (tests/realtime_peer.py)
-until Bragi has ``/v1/realtime``: the microphone (the fake device playing Beckett) goes
-out as 24 kHz 16-bit PCM on a WebSocket opened with a short-lived key, never the API key,
-and partial then final text appear. The engine behind the page is a fake: only the page
-is under test here."""
+"""The Live tab against the real realtime endpoint of the starter server: the microphone
+(the fake device playing Beckett) goes to ``/v1/realtime`` as 24 kHz PCM on a WebSocket
+opened with a short-lived ``ek_`` key, never the API key, and each turn's text appears."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
+import json
+from typing import Any
 
-import numpy as np
 import pytest
+from playwright.sync_api import WebSocket
 
-from appserver import AppServer, fake_settings, serve_app
-from bragi.config import ModelConfig
-from browser import OpenPage
-from fakes import FakeSttBackend, make_model_dir
-from realtime_peer import RATE, RealtimePeer
+from browser import WatchedPage
+from livesupport import LiveServer
+from speech import SpeechSample, word_error_rate
 
-HEARD_SECONDS = 3  # stop once the peer has had this much audio
+pytestmark = pytest.mark.slow
 
-
-@pytest.fixture(scope="module")
-def peer() -> RealtimePeer:
-    return RealtimePeer()
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, peer: RealtimePeer) -> Iterator[AppServer]:
-    root = tmp_path_factory.mktemp("web-live")
-    models = {"whisper-1": ModelConfig(model=str(make_model_dir(root, "fake-stt")))}
-    with serve_app(fake_settings(Path(root) / "data", models), [FakeSttBackend()]) as live:
-        peer.install(live.app)
-        yield live
+#: Speaking time before Stop: all of beckett.wav (its last word ends at 8.8 s, the file
+#: at 10.0 s, when the fake device starts it again after 0.3 s of silence).
+SPEAKING_SECONDS = 9.5
+COMPLETED = "conversation.item.input_audio_transcription.completed"
+DELTA = "conversation.item.input_audio_transcription.delta"
 
 
-def test_live_sends_the_microphone_with_a_short_lived_key_and_shows_the_text(
-    open_page: OpenPage, server: AppServer, peer: RealtimePeer
+def test_live_transcribes_the_microphone_through_the_realtime_endpoint(
+    admin_page: WatchedPage, live: LiveServer, speech: dict[str, SpeechSample]
 ) -> None:
-    with open_page(f"{server.base_url}/#live", key=server.admin_key) as watched:
-        page = watched.page
-        page.wait_for_selector("body[data-ready=live]")
-        assert page.is_hidden("#live-absent") and page.is_enabled("#live-start")
-        page.fill("#live-language", "en")
-        page.click("#live-start")
-        heard = f"#live-text p.partial:has-text('second {HEARD_SECONDS},')"
-        page.wait_for_selector(heard, timeout=60_000)
-        assert page.inner_text("#live-text p.partial").startswith("second 1, second 2, ")
-        page.click("#live-stop")
-        page.wait_for_selector("#live-text p.final")
-        page.wait_for_selector("#live-start:not([disabled])")
-        watched.shoot("live-with-peer")
-        final = page.inner_text("#live-text p.final")
+    page = admin_page.page
+    handshakes: list[dict[str, str]] = []  # what Chromium sent to open each socket
+    devtools = page.context.new_cdp_session(page)
+    devtools.on(
+        "Network.webSocketWillSendHandshakeRequest",
+        lambda event: handshakes.append(event["request"]["headers"]),
+    )
+    devtools.send("Network.enable")
+    received: list[dict[str, Any]] = []
 
-    assert peer.authorizations == [f"Bearer {server.admin_key}"]
-    assert peer.subprotocols == [["realtime", f"openai-insecure-api-key.{peer.secret}"]]
-    session = peer.secret_requests[0]["session"]
-    audio_in = session["audio"]["input"]
-    assert audio_in["format"] == {"type": "audio/pcm", "rate": RATE}
-    assert audio_in["transcription"] == {"model": "whisper-1", "language": "en"}
-    kinds = [e["type"] for e in peer.events]
-    assert kinds[0] == "session.update" and kinds[-1] == "input_audio_buffer.commit"
-    assert set(kinds[1:-1]) == {"input_audio_buffer.append"}
-    samples = peer.samples
-    assert len(samples) / RATE >= HEARD_SECONDS
-    assert float(np.sqrt(np.mean(samples**2))) > 0.02  # Beckett speaking, not silence
-    assert final == f"{len(samples) / RATE:.1f} s heard, rms {np.sqrt(np.mean(samples**2)):.3f}"
+    def watch(socket: WebSocket) -> None:
+        socket.on("framereceived", lambda payload: received.append(json.loads(payload)))
+
+    page.on("websocket", watch)
+    admin_page.tab("live")
+    assert page.is_hidden("#live-absent") and page.is_enabled("#live-start")
+    assert "while you speak" in page.inner_text("#live-hint")  # Whisper: redecode
+    page.select_option("#live-model", "whisper-1")
+    page.fill("#live-language", "en")
+    page.select_option("#live-pause", "1000")  # phrases of Beckett's together: more context
+    page.click("#live-start")
+    page.wait_for_selector("#live[data-state=listening]", timeout=30_000)  # the microphone on
+    page.wait_for_timeout(SPEAKING_SECONDS * 1000)
+    page.click("#live-stop")
+    page.wait_for_selector("#live[data-state=stopped]", timeout=60_000)
+    assert page.is_enabled("#live-start") and page.is_disabled("#live-stop")
+    admin_page.shoot("live")
+    assert page.inner_text("#live-status") == "Stopped."
+    shown = [
+        p.strip()
+        for p in page.eval_on_selector_all(
+            "#live-text p", "nodes => nodes.map(n => n.className + '|' + n.textContent)"
+        )
+    ]
+
+    # The key on the socket is a short-lived one, made for it; the API key never is.
+    (headers,) = handshakes
+    offered = {k.lower(): v for k, v in headers.items()}["sec-websocket-protocol"]
+    realtime, key = (p.strip() for p in offered.split(","))
+    assert realtime == "realtime" and key.startswith("openai-insecure-api-key.ek_")
+    assert live.api_key not in json.dumps(headers)
+
+    # Every turn the server finished is on the page as final text, in order.
+    finals = [e["transcript"].strip() for e in received if e["type"] == COMPLETED]
+    assert shown == [f"final|{text}" for text in finals if text]
+    assert word_error_rate(speech["beckett"].text, " ".join(finals)) < 0.25, finals
+    turns = {e["item_id"] for e in received if e["type"] == COMPLETED}
+    deltas = [e for e in received if e["type"] == DELTA]
+    assert deltas and {e["item_id"] for e in deltas} <= turns
+    failed = [e for e in received if e["type"].endswith(("failed", "error"))]
+    assert not failed, failed

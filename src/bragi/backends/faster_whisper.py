@@ -275,6 +275,12 @@ class FasterWhisperBackend:
         except (OSError, ValueError, RecursionError):
             return False
 
+    def word_timestamps_in(
+        self, model_dir: Path | None, device: Device, options: BackendOptions | None
+    ) -> bool:
+        """Every Whisper model times its words (cross-attention alignment)."""
+        return True
+
     def load(self, model_dir: Path, device: Device, options: BackendOptions) -> FasterWhisperEngine:
         opts = FasterWhisperOptions.model_validate(options.model_dump())
         import faster_whisper

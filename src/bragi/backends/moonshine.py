@@ -249,6 +249,12 @@ class MoonshineBackend:
         except (OSError, ValueError, RecursionError):
             return False
 
+    def word_timestamps_in(
+        self, model_dir: Path | None, device: Device, options: BackendOptions | None
+    ) -> bool:
+        """Moonshine gives text per stretch of speech, no word times."""
+        return False
+
     def load(self, model_dir: Path, device: Device, options: BackendOptions) -> MoonshineEngine:
         opts = MoonshineOptions.model_validate(options.model_dump())
         import onnxruntime

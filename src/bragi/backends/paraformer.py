@@ -45,6 +45,8 @@ from bragi.errors import EngineError, ModelUnavailableError
 __all__ = ["BACKEND", "ParaformerBackend", "ParaformerEngine", "ParaformerOptions"]
 
 _MODEL_FILES = ("model.int8.onnx", "model.onnx")
+#: The output that times each token (exports made with timestamps have it).
+_TIMESTAMPS = "us_cif_peak"
 #: Keys sherpa-onnx reads from the model; it ends the process when one is missing.
 _REQUIRED = ("vocab_size", "lfr_window_size", "lfr_window_shift", "neg_mean", "inv_stddev")
 _FBANK_BINS = 80
@@ -175,6 +177,19 @@ class ParaformerBackend:
             key in metadata for key in _REQUIRED
         )
 
+    def word_timestamps_in(
+        self, model_dir: Path | None, device: Device, options: BackendOptions | None
+    ) -> bool | None:
+        """Whether the export ``load`` would pick has the timestamp output (its header only)."""
+        if model_dir is None:
+            return None  # exports with and without timestamps exist
+        opts = ParaformerOptions.model_validate(options.model_dump() if options else {})
+        try:
+            model = _model_file(model_dir, opts.quantized, device)
+            return _TIMESTAMPS in read_onnx_header(model, graph=True).outputs
+        except (ModelUnavailableError, OSError, ValueError):
+            return None  # loading it would fail and say why
+
     def load(self, model_dir: Path, device: Device, options: BackendOptions) -> ParaformerEngine:
         opts = ParaformerOptions.model_validate(options.model_dump())
         import sherpa_onnx
@@ -198,7 +213,7 @@ class ParaformerBackend:
         except Exception as exc:  # sherpa-onnx raises RuntimeError (ONNX Runtime's message)
             raise ModelUnavailableError(f"sherpa-onnx could not load {model}: {exc}") from exc
         languages = frozenset(opts.languages or _languages(symbols))
-        timed = "us_cif_peak" in header.outputs
+        timed = _TIMESTAMPS in header.outputs
         caps = SttCapabilities(SAMPLE_RATE, languages, translate=False, word_timestamps=timed)
         ids = {symbol: i for i, symbol in enumerate(symbols)}
         return ParaformerEngine(recognizer, caps, opts, ids)

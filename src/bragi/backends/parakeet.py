@@ -167,6 +167,12 @@ class ParakeetBackend:
         except (OSError, ValueError, RecursionError):
             return False
 
+    def word_timestamps_in(
+        self, model_dir: Path | None, device: Device, options: BackendOptions | None
+    ) -> bool:
+        """The transducer's frames time every token, hence every word."""
+        return True
+
     def load(self, model_dir: Path, device: Device, options: BackendOptions) -> ParakeetEngine:
         opts = ParakeetOptions.model_validate(options.model_dump())
         import onnx_asr

@@ -48,6 +48,7 @@ __all__ = [
     "VoiceListing",
     "VoiceReference",
     "Word",
+    "WordTimestampListing",
 ]
 
 
@@ -326,3 +327,16 @@ class CapabilityListing(Protocol):
     def capabilities_in(
         self, model_dir: Path, options: BackendOptions | None
     ) -> ModelCapabilities: ...
+
+
+@runtime_checkable
+class WordTimestampListing(Protocol):
+    """A speech-to-text backend that says, without loading a model, whether it gives word
+    times (what its engine's ``SttCapabilities.word_timestamps`` will say), so
+    ``/v1/models`` can tell a client before its first request. Arguments as for ``load``;
+    ``model_dir`` is None while the files are not there yet, and the answer None when it
+    depends on them."""
+
+    def word_timestamps_in(
+        self, model_dir: Path | None, device: Device, options: BackendOptions | None
+    ) -> bool | None: ...

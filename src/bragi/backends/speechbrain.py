@@ -216,6 +216,12 @@ class SpeechBrainBackend:
             return False
         return True
 
+    def word_timestamps_in(
+        self, model_dir: Path | None, device: Device, options: BackendOptions | None
+    ) -> bool:
+        """SpeechBrain's ASR interfaces give text only."""
+        return False
+
     def load(self, model_dir: Path, device: Device, options: BackendOptions) -> SpeechToText:
         opts = SpeechBrainOptions.model_validate(options.model_dump())
         spec = inspect_model(model_dir, opts.interface)

@@ -260,6 +260,12 @@ class VoskBackend:
         except OSError:
             return False
 
+    def word_timestamps_in(
+        self, model_dir: Path | None, device: Device, options: BackendOptions | None
+    ) -> bool:
+        """Kaldi times every word it recognises."""
+        return True
+
     def load(self, model_dir: Path, device: Device, options: BackendOptions) -> VoskEngine:
         """Load on the CPU (Vosk's GPU path needs its own CUDA build of the library)."""
         opts = VoskOptions.model_validate(options.model_dump())

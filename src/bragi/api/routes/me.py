@@ -5,27 +5,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
-from starlette.routing import BaseRoute
+from fastapi import APIRouter
 
 from bragi import __version__
-from bragi.api.deps import ApiKey
+from bragi.api.deps import ApiKey, SettingsDep
 
 router = APIRouter(tags=["auth"])
 
-#: Optional endpoints a client may look for: feature ─▶ the route that provides it.
-_FEATURE_ROUTES = {"realtime": "/v1/realtime"}
-
-
-def _serves(routes: list[BaseRoute], path: str) -> bool:
-    return any(getattr(route, "path", None) == path for route in routes)
-
 
 @router.get("/v1/me")
-async def me(request: Request, key: ApiKey) -> dict[str, Any]:
+async def me(key: ApiKey, settings: SettingsDep) -> dict[str, Any]:
     """The key (never its secret), whether it may use the admin API, and which optional
     endpoints this server has."""
-    routes = request.app.routes
     return {
         "object": "bragi.me",
         "auth": key is not None,
@@ -33,6 +24,8 @@ async def me(request: Request, key: ApiKey) -> dict[str, Any]:
         if key is None
         else {"id": key.id, "name": key.name, "role": key.role, "prefix": key.prefix},
         "admin": key is None or key.is_admin,
-        "features": {name: _serves(routes, path) for name, path in _FEATURE_ROUTES.items()},
+        # create_app serves /v1/realtime exactly when this is on (FastAPI's included
+        # routers no longer show their paths in app.routes, so the settings say it)
+        "features": {"realtime": settings.realtime.enabled},
         "version": __version__,
     }

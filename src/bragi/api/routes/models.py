@@ -9,7 +9,8 @@ from typing import Any
 from fastapi import APIRouter
 
 from bragi.api.deps import ApiKey, Manager
-from bragi.models.capabilities import capabilities_of
+from bragi.backends.protocol import ModelKind
+from bragi.models.capabilities import capabilities_of, word_timestamps_of
 from bragi.models.manager import ModelManager
 from bragi.models.served import ServedModel
 from bragi.realtime import partials_mode
@@ -51,6 +52,8 @@ def describe_model(model: ServedModel, manager: ModelManager) -> dict[str, Any]:
     partials = partials_mode(model, manager)
     if partials is not None:  # live text over /v1/realtime: stream, redecode or none
         description["realtime_partials"] = partials
+    if model.kind is ModelKind.STT:  # None: not known until the model loads
+        description["word_timestamps"] = word_timestamps_of(model, manager.registry, manager.device)
     if model.error:
         description["error"] = model.error
     if model.state.value == "downloading" and model.progress is not None:

@@ -14,9 +14,15 @@ export async function servedModels(fresh = false) {
   return modelList;
 }
 
-// Models of a kind, each once: aliases (OpenAI's names for a served model) are left out.
-export const ofKind = (models, kind) =>
-  models.filter((model) => model.kind === kind && !model.alias_of);
+// The served models of a kind. Aliases (OpenAI's names such as gpt-4o-transcribe) are left
+// out: each is a model already listed under its own name.
+export const ofKind = (models, kind) => models.filter((model) => model.kind === kind && !model.alias_of);
+
+// The diarization model the server labels speakers with (the first one), if it can be used.
+export function diarizer(models) {
+  const found = ofKind(models, 'diarization')[0];
+  return found && found.state !== 'failed' ? found : null;
+}
 
 export function modelLabel(model) {
   const notes = [model.backend, model.state === 'failed' ? 'failed' : null].filter(Boolean);

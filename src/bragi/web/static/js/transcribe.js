@@ -1,8 +1,9 @@
 // Transcribe: a file or a recording through any speech-to-text model; the text, segments
-// and words with their times; the word being spoken lights up as the audio plays.
+// and words with their times; the word being spoken lights up as the audio plays. With
+// "Who spoke" (a diarization model on the server), the turns of each speaker instead.
 
 import { audioSource, showClip } from './audio.js';
-import { modelLabel, ofKind, servedModels, transcribe } from './service.js';
+import { diarizer, modelLabel, ofKind, servedModels, transcribe } from './service.js';
 import { toSrt, toText, toVtt } from './subtitles.js';
 import { $, download, el, fillSelect, milliseconds, say, sayError, seconds } from './ui.js';
 
@@ -47,9 +48,11 @@ export async function init() {
 
 async function fillModels() {
   try {
-    const models = ofKind(await servedModels(), 'stt');
+    const served = await servedModels();
+    const models = ofKind(served, 'stt');
     fillSelect($('#tr-model'), models.map((m) => [m.id, modelLabel(m)]));
     if (!models.length) say(status(), 'This server has no speech-to-text model.', 'error');
+    $('#tr-speakers-label').hidden = !diarizer(served);
   } catch (error) {
     sayError(status(), error);
   }
@@ -67,19 +70,18 @@ async function run(event) {
   if (!clip) return;
   const model = $('#tr-model').value;
   const language = $('#tr-language').value.trim();
+  const speakers = !$('#tr-speakers-label').hidden && $('#tr-speakers').checked;
   const button = $('#tr-run');
   button.disabled = true;
-  say(status(), `Transcribing with ${model}…`);
+  say(status(), speakers ? `Transcribing with ${model}, and finding who spoke…` : `Transcribing with ${model}…`);
   const began = performance.now();
   try {
-    let body;
-    try {
-      body = await transcribe(clip, model, { language, words: true });
-    } catch (error) {
-      // An engine without word times: segments are still worth showing.
-      if (error.status !== 400 || error.param !== 'timestamp_granularities') throw error;
-      body = await transcribe(clip, model, { language, words: false });
-    }
+    // Words only from models that time them (/v1/models says; null: not known before it loads).
+    const described = (await servedModels()).find((m) => m.id === model);
+    const words = described?.word_timestamps === true;
+    const format = speakers ? 'diarized_json' : 'verbose_json';
+    const body = await transcribe(clip, model, { language, words, format });
+    if (described && described.word_timestamps === null) servedModels(true);  // loaded now: it says
     show(body, model, performance.now() - began);
     say(status(), `Done in ${milliseconds(performance.now() - began)}.`, 'ok');
   } catch (error) {
@@ -89,34 +91,56 @@ async function run(event) {
   }
 }
 
+const timedSpan = (item, index, text) => el('span', {
+  class: 'w',
+  tabindex: 0,
+  title: `${seconds(item.start)} – ${seconds(item.end)}`,
+  dataset: { start: item.start, end: item.end, index },
+}, text);
+
+// Each speaker's turns, the speaker marked by a letter (or a known name) and a colour.
+function turns(segments) {
+  const order = [...new Set(segments.map((s) => s.speaker))];
+  spans = segments.map((s, index) => timedSpan(s, index, s.text.trim()));
+  return segments.map((s, index) => el('p', { class: 'turn', dataset: { speaker: s.speaker, hue: order.indexOf(s.speaker) % 6 } },
+    el('span', { class: 'speaker' }, s.speaker), ' ', spans[index]));
+}
+
 function show(body, model, took) {
   transcript = body;
+  const diarized = (body.segments || []).some((s) => 'speaker' in s);
   const timed = body.words?.length ? body.words : body.segments || [];
   const text = $('#tr-text');
-  spans = timed.map((item, index) => el('span', {
-    class: 'w',
-    tabindex: 0,
-    title: `${seconds(item.start)} – ${seconds(item.end)}`,
-    dataset: { start: item.start, end: item.end, index },
-  }, (item.word ?? item.text).trim()));
+  if (diarized) {
+    text.replaceChildren(...turns(body.segments));
+  } else {
+    spans = timed.map((item, index) => timedSpan(item, index, (item.word ?? item.text).trim()));
+    text.replaceChildren(...spans.flatMap((span, i) => (i ? [' ', span] : [span])));
+  }
   starts = timed.map((item) => item.start);
   lit = -1;
-  text.replaceChildren(...spans.flatMap((span, i) => (i ? [' ', span] : [span])));
   if (!spans.length) text.textContent = body.text || '(no speech found)';
+  const speakers = [...new Set((body.segments || []).map((s) => s.speaker))];
   $('#tr-meta').textContent = [
     model,
     body.language,
     `${seconds(body.duration)} of audio`,
     `transcribed in ${milliseconds(took)}`,
-    body.words ? `${body.words.length} words` : 'no word times from this model',
+    diarized ? `${speakers.length} ${speakers.length === 1 ? 'speaker' : 'speakers'}` : null,
+    diarized || body.words ? null : 'no word times from this model',
+    body.words ? `${body.words.length} words` : null,
   ].filter(Boolean).join(' · ');
-  const row = (start, end, words) => el('tr', {}, el('td', {}, seconds(start)), el('td', {}, seconds(end)), el('td', {}, words));
-  $('#tr-segments').replaceChildren(...(body.segments || []).map((s) => row(s.start, s.end, s.text.trim())));
-  $('#tr-words').replaceChildren(...(body.words || []).map((w) => row(w.start, w.end, w.word.trim())));
+  const cell = (value) => el('td', {}, value);
+  $('#tr-speaker-col').hidden = !diarized;
+  $('#tr-segments').replaceChildren(...(body.segments || []).map((s) => el('tr', {},
+    cell(seconds(s.start)), cell(seconds(s.end)), diarized ? cell(s.speaker) : null, cell(s.text.trim()))));
+  $('#tr-words').replaceChildren(...(body.words || []).map((w) => el('tr', {},
+    cell(seconds(w.start)), cell(seconds(w.end)), cell(w.word.trim()))));
+  $('#tr-words-table').hidden = !body.words?.length;
   $('#tr-result').hidden = false;
 }
 
-// Light the last word that has started by `time`.
+// Light the last word (or turn) that has started by `time`.
 function highlight(time) {
   let low = 0;
   let high = starts.length - 1;
@@ -133,14 +157,17 @@ function highlight(time) {
   spans[lit]?.setAttribute('aria-current', 'true');
 }
 
+// Cues as the server writes them when it labels speakers: "A: text" in srt, <v A> in vtt.
+const labelled = (segments, label) => segments.map((s) => ('speaker' in s ? { ...s, text: label(s.speaker, s.text.trim()) } : s));
+
 function save(format) {
   if (!transcript) return;
   const base = (clip?.name || 'transcript').replace(/\.[^.]+$/, '') || 'transcript';
   const segments = transcript.segments || [];
   const files = {
     txt: () => [toText(transcript), 'text/plain'],
-    srt: () => [toSrt(segments), 'application/x-subrip'],
-    vtt: () => [toVtt(segments), 'text/vtt'],
+    srt: () => [toSrt(labelled(segments, (who, text) => `${who}: ${text}`)), 'application/x-subrip'],
+    vtt: () => [toVtt(labelled(segments, (who, text) => `<v ${who}>${text}`)), 'text/vtt'],
     json: () => [`${JSON.stringify(transcript, null, 2)}\n`, 'application/json'],
   };
   const [content, type] = files[format]();
