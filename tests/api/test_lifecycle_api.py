@@ -151,6 +151,33 @@ def test_ten_concurrent_first_requests_load_the_model_once(tmp_path: Path) -> No
         assert client.models.retrieve("slow").model_dump()["state"] == "loaded"
 
 
+def test_readiness_waits_for_the_preloads(tmp_path: Path) -> None:
+    slow = SlowLoadingBackend()
+    config = {"backend": "fake-slow", "preload": True}
+    with server_with(tmp_path, [slow], slow=config) as server, server.http(auth=False) as http:
+        assert slow.load_started.wait(10), "the preload started"
+        waiting = http.get("/health/ready")
+        assert waiting.status_code == 503
+        assert waiting.json()["pending"] == {"slow": "loading"}
+
+        slow.load_gate.set()
+        wait_until(lambda: http.get("/health/ready").status_code == 200, what="readiness")
+        assert http.get("/health/ready").json()["status"] == "ready"
+        assert server.manager.get("slow").state.value == "loaded"
+        assert slow.loads == 1
+
+
+def test_a_failed_preload_does_not_hold_readiness(tmp_path: Path) -> None:
+    config = {"backend": "fake-broken", "preload": True}
+    stt = {"backend": "fake-stt"}
+    with server_with(
+        tmp_path, [FailingBackend(), FakeSttBackend()], broken=config, stt=stt
+    ) as server:
+        with server.http(auth=False) as http:
+            wait_until(lambda: http.get("/health/ready").status_code == 200, what="readiness")
+            assert http.get("/health/ready").json()["status"] == "degraded"
+
+
 # --- a client that leaves stops its work ------------------------------------------
 
 

@@ -115,6 +115,8 @@ class ModelManager:
         self._voice_lists = VoiceLists()
         self._device: Device | None = None if settings.device == "auto" else settings.device
         self._stopping = False
+        #: models asked to preload whose preload has not ended (for readiness)
+        self.preloading: set[str] = set()
         self.downloads = Downloads(
             registry, self.store, self._tasks, on_files=self._voice_lists.warm
         )
@@ -189,6 +191,7 @@ class ModelManager:
         """Fetch every model in the background, and preload those asked for. A failed
         download is tried again with backoff (15 s doubling to 10 min) while the server runs."""
         self.downloads.retry = retry_fetches
+        self.preloading = {m.alias for m in self.models() if m.config.preload}
         for model in self.models():
             self._tasks.spawn(self._prepare(model), f"prepare {model.alias}")
         if reap_interval > 0:
@@ -221,12 +224,16 @@ class ModelManager:
     def _preload_later(self, model: ServedModel) -> None:
         if model.config.preload and model.state is ModelState.AVAILABLE:
             self._tasks.spawn(self._preload(model), f"preload {model.alias}")
+        else:  # nothing to preload (its download failed): readiness need not wait
+            self.preloading.discard(model.alias)
 
     async def _preload(self, model: ServedModel) -> None:
         try:
             await self.residency.load(model)
         except BragiError as exc:
             log.error("preloading %s failed: %s", model.alias, exc.message)
+        finally:
+            self.preloading.discard(model.alias)
 
     async def _reap_forever(self, interval: float) -> None:
         while True:
