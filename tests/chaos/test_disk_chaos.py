@@ -69,7 +69,9 @@ def server(tmp_path: Path, disk: SmallDisk, hub: FillingHub) -> Iterator[AppServ
         "stt": ModelConfig(model=str(make_model_dir(tmp_path / "models", "fake-stt"))),
         "clone": ModelConfig(model=str(make_model_dir(tmp_path / "models", "fake-clone"))),
     }
-    settings = fake_settings(disk.path / "data", models, model_cache_dir=disk.path / "store")
+    settings = fake_settings(
+        disk.path / "data", models, model_cache_dir=disk.path / "store", allow_downloads=True
+    )
     with serve_app(settings, [FakeSttBackend(), FakeCloningTtsBackend()]) as live:
         yield live
 

@@ -6,6 +6,7 @@ cleanly, well within the pod's ``terminationGracePeriodSeconds``."""
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import time
@@ -102,7 +103,7 @@ def test_sigterm_drains_requests_in_flight_and_refuses_new_ones(
         assert len(received) > 10 * 24_000  # ten sentences of 16-bit audio at 24 kHz
         assert len(received) % 2 == 0
         assert '"transcript.text.done"' in rest[-1]
-        text = rest[-1].split('"text":"', 1)[1].rsplit('"', 1)[0]
+        text = json.loads(rest[-1].removeprefix("data: "))["text"]
         assert word_error_rate(beckett.text, text) <= 0.2, text
 
         code = live.process.wait(timeout=grace)
