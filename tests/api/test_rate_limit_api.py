@@ -1,13 +1,17 @@
 """Per-key rate limits (``rate_limit_per_minute``): the bucket's arithmetic on an injected
 clock, then the real app: a key past its allowance gets OpenAI's 429 with Retry-After
-(before its upload is read), other keys and the open routes do not notice."""
+(before its upload is read, before a realtime session opens), other keys and the open
+routes do not notice."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import openai
 import pytest
+import websockets.exceptions
+from websockets.sync.client import connect as ws_connect
 
 from appserver import AppServer, fake_settings, serve_app
 from bragi.auth.ratelimit import RateLimiter
@@ -99,3 +103,26 @@ def test_admin_routes_count_too(server: AppServer) -> None:
     with server.http(api_key=server.admin_key) as http:
         statuses = [http.get("/admin/models").status_code for _ in range(PER_MINUTE + 1)]
     assert statuses == [200] * PER_MINUTE + [429]
+
+
+def test_realtime_sessions_count_against_the_key_and_an_ephemeral_keys_maker(
+    server: AppServer,
+) -> None:
+    url = server.base_url.replace("http://", "ws://") + "/v1/realtime?intent=transcription"
+    headers = {"Authorization": f"Bearer {server.user_key}"}
+    secret = server.client().realtime.client_secrets.create()  # spends one of three
+    with ws_connect(url, additional_headers=headers) as session:  # two
+        assert json.loads(session.recv(timeout=10))["type"] == "session.created"
+    protocols = ["realtime", f"openai-insecure-api-key.{secret.value}"]
+    with ws_connect(url, subprotocols=protocols) as browser:  # type: ignore[arg-type]
+        assert json.loads(browser.recv(timeout=10))["type"] == "session.created"  # three
+    for refused_with in ({"additional_headers": headers}, {"subprotocols": protocols}):
+        with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+            ws_connect(url, **refused_with)  # type: ignore[arg-type]
+        response = refused.value.response
+        assert response.status_code == 429
+        assert response.headers["Retry-After"] == "20"
+        assert json.loads(response.body)["error"]["code"] == "rate_limit_exceeded"
+    server.clock.advance(20)
+    with ws_connect(url, additional_headers=headers) as session:
+        assert json.loads(session.recv(timeout=10))["type"] == "session.created"

@@ -34,6 +34,7 @@ from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from bragi.auth import EPHEMERAL_PREFIX, KeyStore, bearer_token, check_key
+from bragi.auth.ratelimit import RateLimiter
 from bragi.errors import AuthenticationError, BragiError, InvalidRequestError, RateLimitError
 from bragi.realtime.service import RealtimeService
 from bragi.realtime.session import RealtimeSession
@@ -67,8 +68,11 @@ def _token(websocket: WebSocket) -> str | None:
     return None
 
 
-def _authenticate(keystore: KeyStore | None, token: str | None) -> str | None:
-    """Check the caller's key; an ephemeral key's session configuration (JSON), if any."""
+def _authenticate(
+    keystore: KeyStore | None, token: str | None, limiter: RateLimiter | None
+) -> str | None:
+    """Check the caller's key and spend one request of its rate (an ephemeral key's
+    maker's); an ephemeral key's session configuration (JSON), if any."""
     if keystore is None:
         return None
     if token is not None and token.startswith(EPHEMERAL_PREFIX):
@@ -78,16 +82,22 @@ def _authenticate(keystore: KeyStore | None, token: str | None) -> str | None:
                 "Incorrect or expired ephemeral key: ask your server for a new one "
                 "(POST /v1/realtime/client_secrets)."
             )
-        return ephemeral.session
-    check_key(keystore, token)
-    return None
+        key_id, preset = ephemeral.key_id, ephemeral.session
+    else:
+        key_id, preset = check_key(keystore, token).id, None
+    if limiter is not None:
+        limiter.check(key_id)
+    return preset
 
 
 async def _refuse(websocket: WebSocket, error: BragiError) -> None:
     """Answer the upgrade with the HTTP error body, or (server without the WebSocket
     denial extension) accept, send the ``error`` event, close 1008."""
     try:
-        response = JSONResponse(error.to_body(), status_code=error.status_code)
+        headers = (
+            {"Retry-After": str(error.retry_after)} if isinstance(error, RateLimitError) else None
+        )
+        response = JSONResponse(error.to_body(), status_code=error.status_code, headers=headers)
         await websocket.send_denial_response(response)
     except RuntimeError:
         await websocket.accept()
@@ -126,8 +136,9 @@ async def realtime(websocket: WebSocket) -> None:
     service: RealtimeService = websocket.app.state.realtime
     keystore: KeyStore | None = websocket.app.state.keystore
     try:
-        preset = await to_thread.run_sync(_authenticate, keystore, _token(websocket))
-    except AuthenticationError as exc:
+        limiter: RateLimiter | None = websocket.app.state.rate_limiter
+        preset = await to_thread.run_sync(_authenticate, keystore, _token(websocket), limiter)
+    except (AuthenticationError, RateLimitError) as exc:
         await _refuse(websocket, exc)
         return
     offered = _subprotocols(websocket)
