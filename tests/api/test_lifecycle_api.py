@@ -170,12 +170,14 @@ def test_readiness_waits_for_the_preloads(tmp_path: Path) -> None:
 def test_a_failed_preload_does_not_hold_readiness(tmp_path: Path) -> None:
     config = {"backend": "fake-broken", "preload": True}
     stt = {"backend": "fake-stt"}
-    with server_with(
-        tmp_path, [FailingBackend(), FakeSttBackend()], broken=config, stt=stt
-    ) as server:
-        with server.http(auth=False) as http:
-            wait_until(lambda: http.get("/health/ready").status_code == 200, what="readiness")
-            assert http.get("/health/ready").json()["status"] == "degraded"
+    with (
+        server_with(
+            tmp_path, [FailingBackend(), FakeSttBackend()], broken=config, stt=stt
+        ) as server,
+        server.http(auth=False) as http,
+    ):
+        wait_until(lambda: http.get("/health/ready").status_code == 200, what="readiness")
+        assert http.get("/health/ready").json()["status"] == "degraded"
 
 
 # --- a client that leaves stops its work ------------------------------------------

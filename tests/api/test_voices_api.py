@@ -358,19 +358,41 @@ def test_a_recording_over_the_limit_is_a_413_with_or_without_a_length(
 
 
 def test_a_user_key_reaches_only_its_own_voices(server: AppServer, store: VoiceStore) -> None:
-    """Another key's cloned voice is as absent as one never made: not listed, 404 to read
-    or delete, 400 voice_not_found to speak with. Admin keys reach every voice; a voice
-    no key made (``bragi voices add``) is everyone's."""
+    """Another key's private cloned voice is as absent as one never made: not listed, 404
+    to read or delete, 400 voice_not_found to speak with. A shared voice is every key's to
+    use but only its creator's or an admin's to delete; a voice no key made (``bragi
+    voices add``) is the admins' unless shared. Admin keys reach every voice."""
     other = server.app.state.keystore.create("other", "user").key
     mine = create(server.http(), {"name": "mine"}, tone(2.0)).json()
-    theirs = create(server.http(other), {"name": "theirs", "shared": "true"}, tone(2.0)).json()
+    theirs = create(server.http(other), {"name": "theirs"}, tone(2.0)).json()
+    shared = create(server.http(other), {"name": "shared", "shared": "true"}, tone(2.0)).json()
+    store.create("admins", tone(2.0))  # the command line: no key
 
-    denied = server.http().delete(f"/v1/audio/voices/{theirs['id']}")  # shared: seen, not owned
+    def cloned_names(key: str | None = None) -> list[str]:
+        listed = server.http(key).get("/v1/audio/voices").json()["data"]
+        return sorted(v["name"] for v in listed if v["type"] == "audio_sample")
+
+    assert cloned_names() == ["mine", "shared"]
+    assert cloned_names(other) == ["shared", "theirs"]
+    assert cloned_names(server.admin_key) == ["admins", "mine", "shared", "theirs"]
+    for route in (f"/v1/audio/voices/{theirs['id']}", "/v1/audio/voices/theirs"):
+        assert_error(server.http().get(route), 404, "voice_not_found")
+        assert_error(server.http().delete(route), 404, "voice_not_found")
+    assert_error(server.http().get("/v1/audio/voices/admins"), 404, "voice_not_found")
+    speech = {"model": "clone", "input": "Hello.", "response_format": "wav"}
+    for refused_voice in ("theirs", "admins"):
+        refused = server.http().post("/v1/audio/speech", json=speech | {"voice": refused_voice})
+        assert_error(refused, 400, "voice_not_found", refused_voice)
+    for voice in ("mine", "shared"):
+        assert server.http().post("/v1/audio/speech", json=speech | {"voice": voice}).is_success
+
+    denied = server.http().delete(f"/v1/audio/voices/{shared['id']}")  # seen, not owned
     assert_error(denied, 403, "permission_denied", "another key")
     assert server.http().delete(f"/v1/audio/voices/{mine['id']}").json()["deleted"] is True
     admin = server.http(server.admin_key).delete("/v1/audio/voices/theirs")
     assert admin.json() == {"id": theirs["id"], "object": "audio.voice.deleted", "deleted": True}
-    assert server.http(server.admin_key).delete("/v1/audio/voices/shared").is_success
+    for name in ("shared", "admins"):
+        assert server.http(server.admin_key).delete(f"/v1/audio/voices/{name}").is_success
     assert stored_entries(store) == []
 
 

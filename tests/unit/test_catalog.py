@@ -10,6 +10,7 @@ import pytest
 
 from bragi.backends.registry import BackendRegistry
 from bragi.config import ModelConfig
+from bragi.errors import ConfigError
 from bragi.models.capabilities import capabilities_of, models_that_can
 from bragi.models.catalog import Catalog, common_folder
 from bragi.models.resolve import plan_source
@@ -79,3 +80,10 @@ def test_every_hub_entry_pins_a_commit_or_is_listed_as_unpinned() -> None:
         else:
             assert re.fullmatch(r"[0-9a-f]{40}", entry.revision), entry.name
     assert listed == unpinned
+
+
+def test_a_home_of_a_user_that_does_not_exist_is_a_config_error() -> None:
+    """Regression (found by the API fuzzing): ``DELETE /admin/models/~0`` was a 500,
+    because ``Path("~0").expanduser()`` raises RuntimeError for an unknown user."""
+    with pytest.raises(ConfigError, match="~0"):
+        plan_source("~0", None, Catalog.builtin())

@@ -41,14 +41,23 @@ class ModelSource:
         return f"hub repo {self.hub.repo_id}"
 
 
+def _expanded(reference: str) -> Path:
+    """``reference`` as a path with ``~`` or ``~user`` expanded; a user that does not
+    exist (``~0``) is a ConfigError, not the RuntimeError ``expanduser`` raises."""
+    try:
+        return Path(reference).expanduser()
+    except RuntimeError as exc:
+        raise ConfigError(f"model directory {reference!r}: {exc}") from None
+
+
 def _looks_like_path(reference: str) -> bool:
-    return reference.startswith(("/", "./", "../", "~")) or Path(reference).expanduser().is_dir()
+    return reference.startswith(("/", "./", "../", "~")) or _expanded(reference).is_dir()
 
 
 def plan_source(reference: str, revision: str | None, catalog: Catalog) -> ModelSource:
     """Decide where ``reference`` comes from, without touching the network."""
     if _looks_like_path(reference):
-        path = Path(reference).expanduser().resolve()
+        path = _expanded(reference).resolve()
         if not path.is_dir():
             raise ConfigError(f"model directory {reference!r} does not exist")
         return ModelSource(reference, path=path)

@@ -112,8 +112,12 @@ class VoiceStore:
         limits: ReferenceLimits | None = None,
         max_voices: int = 100,
         clock: Callable[[], float] = time.time,
+        narrow: bool = False,
     ):
         self.root = root
+        #: whether a folder found wider than 0700 (an older Bragi's) is narrowed; not for
+        #: a voices_dir an operator chose, which may be shared on purpose
+        self.narrow = narrow
         self.limits = limits or ReferenceLimits()
         self.max_voices = max_voices
         self.clock = clock
@@ -129,6 +133,7 @@ class VoiceStore:
             settings.voices_dir or settings.data_dir / "voices",
             limits=ReferenceLimits(settings.voice_min_seconds, settings.voice_max_seconds),
             max_voices=settings.max_voices,
+            narrow=settings.voices_dir is None,
         )
 
     # --- reading ---------------------------------------------------------------
@@ -259,7 +264,7 @@ class VoiceStore:
             created_by=created_by,
             shared=shared,
         )
-        make_private_dir(self.root)
+        self._make_root()
         staging = self.root / f"{_TEMP_PREFIX}{voice.id}"
         try:
             staging.mkdir(mode=0o700)
@@ -334,8 +339,13 @@ class VoiceStore:
                 code="voice_limit_reached",
             )
 
-    def _locked(self) -> contextlib.AbstractContextManager[None]:
+    def _make_root(self) -> None:
         make_private_dir(self.root)
+        if self.narrow and self.root.stat().st_mode & 0o077:
+            self.root.chmod(0o700)
+
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        self._make_root()
         return exclusive_lock(self.root / _LOCK_FILE)
 
 
