@@ -9,7 +9,10 @@ its URL. Screenshots go to ``test-artifacts/web/`` (``$BRAGI_TEST_ARTIFACTS`` ov
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright import sync_api as playwright_api
 
+from bragi.models.starter import DIARIZER
 from browser import (
     ARTIFACTS,
     CHROMIUM,
@@ -68,19 +72,38 @@ def hub(whisper_repo_dir: Path, diarization_weights: Path | None) -> Iterator[Hu
 
 @pytest.fixture(scope="session")
 def live(
-    tmp_path_factory: pytest.TempPathFactory, models_cache: Path, hub: HubStub
+    tmp_path_factory: pytest.TempPathFactory,
+    models_cache: Path,
+    hub: HubStub,
+    diarization_weights: Path | None,
 ) -> Iterator[LiveServer]:
-    """The starter set, auth on, downloads from the stand-in hub (so the starter diarizer
-    is fetched in the background, as where the hub can be reached). The starter models are
-    assembled once per session (the shared cache's ``packaged``); what the page pulls goes
-    into this server's own store."""
+    """The starter set, auth on, downloads from the stand-in hub. The starter diarizer
+    joins the set once pulled, so it is pulled first, as a user would (``bragi pull``),
+    when its weights could be built. The starter models are assembled once per session
+    (the shared cache's ``packaged``); what the page pulls goes into this server's own
+    store."""
     root = tmp_path_factory.mktemp("web")
     (models_cache / "packaged").mkdir(exist_ok=True)
     (root / "models").mkdir()
     (root / "models" / "packaged").symlink_to(models_cache / "packaged")
     env = {"HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0"}
+    if diarization_weights is not None:
+        _pull(DIARIZER, root / "data", root / "models", env)
     with start_server(root / "data", root / "models", env=env) as server:
         yield server
+
+
+def _pull(name: str, data_dir: Path, models_dir: Path, env: dict[str, str]) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("BRAGI_", "HF_"))}
+    clean |= env | {"BRAGI_DATA_DIR": str(data_dir), "BRAGI_MODEL_CACHE_DIR": str(models_dir)}
+    pulled = subprocess.run(
+        [sys.executable, "-m", "bragi", "pull", name],
+        capture_output=True,
+        text=True,
+        env=clean,
+        timeout=300,
+    )
+    assert pulled.returncode == 0, pulled.stderr
 
 
 @pytest.fixture(scope="session")

@@ -29,7 +29,8 @@ TOLERANCE = 1.0
 
 
 def _wait_for_the_diarizer(live: LiveServer) -> None:
-    """The starter diarizer downloads in the background once the server is up."""
+    """The starter diarizer was pulled before the server started (tests/web/conftest.py):
+    it is served at once, from disk."""
     deadline = time.monotonic() + 120
     with live.http() as http:
         while (state := http.get("/v1/models/diarizer").json()["state"]) == "downloading":
