@@ -17,8 +17,7 @@ from wyoming.event import Event as WyomingEvent
 from wyoming.event import async_read_event, async_write_event
 
 import hassclient
-from bragi.errors import ConfigError, PayloadTooLargeError, ProtocolError
-from bragi.errors import UnknownVoiceError
+from bragi.errors import ConfigError, PayloadTooLargeError, ProtocolError, UnknownVoiceError
 from bragi.wyoming.catalog import VoiceEntry, ha_language
 from bragi.wyoming.choose import _engine_voice
 from bragi.wyoming.framing import Event, FrameLimits, encode_event, read_event
