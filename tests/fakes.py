@@ -54,6 +54,7 @@ __all__ = [
     "FakeClock",
     "FakeCloningTtsBackend",
     "FakeCloningTtsEngine",
+    "FakeMultiSpeakerTtsBackend",
     "FakeOptions",
     "FakeSttBackend",
     "FakeSttEngine",
@@ -438,7 +439,7 @@ class FakeTtsEngine:
         self.closed = False
 
     def voices(self) -> Sequence[Voice]:
-        return FAKE_VOICES
+        return self._backend.voices
 
     def synthesize(self, request: SynthesisRequest) -> Iterator[Audio]:
         self._backend.requests.append(request)
@@ -472,6 +473,7 @@ class FakeTtsBackend(FakeBackend):
 
     name = "fake-tts"
     kind = ModelKind.TTS
+    voices: Sequence[Voice] = FAKE_VOICES
 
     def __init__(
         self, *, gate: threading.Event | None = None, gate_at: int = -1, sample_rate: int = 24_000
@@ -487,7 +489,7 @@ class FakeTtsBackend(FakeBackend):
     def voices_in(self, model_dir: Path, options: BackendOptions | None) -> Sequence[Voice]:
         """The voices, from the files alone (a :class:`VoiceListing`)."""
         self.listings += 1
-        return FAKE_VOICES
+        return self.voices
 
     def _make_engine(self, model_dir: Path) -> FakeTtsEngine:
         return FakeTtsEngine(self)
@@ -517,3 +519,11 @@ class FakeCloningTtsBackend(FakeTtsBackend):
 
     def _make_engine(self, model_dir: Path) -> FakeCloningTtsEngine:
         return FakeCloningTtsEngine(self)
+
+
+class FakeMultiSpeakerTtsBackend(FakeTtsBackend):
+    """``fake-multi``: :class:`FakeTtsBackend` with one voice of two speakers
+    (``base:speaker`` ids, as Piper's multi-speaker voices are listed)."""
+
+    name = "fake-multi"
+    voices = (Voice("multi:alice", "en-us", "female"), Voice("multi:bob", "en-us", "male"))

@@ -540,6 +540,21 @@ def test_framing_edge_cases_leave_the_server_serving(server: AppServer) -> None:
     assert_nothing_left(server)
 
 
+def test_a_header_nested_past_the_parsers_depth_is_an_invalid_event(server: AppServer) -> None:
+    """Regression (found by tests/fuzz/test_wyoming_fuzz.py): a header line of 5000
+    nested arrays raised RecursionError in the JSON parser, which is no ValueError, so
+    the client got ``internal_error`` and the server log a traceback."""
+    for nested in (b"[" * 5_000, b'{"a":' * 5_000):
+        raw = Raw(server)
+        raw.send(b'{"type": "describe", "data": ' + nested + b"\n")
+        reply = raw.read()
+        assert reply is not None and reply.type == "error"
+        assert reply.data["code"] == "invalid_event", reply.data
+        assert raw.closed()
+        raw.close()
+    assert_nothing_left(server)
+
+
 def test_clients_that_leave_mid_stream_leave_nothing_behind(
     server: AppServer, tts: FakeTtsBackend, tts_gate: threading.Event
 ) -> None:

@@ -17,8 +17,9 @@ from wyoming.event import Event as WyomingEvent
 from wyoming.event import async_read_event, async_write_event
 
 import hassclient
-from bragi.errors import ConfigError, PayloadTooLargeError, ProtocolError
-from bragi.wyoming.catalog import ha_language
+from bragi.errors import ConfigError, PayloadTooLargeError, ProtocolError, UnknownVoiceError
+from bragi.wyoming.catalog import VoiceEntry, ha_language
+from bragi.wyoming.choose import _engine_voice
 from bragi.wyoming.framing import Event, FrameLimits, encode_event, read_event
 from bragi.wyoming.textstream import SentenceBuffer
 from bragi.wyoming.utterance import pcm_to_float
@@ -251,3 +252,15 @@ def test_the_announcement_is_found_and_withdrawn() -> None:
     found, after = asyncio.run(announce_and_browse())
     assert found == (["127.0.0.1"], 10399)
     assert after is None, "the announcement is withdrawn when Bragi stops"
+
+
+def test_a_speaker_named_by_an_odd_digit_is_an_unknown_speaker() -> None:
+    """Regression (found by tests/fuzz/test_wyoming_fuzz.py): ``speaker`` "\u00b2" passed
+    ``str.isdigit`` and then ``int`` raised ValueError, an ``internal_error`` for the
+    client; a number too long for ``int`` did the same."""
+    entry = VoiceEntry("multi/m", "multi", "m", "m (multi)", ("en_US",), ("alice", "bob"))
+    assert _engine_voice(entry, "1") == "m:bob"
+    assert _engine_voice(entry, "alice") == "m:alice"
+    for odd in ("\u00b2", "\u0661", "1" * 5000, "2", "-1", ""):
+        with pytest.raises(UnknownVoiceError):
+            _engine_voice(entry, odd)

@@ -213,6 +213,14 @@ class Chooser:
         return VoicePlan(model.alias, None)  # its voices are not known until it loads
 
 
+def _speaker_index(speaker: str) -> int | None:
+    """A speaker given by number ("0", "1"); ASCII digits only: ``str.isdigit`` also takes
+    "\u00b2", which ``int`` refuses."""
+    if speaker.isascii() and speaker.isdigit() and len(speaker) <= 6:
+        return int(speaker)
+    return None
+
+
 def _engine_voice(entry: VoiceEntry, speaker: str | None) -> str:
     """The engine voice id for ``entry`` and a Wyoming ``speaker`` (a name, or an index)."""
     if not entry.speakers:
@@ -221,8 +229,9 @@ def _engine_voice(entry: VoiceEntry, speaker: str | None) -> str:
         return f"{entry.voice}:{entry.speakers[0]}"
     if speaker in entry.speakers:
         return f"{entry.voice}:{speaker}"
-    if speaker.isdigit() and int(speaker) < len(entry.speakers):
-        return f"{entry.voice}:{entry.speakers[int(speaker)]}"
+    index = _speaker_index(speaker)
+    if index is not None and index < len(entry.speakers):
+        return f"{entry.voice}:{entry.speakers[index]}"
     raise UnknownVoiceError(
         f"Voice {entry.name!r} has no speaker {speaker!r}; speakers: {', '.join(entry.speakers)}.",
         param="speaker",

@@ -67,6 +67,8 @@ def _json_object(raw: bytes, what: str) -> dict[str, Any]:
         value = json.loads(raw)
     except (UnicodeDecodeError, ValueError):
         raise ProtocolError(f"The event {what} is not JSON: {raw[:80]!r}") from None
+    except RecursionError:  # nested deeper than the parser goes: no header is
+        raise ProtocolError(f"The event {what} is nested too deeply to read.") from None
     if not isinstance(value, dict):
         raise ProtocolError(f"The event {what} must be a JSON object.")
     return value
