@@ -333,6 +333,14 @@ def test_server_vad_finds_two_utterances_with_their_times(
     ("raw", "code"),
     [
         ("{not json", "invalid_json"),
+        # Regression (fuzzing): Python's json took these, and session.updated then echoed
+        # a bare Infinity, which is no JSON a client can parse
+        (
+            '{"type": "session.update", "session": {"audio": {"input": '
+            '{"noise_reduction": {"type": "near_field", "strength": Infinity}}}}}',
+            "invalid_json",
+        ),
+        ('{"type": "input_audio_buffer.commit", "event_id": NaN}', "invalid_json"),
         ("[1, 2]", "invalid_type"),
         ('{"audio": "AAAA"}', "missing_required_parameter"),
         ('{"type": "input_audio_buffer.appendx"}', "invalid_value"),

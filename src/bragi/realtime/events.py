@@ -107,9 +107,14 @@ def client_event_id(text: str | bytes) -> str | None:
     return event_id if isinstance(event_id, str) else None
 
 
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON value")
+
+
 def parse_client_event(text: str) -> ClientEvent:
     try:
-        value = json.loads(text)
+        # Python's json takes NaN and Infinity; JSON (and OpenAI's parser) does not
+        value = json.loads(text, parse_constant=_not_json)
     except ValueError as exc:
         raise InvalidRequestError(
             f"The server failed to parse the event as JSON: {exc}.", code="invalid_json"

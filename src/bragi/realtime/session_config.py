@@ -48,7 +48,8 @@ _UNION_TAGS = frozenset({"audio/pcm", "audio/pcmu", "audio/pcma", "server_vad", 
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # no NaN or Infinity: echoed in session.updated they would not be JSON
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 # --- what clients send (GA) -------------------------------------------------
