@@ -589,18 +589,51 @@ def test_clients_that_leave_mid_stream_leave_nothing_behind(
     assert server.metrics().value("bragi_requests_total", **labels) >= 1
 
 
-def test_a_silent_client_is_closed_after_the_idle_timeout(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def impatient(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
+    """A server that closes a client silent for 0.3 s."""
+    root = tmp_path_factory.mktemp("wyoming-idle")
     wyoming = WyomingSettings(enabled=True, port=free_port(), idle_timeout=0.3)
-    models = {"stt": ModelConfig(model=str(make_model_dir(tmp_path, "fake-stt")))}
-    settings = fake_settings(tmp_path / "data", models, wyoming=wyoming)
-    with serve_app(settings, [FakeSttBackend()]) as live:
-        raw = Raw(live)
-        raw.event("audio-start", {"rate": 16_000, "width": 2, "channels": 1})
+    models = {
+        "stt": ModelConfig(model=str(make_model_dir(root, "fake-stt"))),
+        "tts": ModelConfig(model=str(make_model_dir(root, "fake-tts"))),
+    }
+    settings = fake_settings(root / "data", models, wyoming=wyoming)
+    with serve_app(settings, [FakeSttBackend(), FakeTtsBackend()]) as live:
+        yield live
+
+
+def test_a_silent_client_is_closed_after_the_idle_timeout(impatient: AppServer) -> None:
+    raw = Raw(impatient)
+    raw.event("audio-start", {"rate": 16_000, "width": 2, "channels": 1})
+    reply = raw.read()
+    assert reply is not None and reply.data["code"] == "idle_timeout"
+    assert raw.closed()
+    raw.close()
+    assert_nothing_left(impatient)
+
+
+def test_a_client_silent_after_a_streamed_reply_is_closed_after_the_idle_timeout(
+    impatient: AppServer,
+) -> None:
+    """Regression (found by tests/fuzz/test_wyoming_fuzz.py at BRAGI_FUZZ_SCALE=6): a
+    stream stayed ``finishing`` after its ``synthesize-stopped``, so the idle timeout
+    took the client for one still waiting for audio and the connection never closed."""
+    raw = Raw(impatient)
+    raw.sock.settimeout(10)  # far over the idle timeout: a hang fails, it does not stall
+    for _ in range(2):  # two replies in a row, as the fuzzer sent them
+        raw.event("synthesize-start", {"voice": {"name": "tts/af_alloy"}})
+        raw.event("synthesize-chunk", {"text": "Hi. "})
+        raw.event("synthesize-stop")
+        assert raw.read_until("synthesize-stopped")[-1].type == "synthesize-stopped"
+    try:
         reply = raw.read()
-        assert reply is not None and reply.data["code"] == "idle_timeout"
-        assert raw.closed()
-        raw.close()
-        assert_nothing_left(live)
+    except TimeoutError:
+        raise AssertionError("the silent client was never closed") from None
+    assert reply is not None and reply.data["code"] == "idle_timeout", reply
+    assert raw.closed()
+    raw.close()
+    assert_nothing_left(impatient)
 
 
 @pytest.mark.skipif(

@@ -5,9 +5,13 @@ announces (and a real announcement on the loopback interface)."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import io
 import json
+import socket
 import uuid
+from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -17,9 +21,14 @@ from wyoming.event import Event as WyomingEvent
 from wyoming.event import async_read_event, async_write_event
 
 import hassclient
+from bragi.backends.registry import BackendRegistry
+from bragi.config import Settings
 from bragi.errors import ConfigError, PayloadTooLargeError, ProtocolError, UnknownVoiceError
+from bragi.metrics import Metrics
+from bragi.models.configure import build_manager
 from bragi.wyoming.catalog import VoiceEntry, ha_language
 from bragi.wyoming.choose import _engine_voice
+from bragi.wyoming.connection import Connection, Services
 from bragi.wyoming.framing import Event, FrameLimits, encode_event, read_event
 from bragi.wyoming.textstream import SentenceBuffer
 from bragi.wyoming.utterance import pcm_to_float
@@ -144,6 +153,41 @@ def test_a_stalled_payload_is_a_protocol_error_and_a_silent_client_a_timeout() -
         asyncio.run(stalled(b'{"type": "x", "payload_length": 10}\n123'))
     with pytest.raises(TimeoutError):
         asyncio.run(stalled(b""))
+
+
+def test_a_reset_seen_as_enotconn_after_an_error_still_closes_the_connection(
+    tmp_path: Path,
+) -> None:
+    """Regression (found by tests/fuzz/test_wyoming_fuzz.py at BRAGI_FUZZ_SCALE=6):
+    under uvloop a client that resets while Bragi shuts its side down after ``error``
+    fails the next read with OSError(ENOTCONN), which is no ConnectionError; it escaped
+    the linger after ``error``, so the socket was never closed nor the connection
+    counted out (``bragi_wyoming_connections`` stayed up)."""
+    settings = Settings(data_dir=tmp_path, models={}, device="cpu", allow_downloads=False)
+    metrics = Metrics(build_manager(settings, BackendRegistry([])))
+    unused = cast(Any, None)  # catalog and chooser: a malformed header needs neither
+    services = Services(settings, unused, unused, unused, metrics, LIMITS)
+
+    async def serve() -> bytes:
+        ours, theirs = socket.socketpair()
+        theirs.setblocking(False)
+        with theirs:
+            _, writer = await asyncio.open_connection(sock=ours)
+            reader = asyncio.StreamReader(limit=LIMITS.header)
+            reader.feed_data(b"not a header\n")
+            serving = asyncio.create_task(Connection(reader, writer, services).serve())
+            said = await asyncio.wait_for(asyncio.get_running_loop().sock_recv(theirs, 65536), 5)
+            # The error is out and Bragi lingers, reading: now the reset, as uvloop reports it.
+            reader.set_exception(OSError(errno.ENOTCONN, "Transport endpoint is not connected"))
+            await asyncio.wait_for(serving, 5)
+            assert metrics.wyoming_connections._value.get() == 0
+            assert writer.is_closing()
+            return said
+
+    said = asyncio.run(serve())
+    header = json.loads(said.split(b"\n", 1)[0])
+    assert header["type"] == "error"
+    assert b"invalid_event" in said
 
 
 # --- sentences from fragments ------------------------------------------------------------

@@ -99,14 +99,16 @@ class Connection:
             log.exception("Wyoming connection from %s failed", self.peer)
             await self.fail(internal_error())
         finally:
-            await self.speech_out.close(stop=stopping)
-            if self._closing:
-                await self._linger()
-            self.writer.close()
-            with contextlib.suppress(ConnectionError, OSError):
-                await self.writer.wait_closed()
-            metrics.wyoming_connections.dec()
-            log.debug("Wyoming client %s disconnected", self.peer)
+            try:
+                await self.speech_out.close(stop=stopping)
+                if self._closing:
+                    await self._linger()
+            finally:  # counted out and closed even if a step above fails
+                self.writer.close()
+                with contextlib.suppress(OSError):
+                    await self.writer.wait_closed()
+                metrics.wyoming_connections.dec()
+                log.debug("Wyoming client %s disconnected", self.peer)
 
     async def _read_events(self) -> None:
         while not self._closing:
@@ -169,14 +171,16 @@ class Connection:
             return
         self._closing = True
         log.info("Wyoming request from %s failed: %s", self.peer, exc.message)
-        with contextlib.suppress(ConnectionError, RuntimeError):
+        with contextlib.suppress(OSError, RuntimeError):  # ENOTCONN is no ConnectionError
             await self._write((error_event(exc),))
             self.writer.write_eof()
 
     async def _linger(self) -> None:
         """Read and drop what the client still sends, briefly: closing a socket with
-        unread data resets it, and the reset can overtake the ``error`` just sent."""
-        with contextlib.suppress(TimeoutError, ConnectionError):
+        unread data resets it, and the reset can overtake the ``error`` just sent. A
+        client that reset first fails the read with any OSError (uvloop: ENOTCONN from
+        the shutdown after ``error``)."""
+        with contextlib.suppress(TimeoutError, OSError):
             async with asyncio.timeout(_LINGER_SECONDS):
                 while await self.reader.read(65536):
                     pass

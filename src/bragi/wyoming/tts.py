@@ -126,8 +126,10 @@ class SpeechOutput:
 
     @property
     def answering(self) -> bool:
-        """Whether a stream is still sending audio after its ``synthesize-stop``."""
-        return self.stream is not None and self.stream.finishing
+        """Whether a stream is still sending audio after its ``synthesize-stop`` (one
+        that has sent ``synthesize-stopped`` is not: its client may idle out)."""
+        stream = self.stream
+        return stream is not None and stream.finishing and not stream.task.done()
 
     async def settle(self) -> None:
         """Wait for a finishing stream, so the next reply does not interleave with it."""
