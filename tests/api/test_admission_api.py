@@ -51,6 +51,24 @@ def _start_of_upload(host: str, port: int, key: str, model: str) -> bytes:
         return sock.recv(65_536)  # a timeout here: the server waits for the whole upload
 
 
+def speech_scope(spec_version: str) -> dict[str, Any]:
+    """An ASGI scope for ``POST /v1/audio/speech`` with a JSON body, as a server sends it."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": spec_version},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/audio/speech",
+        "raw_path": b"/v1/audio/speech",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 50_000),
+        "server": ("127.0.0.1", 8000),
+    }
+
+
 @pytest.mark.parametrize(
     ("model", "status"), [("busy", b"429 Too Many Requests"), ("nope", b"404 Not Found")]
 )
@@ -101,20 +119,7 @@ def test_a_response_whose_body_never_starts_still_releases_its_lease(tmp_path: P
             sent.append(message["type"])
             await asyncio.sleep(0)  # an ASGI server whose send yields to the loop
 
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.3"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": "/v1/audio/speech",
-            "raw_path": b"/v1/audio/speech",
-            "query_string": b"",
-            "root_path": "",
-            "headers": [(b"content-type", b"application/json")],
-            "client": ("127.0.0.1", 50_000),
-            "server": ("127.0.0.1", 8000),
-        }
+        scope = speech_scope("2.3")
         await app(scope, receive, send)  # type: ignore[arg-type]
         model = manager.get("tts")
         assert (model.in_use, model.running) == (0, 0), "the lease was released"
@@ -157,20 +162,7 @@ def test_an_sse_stream_cut_at_a_send_ends_the_sentence_in_flight_first(tmp_path:
                     raise OSError("the client is gone")
                 await asyncio.sleep(0.005)
 
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.4"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": "/v1/audio/speech",
-            "raw_path": b"/v1/audio/speech",
-            "query_string": b"",
-            "root_path": "",
-            "headers": [(b"content-type", b"application/json")],
-            "client": ("127.0.0.1", 50_000),
-            "server": ("127.0.0.1", 8000),
-        }
+        scope = speech_scope("2.4")  # 2.4: send raises OSError once the client is gone
         with contextlib.suppress(ClientDisconnect):
             await app(scope, receive, send)  # type: ignore[arg-type]
         model = manager.get("tts")
