@@ -18,7 +18,13 @@ from typing import Any
 
 from pydantic import Field
 
-from bragi.backends.protocol import BackendOptions, Device, ModelKind, TextToSpeech
+from bragi.backends.protocol import (
+    BackendOptions,
+    Device,
+    Instructions,
+    ModelKind,
+    TextToSpeech,
+)
 from bragi.errors import EngineError
 
 __all__ = ["BACKEND", "XttsBackend", "XttsOptions", "read_config"]
@@ -79,6 +85,9 @@ class XttsBackend:
 
     def detect(self, model_dir: Path) -> bool:
         return read_config(model_dir) is not None and (model_dir / "model.pth").is_file()
+
+    def instructions_in(self, model_dir: Path, options: BackendOptions | None) -> Instructions:
+        return "none"  # XTTS has no instruction input
 
     def load(self, model_dir: Path, device: Device, options: BackendOptions) -> TextToSpeech:
         config = read_config(model_dir)

@@ -19,6 +19,7 @@ from bragi.backends.protocol import (
     Segment,
     SttCapabilities,
     SynthesisRequest,
+    TimedText,
     TranscribeOptions,
     TranscriptionInfo,
     TtsCapabilities,
@@ -46,7 +47,9 @@ __all__ = [
 ]
 
 #: Bumped on any incompatible change; the server refuses a worker speaking another.
-PROTOCOL_VERSION = 2  # 2: synthesis requests may carry a cloned voice's reference
+#: 2: synthesis requests may carry a cloned voice's reference; 3: synthesis requests carry
+#: ``instructions``, and TTS capabilities say what the engine does with them.
+PROTOCOL_VERSION = 3
 _SAMPLE = np.dtype("<f4")
 
 
@@ -94,6 +97,7 @@ def synthesis_header(request: SynthesisRequest) -> tuple[dict[str, Any], memoryv
         "id": reference.id,
         "sample_rate": reference.audio.sample_rate,
         "transcript": reference.transcript,
+        "timed_transcript": [encode(piece) for piece in reference.timed_transcript],
     }
     return data, audio_payload(reference.audio)
 
@@ -106,6 +110,7 @@ def synthesis_request(data: dict[str, Any], payload: bytes | bytearray = b"") ->
         id=str(reference["id"]),
         audio=audio_from_payload(payload, int(reference["sample_rate"])),
         transcript=reference.get("transcript"),
+        timed_transcript=tuple(TimedText(**piece) for piece in reference["timed_transcript"]),
     )
     return SynthesisRequest(**{**data, "reference": cloned})
 

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from bragi.api.deps import ApiKey, Manager
+from bragi.backends.protocol import InstructionListing, Instructions, ModelKind, TextToSpeech
 from bragi.models.manager import ModelManager
 from bragi.models.served import ServedModel
 
@@ -30,6 +31,16 @@ def _engine_languages(model: ServedModel) -> list[str] | None:
     return sorted(languages) if languages else None
 
 
+def _instructions(model: ServedModel) -> Instructions | None:
+    """What a TTS model does with ``instructions``: from its engine once loaded, else from
+    its files when the backend can tell (None: not known until it loads)."""
+    if isinstance(model.engine, TextToSpeech):
+        return model.engine.capabilities.instructions
+    if isinstance(model.backend, InstructionListing) and model.model_dir is not None:
+        return model.backend.instructions_in(model.model_dir, model.options)
+    return None
+
+
 def describe_model(model: ServedModel, manager: ModelManager) -> dict[str, Any]:
     entry = model.source.catalog
     languages = list(entry.languages) if entry and entry.languages else _engine_languages(model)
@@ -49,6 +60,8 @@ def describe_model(model: ServedModel, manager: ModelManager) -> dict[str, Any]:
         description["error"] = model.error
     if model.state.value == "downloading" and model.progress is not None:
         description["progress"] = model.progress_text()
+    if model.kind is ModelKind.TTS:
+        description["instructions"] = _instructions(model)
     voices = manager.voices_of(model)
     if voices is not None:
         description["voices"] = [
