@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from bragi.runners import EngineEnvs
+from livesupport import LiveServer, start_server
+from tinymodels.qwen3tts import build_tiny_qwen3tts
 from torchenvs import EngineEnv, install_env
 
 
@@ -28,3 +31,57 @@ def engine_env(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Engi
         return ready[name]
 
     return get
+
+
+# --- the torch-tts engines (Qwen3-TTS, F5-TTS, Fish Speech): one environment, one server ---
+
+#: The tiny Qwen3-TTS models: alias -> (variant, size); options per alias below.
+QWEN_MODELS = {
+    "qwen-custom": ("custom_voice", "1b7"),
+    "qwen-small": ("custom_voice", "0b6"),
+    "qwen-design": ("voice_design", "1b7"),
+    "qwen-clone": ("base", "0b6"),
+}
+
+
+@pytest.fixture(scope="session")
+def torch_tts(engine_env: Callable[[str], EngineEnv]) -> EngineEnv:
+    """The ``torch-tts`` environment the three engines share."""
+    return engine_env("qwen3tts")
+
+
+@pytest.fixture(scope="session")
+def qwen_dirs(torch_tts: EngineEnv, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("qwen3tts")
+    return {
+        alias: build_tiny_qwen3tts(torch_tts, root / alias, variant, size)
+        for alias, (variant, size) in QWEN_MODELS.items()
+    }
+
+
+@pytest.fixture(scope="session")
+def tts_live(
+    torch_tts: EngineEnv,
+    qwen_dirs: dict[str, Path],
+    models_cache: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[LiveServer]:
+    """``bragi serve`` with every tiny torch-tts model and the starter Whisper (which
+    transcribes cloned voices' recordings)."""
+    root = tmp_path_factory.mktemp("tts-server")
+    data = root / "data"
+    data.mkdir()
+    (data / "envs").symlink_to(torch_tts.data_dir / "envs")  # the installed environment
+    seeded = {"seed": 7, "threads": 1}
+    models: dict[str, dict[str, object]] = {
+        alias: {"model": str(path), "options": seeded} for alias, path in qwen_dirs.items()
+    }
+    models["qwen-capped"] = {
+        "model": str(qwen_dirs["qwen-small"]),
+        "options": {**seeded, "max_frames_base": 4, "max_frames_per_char": 0},
+    }
+    models["whisper-1"] = {"model": "whisper-base"}
+    config = {"models": models, "max_loaded_models": 4}
+    (root / "config.yaml").write_text(json.dumps(config))  # JSON is YAML
+    with start_server(data, models_cache, config=root / "config.yaml") as server:
+        yield server

@@ -6,10 +6,10 @@ import time
 
 from bragi.backends.registry import BackendRegistry
 from bragi.config import Settings
-from bragi.errors import BackendUnavailableError
+from bragi.errors import BackendUnavailableError, ConfigError
 from bragi.models.catalog import Catalog
 from bragi.models.manager import Clock, ModelManager
-from bragi.models.prepare import choose_backend, validate_options
+from bragi.models.prepare import check_model, choose_backend, validate_options
 from bragi.models.resolve import local_copy, plan_source
 from bragi.models.served import ServedModel
 from bragi.models.starter import starter_models
@@ -45,7 +45,9 @@ def build_manager(
             options = validate_options(alias, backend, config, source)
             try:
                 registry.require_available(backend)
-            except BackendUnavailableError as exc:
+                if on_disk is not None:
+                    check_model(backend, on_disk)
+            except (BackendUnavailableError, ConfigError) as exc:
                 model.fail(exc.message)
             else:
                 if on_disk is not None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from bragi.backends.protocol import Backend, BackendOptions
+from bragi.backends.protocol import Backend, BackendOptions, ModelCheck
 from bragi.backends.registry import BackendRegistry
 from bragi.config import ModelConfig
 from bragi.errors import ConfigError
@@ -18,7 +18,7 @@ from bragi.models.store import DownloadProgress, ModelStore
 if TYPE_CHECKING:
     from bragi.models.served import ServedModel
 
-__all__ = ["choose_backend", "prepare_model", "validate_options"]
+__all__ = ["check_model", "choose_backend", "prepare_model", "validate_options"]
 
 
 def validate_options(
@@ -59,6 +59,12 @@ def choose_backend(
     return backend
 
 
+def check_model(backend: Backend, model_dir: Path) -> None:
+    """ConfigError when the backend refuses the files it recognised (see ModelCheck)."""
+    if isinstance(backend, ModelCheck):
+        backend.check(model_dir)
+
+
 def prepare_model(
     model: ServedModel,
     registry: BackendRegistry,
@@ -70,5 +76,6 @@ def prepare_model(
     backend = choose_backend(model.alias, model.config, model.source, registry, model_dir)
     assert backend is not None
     registry.require_available(backend)
+    check_model(backend, model_dir)
     options = validate_options(model.alias, backend, model.config, model.source)
     return backend, model_dir, options

@@ -1,0 +1,119 @@
+"""Recognising and refusing Qwen3-TTS, F5-TTS and Fish Speech models from their files alone.
+
+The server does this without torch (the engines live in workers), from hand-written
+``config.json`` files and listings shaped like the hub's repos; the real files, written by
+each library, go through the same code in ``tests/torchengines/``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bragi.backends.qwen3tts import BACKEND as QWEN
+from bragi.errors import ConfigError
+
+
+def _qwen_dir(tmp_path: Path, name: str = "qwen", **config: Any) -> Path:
+    path = tmp_path / name
+    (path / "speech_tokenizer").mkdir(parents=True)
+    base = {
+        "model_type": "qwen3_tts",
+        "tokenizer_type": "qwen3_tts_tokenizer_12hz",
+        "tts_model_type": "custom_voice",
+        "tts_model_size": "1b7",
+        "talker_config": {
+            "spk_id": {"vivian": 3065, "ryan": 3061, "uncle_fu": 3010, "newcomer": 3099},
+            "codec_language_id": {
+                "english": 2050,
+                "chinese": 2055,
+                "beijing_dialect": 2074,
+                "german": 2053,
+            },
+        },
+    }
+    (path / "config.json").write_text(json.dumps(base | config))
+    (path / "speech_tokenizer" / "config.json").write_text(
+        json.dumps({"model_type": "qwen3_tts_tokenizer_12hz"})
+    )
+    return path
+
+
+def test_qwen_speakers_languages_and_instructions_come_from_config_json(tmp_path: Path) -> None:
+    path = _qwen_dir(tmp_path)
+    assert QWEN.detect(path)
+    QWEN.check(path)
+    voices = {v.id: (v.language, v.gender) for v in QWEN.voices_in(path, None)}
+    assert voices == {
+        "vivian": ("zh", "female"),
+        "ryan": ("en", "male"),
+        "uncle_fu": ("zh", "male"),
+        "newcomer": (None, None),  # a speaker the model card does not describe
+    }
+    assert QWEN.instructions_in(path, None) == "style"
+    small = _qwen_dir(tmp_path, "small", tts_model_size="0b6")
+    assert QWEN.instructions_in(small, None) == "none"  # qwen-tts drops it for 0.6B
+    design = _qwen_dir(tmp_path, "design", tts_model_type="voice_design")
+    assert QWEN.instructions_in(design, None) == "voice"
+    assert [v.id for v in QWEN.voices_in(design, None)] == ["designed"]
+    base = _qwen_dir(tmp_path, "base", tts_model_type="base")
+    assert QWEN.instructions_in(base, None) == "none"
+    assert list(QWEN.voices_in(base, None)) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"tokenizer_type": "qwen3_tts_tokenizer_25hz"}, "12 Hz models"),
+        ({"tts_model_type": "voice_clone_pro"}, "unknown Qwen3-TTS model type"),
+        ({"model_type": "qwen3_tts_tokenizer_12hz"}, "speech tokenizer"),
+    ],
+    ids=["25hz", "unknown-variant", "bare-tokenizer"],
+)
+def test_qwen_models_bragi_cannot_serve_are_refused_saying_why(
+    tmp_path: Path, change: dict[str, str], message: str
+) -> None:
+    path = _qwen_dir(tmp_path, **change)
+    assert QWEN.detect(path)  # recognised, so the refusal names the engine
+    with pytest.raises(ConfigError, match=message):
+        QWEN.check(path)
+
+
+def test_a_qwen_model_without_its_speech_tokenizer_is_refused(tmp_path: Path) -> None:
+    path = _qwen_dir(tmp_path)
+    (path / "speech_tokenizer" / "config.json").unlink()
+    with pytest.raises(ConfigError, match=r"speech_tokenizer/config\.json"):
+        QWEN.check(path)
+
+
+def test_other_models_are_not_taken_for_qwen(tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
+    assert not QWEN.detect(other)
+    (other / "config.json").write_text("not json")
+    assert not QWEN.detect(other)
+    assert not QWEN.detect(tmp_path / "missing")
+
+
+def test_a_refused_model_fails_at_start_up_with_the_reason_and_the_rest_serve(
+    tmp_path: Path,
+) -> None:
+    from bragi.backends.registry import BackendRegistry
+    from bragi.config import ModelConfig, Settings
+    from bragi.models.configure import build_manager
+    from bragi.models.served import ModelState
+
+    refused = _qwen_dir(tmp_path, "old", tokenizer_type="qwen3_tts_tokenizer_25hz")
+    fine = _qwen_dir(tmp_path, "fine")
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        models={"old": ModelConfig(model=str(refused)), "fine": ModelConfig(model=str(fine))},
+    )
+    manager = build_manager(settings, BackendRegistry([QWEN]))
+    old = manager.get("old")
+    assert old.state is ModelState.FAILED and old.error is not None and "12 Hz" in old.error
+    assert manager.get("fine").state is ModelState.AVAILABLE
