@@ -81,11 +81,18 @@ def _pull(args: argparse.Namespace) -> int:
 
     store, catalog = _store_and_catalog(args)
     source = plan_source(args.name, args.revision, catalog)
-    print(f"pulling {args.name} from {source.origin}", file=sys.stderr)
+    also = "".join(f" and {hub.repo_id}" for _option, hub in source.companions)
+    print(f"pulling {args.name} from {source.origin}{also}", file=sys.stderr)
+    if source.catalog is not None and source.catalog.non_commercial:
+        print(_non_commercial(source.catalog), file=sys.stderr)
     path = fetch_source(source, store, _ProgressBar())
     sys.stderr.write("\n")
     print(path)
     return 0
+
+
+def _non_commercial(entry: Any) -> str:
+    return f"note: the weights of {entry.name} are licensed {entry.license}: not for commercial use"
 
 
 def _size(path: Path) -> int:
@@ -99,18 +106,38 @@ def _backend_of(path: Path) -> str:
     return backend.name if backend else "?"
 
 
+def _companions_of(stored: list[Any], catalog: Any) -> dict[str, set[str]]:
+    """Main repo ─▶ the stored companion repos a catalog model of it needs (listed with it)."""
+    repos = {model.repo_id for model in stored}
+    found: dict[str, set[str]] = {}
+    for entry in catalog.entries():
+        if entry.repo in repos:
+            for companion in entry.companions:
+                if companion.repo in repos:
+                    found.setdefault(entry.repo, set()).add(companion.repo)
+    return found
+
+
 def _list(args: argparse.Namespace) -> int:
-    store, _catalog = _store_and_catalog(args)
+    store, catalog = _store_and_catalog(args)
     rows = []
     packaged_root = store.root / "packaged"
     if packaged_root.is_dir():
         for path in sorted(p for p in packaged_root.iterdir() if p.is_dir() and p.name[0] != "."):
             rows.append((path.name.replace("--", ":"), _backend_of(path), _size(path), "pypi"))
-    for stored in store.list():
+    stored_repos = store.list()
+    companions = _companions_of(stored_repos, catalog)
+    folded = set().union(*companions.values())
+    for stored in stored_repos:
+        if stored.repo_id in folded:
+            continue  # listed with the model that needs it
         # a repo of archives (Vosk zips) holds its models in what was unpacked from them
         found = {_backend_of(path) for path in (*stored.unpacked, stored.path)} - {"?"}
         backend = ",".join(sorted(found)) or "?"
-        rows.append((stored.repo_id, backend, stored.size_bytes, "hub"))
+        extra = [s for s in stored_repos if s.repo_id in companions.get(stored.repo_id, ())]
+        name = stored.repo_id + "".join(f" + {s.repo_id}" for s in extra)
+        size = stored.size_bytes + sum(s.size_bytes for s in extra)
+        rows.append((name, backend, size, "hub"))
     print(f"{'NAME':<44} {'BACKEND':<16} {'SIZE':>10}  SOURCE")
     for name, backend, size, origin in rows:
         print(f"{name:<44} {backend:<16} {size / _MB:>7.1f} MB  {origin}")
@@ -124,9 +151,10 @@ def _show(args: argparse.Namespace) -> int:
     if args.name is None:
         print(f"{'NAME':<30} {'KIND':<5} {'BACKEND':<15} {'SIZE':>8}  DESCRIPTION")
         for e in catalog.entries():
+            marker = "[non-commercial] " if e.non_commercial else ""
             print(
                 f"{e.name:<30} {e.kind.value:<5} {e.backend:<15} {e.size_mb:>5.0f} MB  "
-                f"{e.description}"
+                f"{marker}{e.description}"
             )
         return 0
     source = plan_source(args.name, None, catalog)
@@ -142,8 +170,15 @@ def _show(args: argparse.Namespace) -> int:
             "files": list(entry.files or ()),
             "languages": list(entry.languages),
             "license": entry.license,
+            "non_commercial": entry.non_commercial,
+            "companions": [
+                {"repo": c.repo, "files": list(c.files or ()), "option": c.option}
+                for c in entry.companions
+            ],
             "download_mb": entry.size_mb,
         }
+        if entry.non_commercial:
+            print(_non_commercial(entry), file=sys.stderr)
     info["downloaded"] = str(on_disk) if on_disk else False
     print(json.dumps(info, indent=2))
     return 0
@@ -152,7 +187,7 @@ def _show(args: argparse.Namespace) -> int:
 def _remove(args: argparse.Namespace) -> int:
     from bragi.errors import NotFoundError
     from bragi.models.packaged import packaged_dir
-    from bragi.models.resolve import plan_source
+    from bragi.models.resolve import plan_source, remove_companions
 
     store, catalog = _store_and_catalog(args)
     source = plan_source(args.name, None, catalog)
@@ -162,13 +197,17 @@ def _remove(args: argparse.Namespace) -> int:
         if target.is_dir():
             freed += _size(target)
             shutil.rmtree(target)
+    also = ""
     if source.hub is not None:
         freed += store.remove(source.hub)
+        companions = remove_companions(source, store, catalog)
+        freed += sum(companions.values())
+        also = "".join(f" and {repo}" for repo in companions)
     if source.path is not None:
         raise NotFoundError(f"{args.name} is a local directory; Bragi does not delete those")
     if not freed:
         raise NotFoundError(f"{args.name} is not downloaded")
-    print(f"deleted {args.name} ({freed / _MB:.1f} MB)")
+    print(f"deleted {args.name}{also} ({freed / _MB:.1f} MB)")
     return 0
 
 

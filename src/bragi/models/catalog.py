@@ -14,7 +14,7 @@ import yaml
 
 from bragi.backends.protocol import ModelKind
 
-__all__ = ["Catalog", "CatalogEntry", "PackagedFiles"]
+__all__ = ["Catalog", "CatalogEntry", "Companion", "PackagedFiles"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +25,18 @@ class PackagedFiles:
     files: dict[str, tuple[str, ...]]
     sha256: dict[str, str]
     directory: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Companion:
+    """Another hub repo a model needs files from (F5-TTS's vocoder): pulled, verified,
+    listed and removed with the model, and handed to the backend as the directory in
+    ``option``."""
+
+    repo: str
+    option: str
+    files: tuple[str, ...] | None = None
+    revision: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +54,9 @@ class CatalogEntry:
     size_mb: float = 0.0
     options: dict[str, Any] = field(default_factory=dict)
     packaged: PackagedFiles | None = None
+    companions: tuple[Companion, ...] = ()
+    #: The weights' licence forbids commercial use (said wherever the model is shown).
+    non_commercial: bool = False
 
 
 def _entry(name: str, data: dict[str, Any]) -> CatalogEntry:
@@ -70,6 +85,16 @@ def _entry(name: str, data: dict[str, Any]) -> CatalogEntry:
         )
         if packaged
         else None,
+        companions=tuple(
+            Companion(
+                repo=str(c["repo"]),
+                option=str(c["option"]),
+                files=tuple(c["files"]) if c.get("files") else None,
+                revision=c.get("revision"),
+            )
+            for c in data.get("companions") or ()
+        ),
+        non_commercial=bool(data.get("non_commercial", False)),
     )
 
 

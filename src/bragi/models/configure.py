@@ -10,7 +10,7 @@ from bragi.errors import BackendUnavailableError, ConfigError
 from bragi.models.catalog import Catalog
 from bragi.models.manager import Clock, ModelManager
 from bragi.models.prepare import check_model, choose_backend, validate_options
-from bragi.models.resolve import local_copy, plan_source
+from bragi.models.resolve import companion_dirs, local_copy, plan_source
 from bragi.models.served import ServedModel
 from bragi.models.starter import starter_models
 from bragi.models.store import ModelStore
@@ -42,7 +42,8 @@ def build_manager(
         backend = choose_backend(alias, config, source, registry, on_disk)
         if backend is not None:
             model.kind = backend.kind
-            options = validate_options(alias, backend, config, source)
+            companions = companion_dirs(source, manager.store) if on_disk else {}
+            options = validate_options(alias, backend, config, source, companions)
             try:
                 registry.require_available(backend)
                 if on_disk is not None:

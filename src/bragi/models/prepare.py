@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,7 +12,7 @@ from bragi.backends.protocol import Backend, BackendOptions, ModelCheck
 from bragi.backends.registry import BackendRegistry
 from bragi.config import ModelConfig
 from bragi.errors import ConfigError
-from bragi.models.resolve import ModelSource, fetch_source
+from bragi.models.resolve import ModelSource, companion_dirs, fetch_source
 from bragi.models.store import DownloadProgress, ModelStore
 
 if TYPE_CHECKING:
@@ -22,11 +22,18 @@ __all__ = ["check_model", "choose_backend", "prepare_model", "validate_options"]
 
 
 def validate_options(
-    alias: str, backend: Backend, config: ModelConfig, source: ModelSource
+    alias: str,
+    backend: Backend,
+    config: ModelConfig,
+    source: ModelSource,
+    companions: Mapping[str, Path] | None = None,
 ) -> BackendOptions:
+    """The model's options: the catalog's, then its companion repos' directories (see
+    :func:`~bragi.models.resolve.companion_dirs`), then the configured ones."""
     defaults = source.catalog.options if source.catalog is not None else {}
+    given = {option: str(path) for option, path in (companions or {}).items()}
     try:
-        return backend.options_model.model_validate({**defaults, **config.options})
+        return backend.options_model.model_validate({**defaults, **given, **config.options})
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
@@ -77,5 +84,6 @@ def prepare_model(
     assert backend is not None
     registry.require_available(backend)
     check_model(backend, model_dir)
-    options = validate_options(model.alias, backend, model.config, model.source)
+    companions = companion_dirs(model.source, store)
+    options = validate_options(model.alias, backend, model.config, model.source, companions)
     return backend, model_dir, options

@@ -17,7 +17,7 @@ from bragi.api.deps import AdminKey, Manager
 from bragi.errors import BragiError, InvalidRequestError, NotFoundError
 from bragi.models.manager import ModelManager
 from bragi.models.packaged import packaged_dir
-from bragi.models.resolve import fetch_source, plan_source
+from bragi.models.resolve import fetch_source, plan_source, remove_companions
 from bragi.models.served import ServedModel
 from bragi.models.store import DownloadProgress
 
@@ -96,7 +96,13 @@ async def pull(request: PullRequest, manager: Manager, _: AdminKey) -> Streaming
     async def body() -> AsyncIterator[bytes]:
         task = asyncio.create_task(run())
         try:
-            yield (json.dumps({"status": "pulling", "source": source.origin}) + "\n").encode()
+            start: dict[str, Any] = {"status": "pulling", "source": source.origin}
+            if source.catalog is not None:  # said before a user builds on the model
+                start |= {
+                    "license": source.catalog.license,
+                    "non_commercial": source.catalog.non_commercial,
+                }
+            yield (json.dumps(start) + "\n").encode()
             while (event := await events.get()) is not None:
                 yield (json.dumps(event) + "\n").encode()
         finally:
@@ -122,6 +128,10 @@ async def delete(name: str, manager: Manager, _: AdminKey) -> dict[str, Any]:
             await to_thread.run_sync(shutil.rmtree, target)
     if source.hub is not None:
         freed += await to_thread.run_sync(manager.store.remove, source.hub)
+        companions = await to_thread.run_sync(
+            remove_companions, source, manager.store, manager.catalog
+        )
+        freed += sum(companions.values())
     if not freed:
         raise NotFoundError(f"{name} is not downloaded")
     return {"deleted": name, "freed_bytes": freed}

@@ -55,6 +55,9 @@ def describe_model(model: ServedModel, manager: ModelManager) -> dict[str, Any]:
         "source": model.config.model,
         "description": entry.description if entry else None,
         "languages": languages,
+        # From the catalog (None for a model given by repo id or path: see its card).
+        "license": entry.license if entry else None,
+        "non_commercial": entry.non_commercial if entry else None,
     }
     if model.error:
         description["error"] = model.error
