@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from bragi.runners import EngineEnvs
+from hubstub import HubStub
 from livesupport import LiveServer, start_server
+from tinymodels.f5 import build_tiny_f5
 from tinymodels.qwen3tts import build_tiny_qwen3tts
 from torchenvs import EngineEnv, install_env
 
@@ -60,14 +62,31 @@ def qwen_dirs(torch_tts: EngineEnv, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 @pytest.fixture(scope="session")
+def f5_hub(torch_tts: EngineEnv, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubStub]:
+    """The stand-in hub serving a tiny F5-TTS as ``SWivid/F5-TTS`` and its Vocos as
+    ``charactr/vocos-mel-24khz``: the catalog's ``f5-tts`` and its companion repo."""
+    root = tmp_path_factory.mktemp("f5-repos")
+    build_tiny_f5(torch_tts, root / "F5-TTS", root / "vocos-mel-24khz")
+    (root / "F5-TTS" / "README.md").write_text("# F5-TTS\n")  # not a file the model needs
+    stub = HubStub()
+    stub.add_repo("SWivid/F5-TTS", root / "F5-TTS")
+    stub.add_repo("charactr/vocos-mel-24khz", root / "vocos-mel-24khz")
+    stub.start()
+    yield stub
+    stub.stop()
+
+
+@pytest.fixture(scope="session")
 def tts_live(
     torch_tts: EngineEnv,
     qwen_dirs: dict[str, Path],
+    f5_hub: HubStub,
     models_cache: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[LiveServer]:
     """``bragi serve`` with every tiny torch-tts model and the starter Whisper (which
-    transcribes cloned voices' recordings)."""
+    transcribes cloned voices' recordings); ``f5`` is the catalog's ``f5-tts``, pulled
+    with its vocoder from the stand-in hub at start-up."""
     root = tmp_path_factory.mktemp("tts-server")
     data = root / "data"
     data.mkdir()
@@ -80,8 +99,10 @@ def tts_live(
         "model": str(qwen_dirs["qwen-small"]),
         "options": {**seeded, "max_frames_base": 4, "max_frames_per_char": 0},
     }
+    models["f5"] = {"model": "f5-tts", "options": {**seeded, "nfe_step": 4}}
     models["whisper-1"] = {"model": "whisper-base"}
     config = {"models": models, "max_loaded_models": 4}
     (root / "config.yaml").write_text(json.dumps(config))  # JSON is YAML
-    with start_server(data, models_cache, config=root / "config.yaml") as server:
+    hub = {"HF_ENDPOINT": f5_hub.url, "HF_HUB_OFFLINE": "0"}
+    with start_server(data, models_cache, config=root / "config.yaml", env=hub) as server:
         yield server

@@ -117,3 +117,74 @@ def test_a_refused_model_fails_at_start_up_with_the_reason_and_the_rest_serve(
     old = manager.get("old")
     assert old.state is ModelState.FAILED and old.error is not None and "12 Hz" in old.error
     assert manager.get("fine").state is ModelState.AVAILABLE
+
+
+# --- F5-TTS ------------------------------------------------------------------------------
+
+
+def _files(root: Path, *names: str) -> Path:
+    for name in names:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"x")
+    return root
+
+
+def test_f5_checkpoints_are_found_in_the_hub_layout_and_one_folder_down(tmp_path: Path) -> None:
+    from bragi.backends.f5 import BACKEND as F5
+    from bragi.backends.f5 import choose_checkpoint, version_of, vocoder_dir
+
+    hub = _files(
+        tmp_path / "hub", "F5TTS_v1_Base/model_1250000.safetensors", "F5TTS_v1_Base/vocab.txt"
+    )
+    assert F5.detect(hub)
+    checkpoint = choose_checkpoint(hub, None)
+    assert checkpoint == hub / "F5TTS_v1_Base" / "model_1250000.safetensors"
+    assert version_of(checkpoint, None) == "v1"
+    # AllTalk's layout: the checkpoint, vocab.txt and vocos/ in one folder.
+    flat = _files(
+        tmp_path / "flat",
+        "model_1200000.pt",
+        "vocab.txt",
+        "vocos/config.yaml",
+        "vocos/pytorch_model.bin",
+    )
+    assert F5.detect(flat) and version_of(choose_checkpoint(flat, None), None) == "v0"
+    assert vocoder_dir(flat, choose_checkpoint(flat, None), None) == flat / "vocos"
+    nested = _files(
+        tmp_path / "ru", "F5TTS_v1_Base_v2/model_500.safetensors", "F5TTS_v1_Base_v2/vocab.txt"
+    )
+    assert F5.detect(nested) and version_of(choose_checkpoint(nested, None), None) == "v1"
+    assert version_of(choose_checkpoint(nested, None), "v0") == "v0"  # the option wins
+    assert not F5.detect(_files(tmp_path / "other", "model.safetensors", "vocab.txt"))
+
+
+def test_f5_refusals_say_why(tmp_path: Path) -> None:
+    from bragi.backends.f5 import BACKEND as F5
+    from bragi.backends.f5 import choose_checkpoint, vocoder_dir
+
+    bigvgan = _files(
+        tmp_path / "bigvgan", "F5TTS_Base_bigvgan/model_1250000.pt", "F5TTS_Base_bigvgan/vocab.txt"
+    )
+    with pytest.raises(ConfigError, match="BigVGAN"):
+        F5.check(bigvgan)
+    e2 = _files(tmp_path / "e2", "E2TTS_Base/model_1200000.safetensors", "E2TTS_Base/vocab.txt")
+    with pytest.raises(ConfigError, match="UNetT"):
+        F5.check(e2)
+    several = _files(
+        tmp_path / "several",
+        "F5TTS_v1_Base/model_1250000.safetensors",
+        "F5TTS_v1_Base/vocab.txt",
+        "F5TTS_Base/model_1200000.safetensors",
+        "F5TTS_Base/vocab.txt",
+        "F5TTS_Base_bigvgan/model_1250000.pt",
+        "F5TTS_Base_bigvgan/vocab.txt",
+    )
+    F5.check(several)  # some can be served
+    with pytest.raises(ConfigError, match=r"several F5-TTS checkpoints.*checkpoint option"):
+        choose_checkpoint(several, None)
+    chosen = choose_checkpoint(several, "F5TTS_Base")
+    assert chosen.parent.name == "F5TTS_Base"
+    with pytest.raises(ConfigError, match="names no single"):
+        choose_checkpoint(several, "F5TTS_Small")
+    with pytest.raises(ConfigError, match="charactr/vocos-mel-24khz"):
+        vocoder_dir(several, chosen, None)
