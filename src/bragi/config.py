@@ -149,6 +149,10 @@ class Settings(BaseSettings):
     """Longest reference recording, in seconds after decoding (XTTS uses up to 30 s)."""
     max_voices: int = Field(default=100, ge=1)
     """Most cloned voices kept in ``<data_dir>/voices``; more are refused until some go."""
+    voice_transcription_model: str | None = "whisper-1"
+    """Speech-to-text model (a configured alias) that transcribes a cloned voice's
+    recording, once, when it comes without a transcript (F5-TTS, Fish Speech and Qwen3-TTS
+    clone better, or only, with one); null: never."""
     auth: Literal["enabled", "disabled"] = "enabled"
     """``disabled`` turns API keys off: for local use only."""
     keep_alive: float = 300.0

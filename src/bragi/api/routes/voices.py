@@ -2,13 +2,15 @@
 
 Creating follows OpenAI's custom-voices API (``POST /v1/audio/voices``, multipart,
 ``name`` and ``audio_sample``; ``client.audio.voices.create`` works as is) and takes
-``file`` for the recording too, plus Bragi's ``transcript`` and ``model``. Every key
+``file`` for the recording too, plus Bragi's ``transcript`` and ``model``. A recording
+without a transcript is transcribed once, here, by ``voice_transcription_model``. Every key
 may create voices and use them; a user key may delete only the voices it created,
 an admin key any of them.
 """
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 from typing import Any, Literal
 
@@ -31,10 +33,12 @@ from bragi.errors import (
 from bragi.models.manager import ModelManager
 from bragi.models.voices import OPENAI_VOICES
 from bragi.voices import StoredVoice
+from bragi.voices.transcribe import transcribe_with
 
 __all__ = ["builtin_voice_names", "router", "voice_object"]
 
 router = APIRouter(tags=["audio"])
+log = logging.getLogger(__name__)
 
 #: The multipart parts that may carry the recording: OpenAI's name, and the name
 #: Bragi's other uploads use.
@@ -65,6 +69,7 @@ def voice_object(voice: StoredVoice) -> dict[str, Any]:
         "language": None,
         "gender": None,
         "transcript": voice.transcript,
+        "transcribed_by": voice.transcribed_by,
         "duration": voice.duration,
         "sample_rate": voice.sample_rate,
     }
@@ -165,18 +170,26 @@ async def create_voice(
         await form.close()
     if params.model is not None:
         _check_model(manager, params.model)
-    create = partial(
-        store.create,
-        params.name,
-        data,
-        transcript=params.transcript,
+    reserved = builtin_voice_names(manager, settings)
+    check = partial(store.check_upload, params.name, data, params.transcript, reserved, field)
+    name, audio, transcript = await to_thread.run_sync(check)
+    heard, why = None, None
+    if transcript is None:  # written once, now, by a speech-to-text model
+        heard, why = await transcribe_with(manager, settings.voice_transcription_model, audio)
+        if why is not None:
+            log.warning("cloned voice %s is stored without a transcript: %s", name, why)
+    add = partial(
+        store.add,
+        name,
+        audio,
+        transcript=heard.text if heard else transcript,
+        timed_transcript=heard.timed if heard else (),
+        transcribed_by=settings.voice_transcription_model if heard else None,
         model=params.model,
         consent=params.consent,
         created_by=key.id if key is not None else None,
-        reserved=builtin_voice_names(manager, settings),
-        param=field,
     )
-    voice = await to_thread.run_sync(create)
+    voice = await to_thread.run_sync(add)
     return voice_object(voice)
 
 
