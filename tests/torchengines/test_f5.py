@@ -10,20 +10,18 @@ from __future__ import annotations
 import io
 import json
 import wave
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from hubstub import HubStub
 from livesupport import LiveServer
-from speech import SpeechSample
 
 pytestmark = pytest.mark.slow
 
 
 def speak(live: LiveServer, **request: object) -> httpx.Response:
-    body = {"model": "f5", "voice": "f5-reader", "input": "Hello there.", "response_format": "pcm"}
+    body = {"model": "f5", "voice": "told", "input": "Hello there.", "response_format": "pcm"}
     with live.http() as http:
         return http.post("/v1/audio/speech", json=body | request)
 
@@ -35,18 +33,9 @@ def pcm(live: LiveServer, **request: object) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def reader(tts_live: LiveServer, speech: dict[str, SpeechSample]) -> Iterator[str]:
-    """A cloned voice from a human recording, with its transcript."""
-    client = tts_live.client()
-    with speech["beckett"].path.open("rb") as recording:
-        voice = client.audio.voices.create(
-            name="f5-reader",
-            audio_sample=recording,
-            consent="c",
-            extra_body={"transcript": speech["beckett"].text},
-        )
-    yield voice.id
-    client.audio.voices.delete(voice.id)
+def reader(cloned: dict[str, str]) -> str:
+    """A cloned voice from a human recording, with its exact transcript (``told``)."""
+    return cloned["told"]
 
 
 def test_the_catalog_model_came_with_its_vocoder_and_says_its_licence(
@@ -88,6 +77,17 @@ def test_a_cloned_voice_by_name_and_by_id_sentence_by_sentence(
     ):
         events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ")]
     assert len([e for e in events if e["type"] == "speech.audio.delta"]) >= 2
+
+
+def test_a_transcript_from_whisper_serves_and_none_is_a_clear_400(
+    tts_live: LiveServer, cloned: dict[str, str]
+) -> None:
+    assert pcm(tts_live, voice="heard")  # transcribed by the starter Whisper at creation
+    bare = speak(tts_live, voice="bare")
+    assert bare.status_code == 400
+    message = bare.json()["error"]["message"]
+    assert "F5-TTS clones from a recording and its transcript" in message
+    assert "voice_transcription_model" in message
 
 
 def test_speed_is_native(tts_live: LiveServer, reader: str) -> None:

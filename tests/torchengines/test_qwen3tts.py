@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 import wave
 from pathlib import Path
 
@@ -22,7 +24,7 @@ import pytest
 
 from bragi.backends.qwen3tts import BACKEND, DESIGNED_VOICE
 from livesupport import LiveServer
-from speech import SpeechSample
+from speech import SpeechSample, word_error_rate
 from tinymodels.qwen3tts import LANGUAGES, SAMPLES_PER_FRAME, SPEAKERS
 from torchenvs import child_pids, mapped_files
 
@@ -162,29 +164,53 @@ def test_languages_from_the_config_and_a_clear_refusal(tts_live: LiveServer) -> 
 
 
 def test_a_base_model_clones_by_name_and_by_id(
-    tts_live: LiveServer, speech: dict[str, SpeechSample]
+    tts_live: LiveServer, cloned: dict[str, str]
 ) -> None:
-    """With a transcript the model continues the reference (in-context); without one it
-    clones from the speaker embedding alone: two different prompts."""
-    client = tts_live.client()
-    with speech["beckett"].path.open("rb") as recording:
-        told = client.audio.voices.create(
-            name="qwen-told",
-            audio_sample=recording,
-            consent="c",
-            extra_body={"transcript": speech["beckett"].text},
-        )
-    try:
-        by_name = pcm(tts_live, model="qwen-clone", voice="qwen-told", input="Ever tried.")
-        by_id = pcm(tts_live, model="qwen-clone", voice={"id": told.id}, input="Ever tried.")
-        assert by_name == by_id and len(by_name) > 2 * SAMPLES_PER_FRAME
-        refused = speak(tts_live, model="qwen-custom", voice="qwen-told")
-        assert refused.status_code == 400 and "qwen-clone" in refused.json()["error"]["message"]
-    finally:
-        client.audio.voices.delete(told.id)
+    by_name = pcm(tts_live, model="qwen-clone", voice="told", input="Ever tried.")
+    by_id = pcm(tts_live, model="qwen-clone", voice={"id": cloned["told"]}, input="Ever tried.")
+    assert by_name == by_id and len(by_name) > 2 * SAMPLES_PER_FRAME
+    refused = speak(tts_live, model="qwen-custom", voice="told")
+    assert refused.status_code == 400 and "qwen-clone" in refused.json()["error"]["message"]
     no_voice = speak(tts_live, model="qwen-clone", voice="alloy")
     assert no_voice.status_code == 400
     assert "clone one with POST /v1/audio/voices" in no_voice.json()["error"]["message"]
+
+
+def test_a_voice_without_a_transcript_gets_one_from_the_starter_whisper(
+    tts_live: LiveServer, cloned: dict[str, str], speech: dict[str, SpeechSample]
+) -> None:
+    """``heard`` was uploaded without a transcript: Whisper base wrote it, once; with it
+    the model continues the reference (in-context). ``bare`` has none: the model clones
+    from the speaker embedding alone, another prompt."""
+    with tts_live.http() as http:
+        heard = http.get("/v1/audio/voices/heard").json()
+    assert heard["transcribed_by"] == "whisper-1"
+    assert word_error_rate(speech["beckett"].text, heard["transcript"]) < 0.25
+    in_context = pcm(tts_live, model="qwen-clone", voice="heard", input="Ever tried.")
+    embedding_only = pcm(tts_live, model="qwen-clone", voice="bare", input="Ever tried.")
+    assert in_context and embedding_only and in_context != embedding_only
+
+
+def test_the_command_line_transcribes_a_new_voice(
+    tts_live: LiveServer, speech: dict[str, SpeechSample]
+) -> None:
+    """``bragi voices add`` without --transcript runs the configured Whisper itself."""
+    common = ["--config", str(tts_live.data_dir.parent / "config.yaml")]
+    common += ["--data-dir", str(tts_live.data_dir)]
+    bragi = [sys.executable, "-m", "bragi", "voices"]
+    added = subprocess.run(
+        [*bragi, "add", "cli-heard", str(speech["beckett"].path), *common],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert added.returncode == 0, added.stderr
+    said = added.stdout.split("transcript (whisper-1): ", 1)[1]
+    assert word_error_rate(speech["beckett"].text, said) < 0.25
+    removed = subprocess.run(
+        [*bragi, "rm", "cli-heard", *common], capture_output=True, text=True, timeout=60
+    )
+    assert removed.returncode == 0, removed.stderr
 
 
 def test_torch_is_in_the_workers_never_in_the_server(tts_live: LiveServer) -> None:
