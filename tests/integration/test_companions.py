@@ -111,7 +111,7 @@ def test_a_model_is_on_disk_only_with_its_companions_and_gets_their_directory(
 
 def test_catalog_entries_say_when_weights_are_non_commercial() -> None:
     catalog = Catalog.builtin()
-    for name in ("f5-tts", "f5-tts-v0", "xtts-v2"):
+    for name in ("f5-tts", "f5-tts-v0", "xtts-v2", "openaudio-s1-mini"):
         entry = catalog.get(name)
         assert entry is not None and entry.non_commercial, name
     for name in ("qwen3-tts-0.6b-customvoice", "kokoro", "whisper-base"):

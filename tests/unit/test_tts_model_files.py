@@ -188,3 +188,52 @@ def test_f5_refusals_say_why(tmp_path: Path) -> None:
         choose_checkpoint(several, "F5TTS_Small")
     with pytest.raises(ConfigError, match="charactr/vocos-mel-24khz"):
         vocoder_dir(several, chosen, None)
+
+
+# --- Fish Speech ---------------------------------------------------------------------------
+
+
+def _fish_dir(tmp_path: Path, model_type: str, *files: str) -> Path:
+    path = _files(tmp_path / model_type, "tokenizer.tiktoken", *files)
+    (path / "config.json").write_text(json.dumps({"model_type": model_type}))
+    return path
+
+
+def test_openaudio_s1_mini_is_recognised_and_voiced_only_by_its_default_reference(
+    tmp_path: Path,
+) -> None:
+    from bragi.backends.fish import BACKEND as FISH
+    from bragi.backends.fish import FishOptions
+
+    s1 = _fish_dir(tmp_path, "dual_ar", "model.pth", "codec.pth", "special_tokens.json")
+    assert FISH.detect(s1)
+    FISH.check(s1)
+    assert list(FISH.voices_in(s1, FishOptions())) == []  # no built-in voice
+    with_default = FishOptions(default_reference="/srv/ada.wav", default_reference_text="Hi.")
+    assert [v.id for v in FISH.voices_in(s1, with_default)] == ["default"]
+    assert FISH.instructions_in(s1, None) == "style"
+    assert not QWEN.detect(s1) and not FISH.detect(_qwen_dir(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("model_type", "files", "message"),
+    [
+        ("fish_qwen3_omni", ("model.safetensors", "codec.pth"), "Fish Audio S2.*24 GB"),
+        (
+            "dual_ar",
+            ("model.pth", "firefly-gan-vq-fsq-8x1024-21hz-generator.pth"),
+            r"Fish Speech 1\.x",
+        ),
+        ("dual_ar", ("model.pth",), "missing codec.pth"),
+    ],
+    ids=["s2", "1.x", "no-codec"],
+)
+def test_fish_models_bragi_does_not_run_are_refused_saying_why(
+    tmp_path: Path, model_type: str, files: tuple[str, ...], message: str
+) -> None:
+    from bragi.backends.fish import BACKEND as FISH
+
+    path = _fish_dir(tmp_path, model_type, *files)
+    assert FISH.detect(path)
+    with pytest.raises(ConfigError, match=message):
+        FISH.check(path)
