@@ -36,6 +36,7 @@ SUITES = {
     "p6": "bench.p6_idle_memory",
     "p7": "bench.p7_startup",
     "p5": "bench.p5_image_size",
+    "p11": "bench.p11_torch_tts",
 }
 KNOWN = sorted(SUITES, key=report.figure_order)  # p1 ... p10
 NEEDS_SERVER = {"p1", "p2", "p3", "p4", "p8", "p9", "p10"}
@@ -45,6 +46,8 @@ LOCAL_SERVERS = {"p10"}
 #: needs models an outside server does not have (P9's aliases and tiny models): not run
 #: against --base-url unless named
 OWN_MODELS = {"p9"}
+#: runs only when named: it needs the torch-tts environment and takes many minutes
+OPT_IN = {"p11"}
 TTS_ENGINES = ("piper", "kokoro")
 DEFAULT_TTS_MODELS = {"piper": "tts-1", "kokoro": "kokoro"}
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -138,7 +141,7 @@ def _options(args: argparse.Namespace) -> tuple[Options, list[str]]:
             )
     else:
         skipped = LOCAL_BRAGI | OWN_MODELS | LOCAL_SERVERS if args.base_url else set()
-        wanted = [s for s in SUITES if s not in skipped]
+        wanted = [s for s in SUITES if s not in skipped | OPT_IN]
     suites = [s for s in SUITES if s in wanted]  # run order
     tts_models = dict(DEFAULT_TTS_MODELS)
     if args.tts_model:
