@@ -11,6 +11,7 @@ import io
 import json
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import av
@@ -20,6 +21,7 @@ import openai
 import pytest
 
 from appserver import AppServer, fake_settings, serve_app
+from bragi.backends.protocol import TextToSpeech
 from bragi.config import ModelConfig, VoiceMapping
 from fakes import (
     FAKE_VOICES,
@@ -397,3 +399,17 @@ def test_openai_client_speed_out_of_range_is_a_bad_request(client: openai.OpenAI
         with pytest.raises(openai.BadRequestError) as caught:
             client.audio.speech.create(model="tts", voice="alloy", input="Hi.", speed=speed)
         assert caught.value.param == "speed"
+
+
+def test_the_synthesis_plan_passes_instructions_only_to_engines_that_follow_them(
+    tts: FakeTtsBackend, styled: FakeStyledTtsBackend, tmp_path: Path
+) -> None:
+    """The one place the route and ``bragi speak --instructions`` decide it."""
+    from bragi.api.routes.speech import synthesis_plan
+
+    plain = tts.load(tmp_path, "cpu", tts.options_model())
+    follows = styled.load(tmp_path, "cpu", styled.options_model())
+    assert isinstance(plain, TextToSpeech) and isinstance(follows, TextToSpeech)
+    ignored, _ = synthesis_plan("Hi.", "af_alloy", 1.0, plain, instructions="Shout.")
+    kept, _ = synthesis_plan("Hi.", "af_alloy", 1.0, follows, instructions="Shout.")
+    assert ignored.instructions is None and kept.instructions == "Shout."
