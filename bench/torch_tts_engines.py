@@ -249,7 +249,7 @@ def build_fish(out: Path) -> None:
     from importlib import resources
 
     from fish_speech.models.text2semantic.llama import DualARModelArgs, DualARTransformer
-    from fish_speech.tokenizer import FishTokenizer
+    from fish_speech.tokenizer import ALL_SPECIAL_TOKENS, SEMANTIC_TOKEN_TEMPLATE, FishTokenizer
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
@@ -257,7 +257,10 @@ def build_fish(out: Path) -> None:
     (out / "tokenizer.tiktoken").write_text(
         "".join(f"{base64.b64encode(bytes([b])).decode()} {b}\n" for b in range(256))
     )
-    tokenizer = FishTokenizer(str(out / "tokenizer.tiktoken"))
+    # The codec's semantic codebook has 4096 codes: as many semantic tokens.
+    special = [t for t in ALL_SPECIAL_TOKENS if not t.startswith("<|semantic:")]
+    special += [SEMANTIC_TOKEN_TEMPLATE.format(i=i) for i in range(4096)]
+    tokenizer = FishTokenizer(str(out / "tokenizer.tiktoken"), special)
     (out / "special_tokens.json").write_text(json.dumps(tokenizer.all_special_tokens_with_ids))
     args = DualARModelArgs(  # about S1-mini's 0.5B: Qwen-like slow AR, 4-layer fast AR
         vocab_size=155_776,

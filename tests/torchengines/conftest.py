@@ -130,7 +130,8 @@ def tts_live(
         "options": {**seeded, "seed": 2, "max_frames_base": 8, "max_frames_per_char": 0, **default},
     }
     models["whisper-1"] = {"model": "whisper-base"}
-    config = {"models": models, "max_loaded_models": 4}
+    # Workers idle for two minutes go (the xtts and speechbrain modules run after these).
+    config = {"models": models, "max_loaded_models": 4, "keep_alive": "120s"}
     (root / "config.yaml").write_text(json.dumps(config))  # JSON is YAML
     hub = {"HF_ENDPOINT": f5_hub.url, "HF_HUB_OFFLINE": "0"}
     with start_server(data, models_cache, config=root / "config.yaml", env=hub) as server:
