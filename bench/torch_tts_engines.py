@@ -262,8 +262,12 @@ def build_fish(out: Path) -> None:
     special += [SEMANTIC_TOKEN_TEMPLATE.format(i=i) for i in range(4096)]
     tokenizer = FishTokenizer(str(out / "tokenizer.tiktoken"), special)
     (out / "special_tokens.json").write_text(json.dumps(tokenizer.all_special_tokens_with_ids))
-    args = DualARModelArgs(  # about S1-mini's 0.5B: Qwen-like slow AR, 4-layer fast AR
-        vocab_size=155_776,
+    # About S1-mini's 0.5B: a Qwen-like slow AR, a 4-layer fast AR. The vocabulary is only
+    # the bytes and special tokens: a random slow AR samples any token, and one past the
+    # semantic ones would index past the fast AR's codebook (a trained one never does), so
+    # the output layer's cost (S1-mini's has about 155k rows) is understated here.
+    args = DualARModelArgs(
+        vocab_size=len(tokenizer.all_special_tokens_with_ids) + 256,
         n_layer=28,
         n_head=16,
         dim=1024,
