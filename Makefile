@@ -56,7 +56,7 @@ lint: $(VENV)/.dev
 
 check: lint test
 
-## bench: the performance table (docs/performance.md)
+## bench: the performance table (docs/benchmarks.md)
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench
 

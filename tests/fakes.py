@@ -46,6 +46,7 @@ __all__ = [
     "FAKE_VOICES",
     "GATE_TIMEOUT",
     "SECONDS_PER_SENTENCE",
+    "BuggyDetectBackend",
     "FailingBackend",
     "FakeBackend",
     "FakeClock",
@@ -58,6 +59,7 @@ __all__ = [
     "FakeStyledTtsEngine",
     "FakeTtsBackend",
     "FakeTtsEngine",
+    "SlowClosingBackend",
     "SlowLoadingBackend",
     "TranscriptionCall",
     "make_model_dir",
@@ -289,6 +291,74 @@ class SlowLoadingBackend(FakeSttBackend):
         return [*super().gates(), self.load_gate]
 
 
+class SlowClosingBackend(FakeSttBackend):
+    """``fake-closing``: a speech-to-text backend whose engines' close() waits for
+    ``close_gate`` (set ``closing`` when a close begins).
+
+    It keeps the books a race test checks: ``events`` records ``("loaded", n)`` and
+    ``("closed", n)`` in the order they happen (``n`` numbers the engines from 0), and
+    ``resident`` counts engines from the start of their load to the end of their close,
+    ``most_resident`` its peak. With ``close_error``, every close() raises once done.
+    """
+
+    name = "fake-closing"
+
+    def __init__(
+        self, *, close_gate: threading.Event | None = None, close_error: str | None = None
+    ):
+        super().__init__()
+        self.close_gate = close_gate or threading.Event()
+        self.close_error = close_error  # close() raises RuntimeError(close_error) at the end
+        self.closing = threading.Event()
+        self.events: list[tuple[str, int]] = []
+        self.resident = 0
+        self.most_resident = 0
+
+    def load(self, model_dir: Path, device: Device, options: BackendOptions) -> Engine:
+        with self._lock:
+            self.resident += 1
+            self.most_resident = max(self.most_resident, self.resident)
+        engine = super().load(model_dir, device, options)
+        with self._lock:
+            self.events.append(("loaded", self.engines.index(engine)))
+        return engine
+
+    def _make_engine(self, model_dir: Path) -> FakeSttEngine:
+        return _SlowClosingEngine(self)
+
+    def gates(self) -> list[threading.Event]:
+        return [*super().gates(), self.close_gate]
+
+
+class _SlowClosingEngine(FakeSttEngine):
+    def __init__(self, backend: SlowClosingBackend):
+        super().__init__(backend)
+        self._closing_backend = backend
+
+    def close(self) -> None:
+        backend = self._closing_backend
+        backend.closing.set()
+        _wait_gate(backend.close_gate, "close")
+        super().close()
+        with backend._lock:
+            backend.resident -= 1
+            backend.events.append(("closed", backend.engines.index(self)))
+        if backend.close_error is not None:
+            raise RuntimeError(backend.close_error)
+
+
+class BuggyDetectBackend(FakeSttBackend):
+    """``fake-buggy``: its detect() raises on a directory with its marker, as a broken
+    plugin might (anything else it does not recognise)."""
+
+    name = "fake-buggy"
+
+    def detect(self, model_dir: Path) -> bool:
+        if (model_dir / self.marker).is_file():
+            raise RuntimeError("fake-buggy: the plugin tripped over its own marker file")
+        return False
+
+
 class FailingBackend(FakeBackend):
     """``fake-broken``: every load fails with ``reason`` (as an engine library would)."""
 
@@ -371,9 +441,11 @@ class FakeTtsBackend(FakeBackend):
         self.sample_rate = sample_rate
         self.events: list[tuple[str, int]] = []
         self.requests: list[SynthesisRequest] = []
+        self.listings = 0  # voices_in() calls: reading a model's files for its voices
 
     def voices_in(self, model_dir: Path, options: BackendOptions | None) -> Sequence[Voice]:
         """The voices, from the files alone (a :class:`VoiceListing`)."""
+        self.listings += 1
         return FAKE_VOICES
 
     def _make_engine(self, model_dir: Path) -> FakeTtsEngine:

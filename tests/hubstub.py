@@ -18,8 +18,9 @@ so, as with the real CDN, huggingface_hub does not follow the HEAD redirect and 
 the token. It never advertises Xet, so the plain HTTP path is what runs.
 
 Switches: cut a file's body after N bytes or answer an error status (each once, in
-order), serve a corrupt or a truncated file, a gated repo, and any unknown repo is
-missing (401 without a token, 404 with one, X-Error-Code RepoNotFound, like the hub).
+order), serve a corrupt, a truncated or a slow (throttled) file, a gated repo, and any
+unknown repo is missing (401 without a token, 404 with one, X-Error-Code RepoNotFound,
+like the hub).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import json
 import random
 import re
 import socket
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -78,6 +80,7 @@ class _Faults:
     queued: dict[tuple[str, str], list[tuple[str, int]]] = field(default_factory=dict)
     corrupt: set[tuple[str, str]] = field(default_factory=set)
     truncate: dict[tuple[str, str], int] = field(default_factory=dict)
+    throttle: dict[tuple[str, str], int] = field(default_factory=dict)  # bytes per second
 
 
 def _hashes(source: Path) -> tuple[str, str]:
@@ -104,6 +107,16 @@ def _stub_file(path: str, source: Path) -> StubFile:
     return StubFile(path, source, size, oid, sha256, len(pointer))
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that hangs up mid-request (a server killed, a pull aborted) is no
+        error of the stub's; anything else is printed as usual."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
+
+
 class HubStub:
     """The stand-in hub. ``start()`` it, point ``HF_ENDPOINT`` at ``url``, ``stop()`` it."""
 
@@ -114,6 +127,7 @@ class HubStub:
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._connections: list[socket.socket] = []
+        self._stopped = threading.Event()  # ends throttled streams
 
     # -- set-up --------------------------------------------------------------------
 
@@ -143,6 +157,10 @@ class HubStub:
     def truncate(self, repo_id: str, path: str, keep: int) -> None:
         """Serve only ``keep`` bytes of ``path``, with a matching Content-Length."""
         self.faults.truncate[(repo_id, path)] = keep
+
+    def throttle(self, repo_id: str, path: str, bytes_per_second: int) -> None:
+        """Serve ``path`` slowly: ``bytes_per_second``, a tenth of it at a time."""
+        self.faults.throttle[(repo_id, path)] = bytes_per_second
 
     def clear_faults(self) -> None:
         self.faults = _Faults()
@@ -176,12 +194,12 @@ class HubStub:
 
     def start(self) -> HubStub:
         handler = type("Handler", (_Handler,), {"stub": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), handler)
         threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
         return self
 
     def stop(self) -> None:
+        self._stopped.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -351,18 +369,30 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command == "HEAD":
             return
         limit = fault[1] if fault is not None else None
-        self._stream(file, start, end + 1, limit, corrupt=key in self.stub.faults.corrupt)
+        rate = self.stub.faults.throttle.get(key)
+        self._stream(
+            file, start, end + 1, limit, corrupt=key in self.stub.faults.corrupt, rate=rate
+        )
 
     def _stream(
-        self, file: StubFile, start: int, stop: int, limit: int | None, corrupt: bool
+        self,
+        file: StubFile,
+        start: int,
+        stop: int,
+        limit: int | None,
+        corrupt: bool,
+        rate: int | None = None,
     ) -> None:
         flip = file.size // 2  # the byte a corrupt copy gets wrong
         sent = 0
+        step = max(1, rate // 10) if rate else _CHUNK
         with file.source.open("rb") as data:
             data.seek(start)
             position = start
             while position < stop:
-                chunk = data.read(min(_CHUNK, stop - position))
+                if rate and position > start and self.stub._stopped.wait(0.1):
+                    return
+                chunk = data.read(min(step, stop - position))
                 if corrupt and position <= flip < position + len(chunk):
                     i = flip - position
                     chunk = chunk[:i] + bytes([chunk[i] ^ 0xFF]) + chunk[i + 1 :]

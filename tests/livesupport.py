@@ -16,6 +16,8 @@ from pathlib import Path
 import httpx
 import openai
 
+from bragi.cli.serve import EXIT_WITHIN
+
 KEY_PATTERN = re.compile(r"sk-bragi-[A-Za-z0-9_-]{20,}")
 #: The ten fields of a verbose_json segment, as OpenAI sends them.
 SEGMENT_FIELDS = frozenset(
@@ -72,13 +74,15 @@ class LiveServer:
         assert httpx.get(f"{self.base_url}/health", timeout=10).status_code == 200
 
 
-def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+def _wait_ready(
+    url: str, process: subprocess.Popen[bytes], log: Path, timeout: float, path: str
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"bragi serve exited {process.returncode}:\n{log.read_text()}")
         try:
-            if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
+            if httpx.get(f"{url}{path}", timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -94,7 +98,11 @@ def start_server(
     config: Path | None = None,
     env: dict[str, str] | None = None,
     timeout: float = 120,
+    ready: str = "/health/ready",
 ) -> Iterator[LiveServer]:
+    """``bragi serve`` until the block ends, once ``ready`` answers 200. Stopping it takes
+    SIGTERM; a server that takes longer than its own bound (``EXIT_WITHIN``) to exit is
+    killed, and fails the test."""
     port = free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "server.log"
@@ -116,13 +124,31 @@ def start_server(
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(url, process, log_path, timeout)
+        _wait_ready(url, process, log_path, timeout, ready)
         match = KEY_PATTERN.search(log_path.read_text())
         yield LiveServer(url, match.group(0) if match else "", process, log_path, data_dir)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    except BaseException:
+        stop_server(process)
+        raise
+    took = stop_server(process)
+    assert took is not None, (
+        f"bragi serve took more than {EXIT_WITHIN} s to stop:\n{log_path.read_text()[-3000:]}"
+    )
+
+
+def stop_server(process: subprocess.Popen[bytes], signal: int | None = None) -> float | None:
+    """Signal ``process`` (SIGTERM by default) and wait for it to exit; returns the seconds
+    it took, or None if it did not exit within ``EXIT_WITHIN`` (it is killed then)."""
+    started = time.monotonic()
+    if process.poll() is None:
+        if signal is None:
+            process.terminate()
+        else:
+            process.send_signal(signal)
+    try:
+        process.wait(timeout=EXIT_WITHIN)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return None
+    return time.monotonic() - started

@@ -138,8 +138,10 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     upload_limit_mb: float = Field(default=25.0, gt=0)
     """Largest accepted upload, in MiB (OpenAI's limit is 25)."""
-    max_audio_minutes: float = Field(default=120.0, gt=0)
-    """Longest audio accepted for transcription (a small compressed file can hold hours)."""
+    max_audio_minutes: float = Field(default=20.0, gt=0)
+    """Longest audio accepted for transcription (a small compressed file can hold hours).
+    Memory grows with it: faster-whisper peaks near 50 MB per minute of audio, so 20
+    minutes take about 1 GB per running request (docs/deployment.md)."""
     voice_upload_limit_mb: float = Field(default=20.0, gt=0)
     """Largest reference recording ``POST /v1/audio/voices`` accepts, in MiB (never more
     than ``upload_limit_mb``)."""
@@ -155,6 +157,9 @@ class Settings(BaseSettings):
     clone better, or only, with one); null: never."""
     auth: Literal["enabled", "disabled"] = "enabled"
     """``disabled`` turns API keys off: for local use only."""
+    insecure_no_auth: bool = False
+    """Let ``bragi serve`` run with ``auth: disabled`` on an address other than loopback
+    (anyone who reaches the port may then use and administer the server)."""
     keep_alive: float = 300.0
     """Default seconds a model stays loaded after its last use (-1 forever, 0 unload at once)."""
     max_loaded_models: int = Field(default=0, ge=0)

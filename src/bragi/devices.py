@@ -8,7 +8,7 @@ from functools import cache
 from importlib.util import find_spec
 from typing import Literal
 
-from bragi.backends.protocol import Device
+from bragi.types import Device
 
 __all__ = ["cuda_available", "resolve_device", "usable_cpus"]
 

@@ -1,15 +1,14 @@
 """Bragi's one exception tree.
 
-Every error Bragi raises on purpose is a :class:`BragiError`. Library errors are
-translated into one of these at the backend boundary; the API's single handler
-turns any of them into an OpenAI error body (``{"error": {message, type, param,
-code}}``) with the status the class declares::
+Every error Bragi raises on purpose while serving is a :class:`BragiError`. Library
+errors are translated into one of these at the backend boundary; the API's single
+handler turns any of them into an OpenAI error body (``{"error": {message, type,
+param, code}}``) with the status the class declares::
 
     BragiError                      500 server_error
-    ├── ConfigError                 (start-up only: one line, exit code 2)
     ├── InvalidRequestError         400 invalid_request_error
     │   ├── AudioDecodeError        400  the upload is not decodable audio
-    │   ├── EmptyAudioError         400  no samples, or silence only
+    │   ├── EmptyAudioError         400  a file of no bytes; a silent voice reference
     │   ├── AudioTooLongError       400  decodes to more than max_audio_minutes
     │   ├── UnsupportedCapabilityError 400  e.g. translation on an English-only model
     │   └── UnknownVoiceError       400  names the voices that exist
@@ -28,6 +27,14 @@ code}}``) with the status the class declares::
     │   ├── HubUnreachableError     503  offline or no network, and no cached copy
     │   └── DiskFullError           507  not enough free space for the download
     └── EngineError                 500  the engine failed while running
+
+    ConfigError                     no HTTP status: a bad configuration, found at start-up
+                                    or by a command (one line, exit code 2)
+
+A :class:`ConfigError` is not a :class:`BragiError` on purpose: nothing a client sends
+should be reported as the server's configuration being wrong, so code that handles a
+request translates it (a bad model name is a 400 or 404), and one that still escapes is
+a bug, logged, answered as a plain 500.
 """
 
 from __future__ import annotations
@@ -86,8 +93,12 @@ class BragiError(Exception):
         }
 
 
-class ConfigError(BragiError):
+class ConfigError(Exception):
     """A bad configuration value; stops start-up with one line and exit code 2."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
 
 
 class InvalidRequestError(BragiError):

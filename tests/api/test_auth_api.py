@@ -3,16 +3,26 @@ health and metrics stay open; the admin API wants an admin key."""
 
 from __future__ import annotations
 
+import logging
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
 from appserver import AppServer, fake_settings, serve_app
-from bragi.config import ModelConfig
+from bragi.api.app import announce_first_key
+from bragi.auth import KeyStore
+from bragi.cli.serve import check_exposure
+from bragi.config import ModelConfig, load_settings
+from bragi.errors import ConfigError
 from fakes import FakeSttBackend, FakeTtsBackend, make_model_dir
+from livesupport import KEY_PATTERN
 
 #: The routes the OpenAI Audio API has here; every one must be found below.
 EXPECTED_V1 = {
@@ -86,8 +96,9 @@ def test_the_openai_client_without_a_valid_key_gets_authentication_error(
     server: AppServer,
 ) -> None:
     with pytest.raises(openai.AuthenticationError) as caught:
-        server.client(api_key="sk-bragi-wrong").models.list()
+        server.client(api_key="sk-bragi-wrong-key-4f1c9").models.list()
     assert caught.value.code == "invalid_api_key"
+    assert "sk-bragi" not in caught.value.message, "the key sent is not echoed"
 
 
 def test_a_revoked_key_stops_working(server: AppServer) -> None:
@@ -135,3 +146,63 @@ def test_the_key_is_checked_before_the_body_is_parsed(server: AppServer) -> None
         )
     assert malformed.status_code == 400
     assert "could not parse the JSON" in malformed.json()["error"]["message"]
+
+
+def test_the_first_admin_key_goes_to_stderr_and_never_through_logging(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    with KeyStore(tmp_path / "keys.db") as keystore, caplog.at_level(logging.DEBUG):
+        announce_first_key(keystore)
+        announce_first_key(keystore)  # a second boot shows nothing
+    (key,) = KEY_PATTERN.findall(capfd.readouterr().err)
+    assert keystore_verifies(tmp_path / "keys.db", key)
+    assert "created an admin API key" in caplog.text
+    assert all(key not in record.getMessage() for record in caplog.records)
+
+
+def keystore_verifies(path: Path, key: str) -> bool:
+    with KeyStore(path) as keystore:
+        return keystore.verify(key) is not None
+
+
+@pytest.mark.parametrize(
+    ("env", "refused"),
+    [
+        ({"BRAGI_AUTH": "disabled", "BRAGI_HOST": "0.0.0.0"}, True),
+        ({"BRAGI_AUTH": "disabled", "BRAGI_HOST": "::"}, True),
+        ({"BRAGI_AUTH": "disabled", "BRAGI_HOST": "::1"}, False),
+        ({"BRAGI_AUTH": "disabled", "BRAGI_HOST": "localhost"}, False),
+        ({"BRAGI_AUTH": "disabled", "BRAGI_HOST": "0.0.0.0", "BRAGI_INSECURE_NO_AUTH": "1"}, False),
+        ({"BRAGI_HOST": "0.0.0.0"}, False),
+    ],
+)
+def test_no_keys_on_the_network_needs_saying_so(
+    env: dict[str, str], refused: bool, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings(None, data_dir=tmp_path)
+    if not refused:
+        check_exposure(settings)
+        return
+    with pytest.raises(ConfigError, match="--insecure-no-auth"):
+        check_exposure(settings)
+
+
+def test_serve_refuses_to_start_without_keys_on_the_network(tmp_path: Path) -> None:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("BRAGI_")}
+    environment |= {
+        "BRAGI_AUTH": "disabled",
+        "BRAGI_HOST": "0.0.0.0",
+        "BRAGI_DATA_DIR": str(tmp_path),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "bragi", "serve"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("bragi: auth is disabled and host is 0.0.0.0")

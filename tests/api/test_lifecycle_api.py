@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -129,7 +130,7 @@ def test_a_model_that_fails_to_load_answers_503_while_the_others_serve(tmp_path:
             readiness = http.get("/health/ready")
         assert readiness.status_code == 200
         assert readiness.json()["status"] == "degraded"
-        assert "weights file is truncated" in readiness.json()["failed"]["broken"]
+        assert readiness.json()["failed"] == {"broken": "load failed"}  # no details: it is open
 
 
 def test_ten_concurrent_first_requests_load_the_model_once(tmp_path: Path) -> None:
@@ -190,9 +191,8 @@ def test_a_client_leaving_an_sse_transcription_stops_the_engine(
         wait_until(lambda: model.in_use == 0, what="the lease to be released")
         (engine,) = stt.engines
         if keep_alive == 0:  # unloaded after the request, even one cut short: engine closed
-            assert model.state.value == "available"
-            assert isinstance(engine, FakeSttEngine)
-            wait_until(lambda: engine.closed, what="the engine to be closed")
+            wait_until(lambda: model.state.value == "available", what="the unload")
+            assert isinstance(engine, FakeSttEngine) and engine.closed
         else:
             assert model.state.value == "loaded"
         assert transcribe(server.client(), "stt") == " ".join(f"word{i}" for i in range(50))
@@ -220,6 +220,34 @@ def test_a_client_leaving_a_speech_stream_stops_synthesis(tmp_path: Path) -> Non
         server.assert_healthy()
 
 
+def test_a_client_leaving_a_speech_sse_stream_stops_synthesis(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same through server-sent events, where the audio stream sits inside the event
+    stream: the sentence in flight ends before the engine's generator is closed."""
+    gate = threading.Event()
+    tts = FakeTtsBackend(gate=gate, gate_at=2)
+    body = {
+        "model": "tts",
+        "voice": "af_alloy",
+        "input": " ".join(f"Sentence number {n}." for n in range(20)),
+        "stream_format": "sse",
+    }
+    with server_with(tmp_path, [tts], tts={"backend": "fake-tts"}) as server:
+        with server.http().stream("POST", SPEECH, json=body) as response:
+            assert response.status_code == 200
+            events = response.iter_lines()
+            assert next(events).startswith("data: ")
+            wait_until(lambda: ("waiting", 2) in tts.events, what="the engine to reach the gate")
+        wait_until(lambda: server.open_connections() == 0, what="the server to see the client go")
+        gate.set()
+        wait_until(lambda: any(e[0] == "closed" for e in tts.events), what="synthesis to stop")
+        model = server.manager.get("tts")
+        wait_until(lambda: model.in_use == 0, what="the lease to be released")
+        server.assert_healthy()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
 # --- metrics -------------------------------------------------------------------------
 
 
@@ -237,8 +265,11 @@ def test_metrics_count_what_was_sent(tmp_path: Path) -> None:
 
         transcribe(client, "stt", seconds=1.5)
         transcribe(client, "stt", seconds=0.5)
+        for made_up in ("nope", "no-such-0", "no-such-1"):  # any key can send any name
+            with pytest.raises(openai.NotFoundError):
+                transcribe(client, made_up)
         with pytest.raises(openai.NotFoundError):
-            transcribe(client, "nope")
+            client.audio.speech.create(model="nope", voice="alloy", input="One.")
         client.audio.speech.create(model="tts", voice="alloy", input="One. Two.")
         with pytest.raises(openai.BadRequestError):
             client.audio.speech.create(model="tts", voice="alloy", input="One.", speed=9)
@@ -250,8 +281,9 @@ def test_metrics_count_what_was_sent(tmp_path: Path) -> None:
                     requests, route=TRANSCRIPTIONS, model="stt", status="200"
                 ),
                 "transcriptions 404": m.value(
-                    requests, route=TRANSCRIPTIONS, model="nope", status="404"
+                    requests, route=TRANSCRIPTIONS, model="unknown", status="404"
                 ),
+                "speech 404": m.value(requests, route=SPEECH, model="unknown", status="404"),
                 "speech 200": m.value(requests, route=SPEECH, model="tts", status="200"),
                 "speech 400": m.value(requests, route=SPEECH, status="400"),
                 "latency observations": m.value(
@@ -264,7 +296,8 @@ def test_metrics_count_what_was_sent(tmp_path: Path) -> None:
 
         expected = {
             "transcriptions 200": 2,
-            "transcriptions 404": 1,
+            "transcriptions 404": 3,
+            "speech 404": 1,
             "speech 200": 1,
             "speech 400": 1,
             "latency observations": 2,
@@ -277,6 +310,12 @@ def test_metrics_count_what_was_sent(tmp_path: Path) -> None:
             wait_until(lambda: counted(server.metrics()) == expected, what="the counts")
         assert counted(server.metrics()) == expected
         after = server.metrics()
+        labelled = {
+            sample.labels.get("model")
+            for family in after.families.values()
+            for sample in family.samples
+        }
+        assert labelled == {None, "", "stt", "tts", "unknown"}, "made-up names add no series"
         for alias in ("stt", "tts"):
             assert after.has("bragi_queue_depth")
             assert after.value("bragi_queue_depth", model=alias) == 0

@@ -405,7 +405,7 @@ def test_the_synthesis_plan_passes_instructions_only_to_engines_that_follow_them
     tts: FakeTtsBackend, styled: FakeStyledTtsBackend, tmp_path: Path
 ) -> None:
     """The one place the route and ``bragi speak --instructions`` decide it."""
-    from bragi.api.routes.speech import synthesis_plan
+    from bragi.speech import synthesis_plan
 
     plain = tts.load(tmp_path, "cpu", tts.options_model())
     follows = styled.load(tmp_path, "cpu", styled.options_model())

@@ -19,8 +19,10 @@ from typing import Any
 import pytest
 import yaml
 
+from bragi.cli.serve import EXIT_WITHIN, REQUESTS_GRACE
 from bragi.config import load_settings
 from bragi.models.catalog import Catalog
+from bragi.models.manager import KILL_GRACE, STOP_TIMEOUT
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes"
 KUBECTL = os.environ.get("KUBECTL") or shutil.which("kubectl")
@@ -133,6 +135,15 @@ def test_server_pods(rendered: tuple[str, list[Manifest]]) -> None:
     else:
         assert gpu is None
         assert server["image"].endswith(":cpu")
+
+
+def test_the_server_stops_within_the_grace_period(rendered: tuple[str, list[Manifest]]) -> None:
+    """Past terminationGracePeriodSeconds the kubelet kills the pod: bragi serve's own
+    bound on stopping (requests, then downloads and engines, then the kill) fits in it."""
+    _, manifests = rendered
+    pod = one(manifests, "Deployment")["spec"]["template"]["spec"]
+    assert EXIT_WITHIN == REQUESTS_GRACE + STOP_TIMEOUT + KILL_GRACE
+    assert pod["terminationGracePeriodSeconds"] > EXIT_WITHIN
 
 
 def test_references_resolve(rendered: tuple[str, list[Manifest]]) -> None:

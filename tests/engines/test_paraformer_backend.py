@@ -20,12 +20,12 @@ import pytest
 from pydantic import ValidationError
 
 from bragi.audio import Audio, decode_audio
+from bragi.backends.chunked import read_onnx_header, speech_chunks
 from bragi.backends.faster_whisper import BACKEND as WHISPER
 from bragi.backends.paraformer import BACKEND, ParaformerEngine, ParaformerOptions, _tokens
 from bragi.backends.parakeet import BACKEND as PARAKEET
 from bragi.backends.protocol import ModelKind, TranscribeOptions
 from bragi.backends.registry import BackendRegistry
-from bragi.backends.sherpa import read_onnx_header, speech_chunks
 from bragi.errors import EngineError, ModelUnavailableError, UnsupportedCapabilityError
 from speech import SpeechSample
 from tinymodels import write_paraformer, write_parakeet
@@ -232,7 +232,7 @@ def test_importing_and_detecting_does_not_import_sherpa_onnx(paraformer_dir: Pat
     assert result.stdout.strip() == "[]"
 
 
-# --- bragi.backends.sherpa: the helpers Paraformer shares with Parakeet -----------------
+# --- bragi.backends.chunked: the helpers Paraformer shares with Parakeet -----------------
 
 
 def test_onnx_headers_are_read_without_loading_the_weights(tmp_path: Path) -> None:

@@ -63,6 +63,7 @@ class ScriptOptions(BackendOptions):
     workdir: str | None = None
     segments: int = 3
     gate_at: int | None = None  # the segment or sentence that waits for its gate file
+    close_gate: int | None = None  # a stream closed early waits for this gate to end
     load: Literal["ok", "raise", "crash"] = "ok"
     ballast_mb: int = 0  # memory the engine holds, to see it go with the worker
     path: list[str] = Field(default_factory=list)  # put first on sys.path at load
@@ -145,6 +146,9 @@ class ScriptedStt:
                 word = Word(f"word{index}", start, end, 0.5)
                 yield Segment(index, start, end, f" word{index}", tokens=(index, 7), words=(word,))
         except GeneratorExit:
+            if self.options.close_gate is not None:
+                self.script.log(f"closing {index}")
+                self.script.wait_gate(self.options.close_gate)
             self.script.log(f"closed {index}")
             raise
         self.script.log("finished")

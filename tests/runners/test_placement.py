@@ -14,7 +14,8 @@ from bragi.backends.protocol import (
     TranscribeOptions,
 )
 from bragi.config import ModelConfig, Settings
-from bragi.errors import BackendUnavailableError, ConfigError
+from bragi.errors import BackendUnavailableError
+from bragi.models.manager import runner_config
 from bragi.runners import RunnerConfig, backend_reference, create_engine, runs_in_worker
 from bragi.runners.proxy import WorkerSpeechToText
 from childfakes import ISOLATED, STT, TTS, ScriptedBackend, ScriptOptions
@@ -29,7 +30,7 @@ def test_auto_runs_isolated_backends_in_workers_and_the_rest_in_process() -> Non
 
 def test_the_runner_config_comes_from_the_model_config(tmp_path: Path) -> None:
     config = ModelConfig(model="m", runner="worker", worker_timeout="2m", worker_load_timeout=90)
-    runner = RunnerConfig.for_model("alias", config, Settings(data_dir=tmp_path))
+    runner = runner_config("alias", config, Settings(data_dir=tmp_path))
     assert runner == RunnerConfig("worker", "alias", 120.0, 90.0, tmp_path / "envs")
     with pytest.raises(ValueError, match="greater than 0"):
         ModelConfig(model="m", worker_timeout=0)
@@ -38,7 +39,7 @@ def test_the_runner_config_comes_from_the_model_config(tmp_path: Path) -> None:
 def test_the_worker_finds_a_backend_by_entry_point_or_by_module_attribute() -> None:
     assert backend_reference(FASTER_WHISPER) is None  # looked up by name in the worker's env
     assert backend_reference(STT) == "childfakes:STT"
-    with pytest.raises(ConfigError, match="cannot run in a worker"):
+    with pytest.raises(BackendUnavailableError, match="cannot run in a worker"):
         backend_reference(ScriptedBackend("script-local", ModelKind.STT))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import os
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -119,7 +120,7 @@ def test_closing_a_stream_stops_the_work_in_the_worker(
     segments, _ = engine.transcribe(SPEECH, TranscribeOptions())
     assert next(segments).text == " word0"
     segments.close()  # what the API does when the client leaves
-    assert script.events()[-1] == "closed 0"  # the engine's generator was closed, at once
+    script.wait_for("closed 0")  # the engine's generator was closed, at once
     assert engine.ping()["streams"] == 0
     assert "segment 1" not in script.events()
     assert next(segments, None) is None
@@ -129,6 +130,26 @@ def test_closing_a_stream_stops_the_work_in_the_worker(
     del abandoned  # dropped without close(): closed in the worker with the next exchange
     gc.collect()
     assert engine.ping()["streams"] == 0 and script.events()[-2:] == ["segment 0", "closed 0"]
+    assert len(transcribe(engine)) == 5
+
+
+def test_closing_a_stream_never_waits_for_the_worker(
+    start_engine: StartEngine, script: Script
+) -> None:
+    """close() runs on the event loop (a client left): it must return at once, even while
+    the worker takes its time to close the engine's generator."""
+    engine = start_engine(segments=5, close_gate=7)
+    segments, _ = engine.transcribe(SPEECH, TranscribeOptions())
+    next(segments)
+    closing = threading.Thread(target=segments.close)
+    closing.start()
+    closing.join(5)
+    returned = not closing.is_alive()
+    script.open_gate(7)
+    closing.join()
+    assert returned, "close() waited for the worker's reply"
+    script.wait_for("closed 0")
+    assert engine.ping()["streams"] == 0
     assert len(transcribe(engine)) == 5
 
 

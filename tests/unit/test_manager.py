@@ -8,6 +8,7 @@ a :class:`FakeClock` the test moves, and ``reap()`` is called by hand.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -475,3 +476,34 @@ def test_a_model_dir_nobody_recognises_stops_the_build(tmp_path: Path) -> None:
         build_manager(settings, BackendRegistry([FakeSttBackend(), FakeTtsBackend()]))
     assert "'m'" in caught.value.message
     assert "installed backends: fake-stt, fake-tts" in caught.value.message
+
+
+def test_a_move_from_the_wrong_state_fails_loudly(tmp_path: Path) -> None:
+    """ServedModel's moves check where they start: a manager bug shows at once instead of
+    leaving a model half loaded."""
+    manager, _, _ = manager_for(tmp_path, {"m": {}})
+    model = manager.get("m")
+    with pytest.raises(RuntimeError, match="leasing while available"):
+        model.leased(0.0)
+    with pytest.raises(RuntimeError, match="no move from available to unloading"):
+        model.unloading()
+    with pytest.raises(RuntimeError, match="more leases returned than taken"):
+        model.returned(0.0)
+    assert model.state is ModelState.AVAILABLE
+
+
+def test_an_unloaded_models_voices_are_read_from_its_files_once(tmp_path: Path) -> None:
+    """Listing voices reads files: done once, before the event loop runs, and again only
+    when the model directory changes, so GET /v1/models never reads files on the loop."""
+    tts = FakeTtsBackend()
+    manager, _, _ = manager_for(tmp_path, {"speaker": {"backend": "fake-tts"}}, [tts])
+    model = manager.get("speaker")
+    assert tts.listings == 1  # at build time
+    for _ in range(3):
+        assert [v.id for v in manager.voices_of(model) or ()] == ["af_alloy", "am_echo", "bf_emma"]
+    assert tts.listings == 1
+    assert model.model_dir is not None
+    (model.model_dir / "new-voice.bin").write_bytes(b"")  # the directory changes
+    os.utime(model.model_dir, ns=(0, 10**18))
+    manager.voices_of(model)
+    assert tts.listings == 2

@@ -1,9 +1,9 @@
-"""bragi.audio.subtitles: SRT and WebVTT from segments."""
+"""bragi.transcripts: SRT and WebVTT from segments."""
 
 from __future__ import annotations
 
-from bragi.audio import to_srt, to_vtt
 from bragi.backends.protocol import Segment
+from bragi.transcripts import to_srt, to_vtt
 
 SEGMENTS = [
     Segment(id=0, start=0.0, end=2.5, text=" It was the best of times,"),

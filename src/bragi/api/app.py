@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -26,16 +27,19 @@ log = logging.getLogger("bragi")
 
 
 def announce_first_key(keystore: KeyStore) -> None:
-    """On first boot, create an admin key and show it once (only its hash is kept)."""
+    """On first boot, create an admin key and show it once (only its hash is kept), on
+    standard error itself: not through logging, whose handlers may ship it elsewhere."""
     created = keystore.bootstrap()
     if created is None:
         return
-    log.warning(
-        "\n\n    First boot: created admin API key (shown only this once):\n\n        %s\n\n"
+    sys.stderr.write(
+        f"\n    First boot: created admin API key (shown only this once):\n\n"
+        f"        {created.key}\n\n"
         "    Use it as `Authorization: Bearer <key>` (OpenAI clients: api_key=...).\n"
-        "    More keys: `bragi keys create NAME`.\n",
-        created.key,
+        "    More keys: `bragi keys create NAME`.\n\n"
     )
+    sys.stderr.flush()
+    log.warning("first boot: created an admin API key, printed once on standard error")
 
 
 def create_app(

@@ -58,9 +58,8 @@ def require_key(request: Request) -> KeyRecord | None:
             "Create one with `bragi keys create NAME`."
         )
     record = keystore.verify(token)
-    if record is None:
-        shown = token[:12] + "…" if len(token) > 12 else token
-        raise AuthenticationError(f"Incorrect API key provided: {shown}")
+    if record is None:  # not echoed: a response may end up in a log, with the key in it
+        raise AuthenticationError("Incorrect API key provided.")
     return record
 
 

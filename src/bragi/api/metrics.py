@@ -12,12 +12,13 @@ from collections.abc import Iterator
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bragi.models.manager import ModelManager
 from bragi.models.served import ModelState
 
-__all__ = ["Metrics", "MetricsMiddleware"]
+__all__ = ["Metrics", "MetricsMiddleware", "label_model"]
 
 _BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
@@ -49,6 +50,12 @@ class _ManagerCollector(Collector):
         yield running
         yield state
         yield GaugeMetricFamily("bragi_models_loaded", "Models loaded now", value=loaded)
+
+
+def label_model(request: Request, manager: ModelManager, alias: str) -> None:
+    """Label this request's metrics with ``alias``: a configured model's name, else
+    ``unknown``, so that names made up by clients never become series of their own."""
+    request.state.model = alias if alias in manager else "unknown"
 
 
 class Metrics:

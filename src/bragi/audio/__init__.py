@@ -1,4 +1,4 @@
-"""Audio in and out: the Audio type, decoding, resampling, encoders, subtitles."""
+"""Audio in and out: the Audio type, decoding, resampling, encoders."""
 
 from bragi.audio.decode import SUPPORTED_INPUT_FORMATS, decode_audio
 from bragi.audio.encode import (
@@ -9,7 +9,6 @@ from bragi.audio.encode import (
     encode_audio,
 )
 from bragi.audio.resample import StreamResampler, resample
-from bragi.audio.subtitles import to_srt, to_vtt
 from bragi.audio.types import Audio, Samples
 
 __all__ = [
@@ -24,6 +23,4 @@ __all__ = [
     "decode_audio",
     "encode_audio",
     "resample",
-    "to_srt",
-    "to_vtt",
 ]

@@ -1,8 +1,15 @@
-"""Decode uploaded audio bytes with PyAV into mono float32 at the engine's rate."""
+"""Decode uploaded audio with PyAV into mono float32 at the engine's rate.
+
+The upload is read from its file (a spooled temporary file for HTTP uploads), and the
+samples go into one array that grows in place and is trimmed at the end: decoding a
+long file holds its samples once, never a list of chunks plus their concatenation.
+"""
 
 from __future__ import annotations
 
 import io
+import os
+from typing import BinaryIO
 
 import av
 import av.error
@@ -11,7 +18,7 @@ import numpy as np
 from bragi.audio.types import Audio, Samples
 from bragi.errors import AudioDecodeError, AudioTooLongError, EmptyAudioError
 
-__all__ = ["SILENCE_PEAK", "SUPPORTED_INPUT_FORMATS", "decode_audio"]
+__all__ = ["SILENCE_PEAK", "SUPPORTED_INPUT_FORMATS", "decode_audio", "is_silent"]
 
 #: What OpenAI's transcription endpoint lists; anything FFmpeg reads is accepted.
 SUPPORTED_INPUT_FORMATS = (
@@ -29,8 +36,9 @@ SUPPORTED_INPUT_FORMATS = (
 )
 
 #: Peak level below which audio counts as silent: 1e-4 is -80 dBFS, under the
-#: noise floor of any real recording, so only digital silence is refused.
+#: noise floor of any real recording, so only digital silence counts.
 SILENCE_PEAK = 1e-4
+_GROWTH = 1.5  # how much the sample array grows when a file runs past its estimate
 
 _INVALID = f"Invalid file format. Supported formats: {list(SUPPORTED_INPUT_FORMATS)}"
 
@@ -46,20 +54,26 @@ _AV_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
-def decode_audio(data: bytes, sample_rate: int, max_seconds: float | None = None) -> Audio:
-    """Decode ``data`` (any container and codec FFmpeg reads) to mono at ``sample_rate``.
+def decode_audio(
+    data: bytes | BinaryIO, sample_rate: int, max_seconds: float | None = None
+) -> Audio:
+    """Decode ``data`` (bytes, or a seekable binary file; any container and codec FFmpeg
+    reads) to mono at ``sample_rate``.
 
-    Raises :class:`EmptyAudioError` for empty, zero-length or silent audio and
-    :class:`AudioDecodeError` for anything that is not decodable audio. A file cut
-    short decodes as far as it goes, as ffmpeg does. ``max_seconds`` bounds the decoded
-    length (a small, highly compressed upload can hold hours of audio).
+    Raises :class:`EmptyAudioError` for a file of no bytes and :class:`AudioDecodeError`
+    for anything that is not decodable audio. Valid audio with no samples, or silent
+    (:func:`is_silent`), is returned as it is: callers decide what silence means. A file
+    cut short decodes as far as it goes, as ffmpeg does. ``max_seconds`` bounds the
+    decoded length (a small, highly compressed upload can hold hours of audio).
     """
     if sample_rate <= 0:
         raise ValueError("sample_rate must be positive")
-    if not data:
+    source = io.BytesIO(data) if isinstance(data, bytes | bytearray | memoryview) else data
+    if source.seek(0, os.SEEK_END) == 0:
         raise EmptyAudioError("The audio file is empty.", param="file")
+    source.seek(0)
     try:
-        container = av.open(io.BytesIO(data), mode="r", metadata_errors="ignore")
+        container = av.open(source, mode="r", metadata_errors="ignore")
     except _AV_ERRORS as exc:
         raise AudioDecodeError(_INVALID, param="file") from exc
     try:
@@ -69,25 +83,34 @@ def decode_audio(data: bytes, sample_rate: int, max_seconds: float | None = None
                 param="file",
             )
         limit = None if max_seconds is None else int(max_seconds * sample_rate)
-        chunks, failed = _decode_stream(container, sample_rate, limit)
+        samples, failed = _decode_stream(container, sample_rate, limit)
     finally:
         container.close()
 
-    if not chunks:
-        if failed:
-            raise AudioDecodeError(_INVALID, param="file")
-        raise EmptyAudioError("The audio contains no samples.", param="file")
-    # One concatenate (also a fresh, writable array for the in-place fixes below).
-    samples: Samples = np.concatenate(chunks)
+    if not len(samples) and failed:
+        raise AudioDecodeError(_INVALID, param="file")
     return Audio(_normalize(samples), sample_rate)
+
+
+def is_silent(audio: Audio) -> bool:
+    """Whether ``audio`` holds no samples, or none above -80 dBFS (digital silence)."""
+    samples = audio.samples
+    return not len(samples) or float(max(samples.max(), -samples.min())) < SILENCE_PEAK
+
+
+def _estimate(container: av.container.InputContainer, rate: int, limit: int | None) -> int:
+    """Samples to make room for at first: the container's duration, when it has one."""
+    duration = container.duration  # microseconds (AV_TIME_BASE), None when unknown
+    guess = int(duration * rate / 1_000_000) + rate if duration else 30 * rate
+    return min(guess, limit + rate) if limit is not None else guess
 
 
 def _decode_stream(
     container: av.container.InputContainer, rate: int, limit: int | None
-) -> tuple[list[Samples], bool]:
-    """The decoded chunks, and whether any packet failed to demux or decode."""
+) -> tuple[Samples, bool]:
+    """The decoded samples, and whether any packet failed to demux or decode."""
     stream = container.streams.audio[0]
-    mono = _MonoResampler(rate)
+    mono = _MonoResampler(rate, _estimate(container, rate, limit))
     failed = False
     demuxer = container.demux(stream)
     while True:
@@ -108,7 +131,7 @@ def _decode_stream(
             frames = []
         for frame in frames:
             failed |= not mono.push(frame)
-        if limit is not None and mono.samples > limit:
+        if limit is not None and mono.size > limit:
             raise AudioTooLongError(
                 f"The audio is longer than the server's limit of {limit / rate / 60:.0f} "
                 "minutes (max_audio_minutes).",
@@ -117,16 +140,18 @@ def _decode_stream(
         if packet is None:
             break
     failed |= not mono.flush()
-    return mono.chunks, failed
+    return mono.samples(), failed
 
 
 class _MonoResampler:
-    """Downmix, convert and resample decoded frames to mono float32 in one pass."""
+    """Downmix, convert and resample decoded frames to mono float32 in one pass, into one
+    array that grows in place (``ndarray.resize``: a realloc, not a copy of the samples
+    so far) and is trimmed to size at the end."""
 
-    def __init__(self, rate: int) -> None:
+    def __init__(self, rate: int, capacity: int) -> None:
         self.rate = rate
-        self.chunks: list[Samples] = []
-        self.samples = 0
+        self.size = 0
+        self._buffer: Samples = np.empty(max(1, capacity), dtype=np.float32)
         self._resampler: av.AudioResampler | None = None
         self._setup: tuple[str, str, int] | None = None
 
@@ -161,21 +186,31 @@ class _MonoResampler:
         for out in frames:
             plane: Samples = out.to_ndarray()[0]
             if len(plane):
-                self.chunks.append(plane)
-                self.samples += len(plane)
+                self._append(plane)
         return True
+
+    def _append(self, plane: Samples) -> None:
+        end = self.size + len(plane)
+        if end > len(self._buffer):
+            # Only this module holds the buffer: no view of it can dangle.
+            self._buffer.resize(max(end, int(len(self._buffer) * _GROWTH)), refcheck=False)
+        self._buffer[self.size : end] = plane
+        self.size = end
+
+    def samples(self) -> Samples:
+        """The samples decoded, in the buffer trimmed to them (the buffer is handed over)."""
+        self._buffer.resize(self.size, refcheck=False)
+        return self._buffer
 
 
 def _normalize(samples: Samples) -> Samples:
-    """Refuse silence; repair NaN/inf and over-range float input in place."""
+    """Repair NaN/inf and over-range float input in place."""
+    if not len(samples):
+        return samples
     peak = float(max(samples.max(), -samples.min()))
     if not np.isfinite(peak):
         np.nan_to_num(samples, copy=False, nan=0.0, posinf=1.0, neginf=-1.0)
         peak = float(max(samples.max(), -samples.min()))
-    if peak < SILENCE_PEAK:
-        raise EmptyAudioError(
-            "The audio is silent: its peak level is below -80 dBFS.", param="file"
-        )
     if peak > 1.0:
         # Float files and lossy codecs can exceed full scale; scaling keeps the
         # waveform where clipping would distort it.

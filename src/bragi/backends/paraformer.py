@@ -20,6 +20,16 @@ from typing import Any, Literal
 import numpy as np
 
 from bragi.audio.types import Audio, Samples
+from bragi.backends.chunked import (
+    SAMPLE_RATE,
+    ChunkedOptions,
+    Token,
+    ensure_open,
+    make_segment,
+    plan_chunks,
+    read_onnx_header,
+    usable_cpus,
+)
 from bragi.backends.protocol import (
     BackendOptions,
     Device,
@@ -28,15 +38,6 @@ from bragi.backends.protocol import (
     SttCapabilities,
     TranscribeOptions,
     TranscriptionInfo,
-)
-from bragi.backends.sherpa import (
-    SAMPLE_RATE,
-    ChunkedOptions,
-    Token,
-    make_segment,
-    plan_chunks,
-    read_onnx_header,
-    usable_cpus,
 )
 from bragi.errors import EngineError, ModelUnavailableError
 
@@ -79,10 +80,8 @@ class ParaformerEngine:
         self, audio: Audio, options: TranscribeOptions
     ) -> tuple[Generator[Segment, None, None], TranscriptionInfo]:
         """Check the request, find the speech, then decode it piece by piece as it is read."""
-        closed = self._recognizer is None
-        chunks, info = plan_chunks(
-            "Paraformer", closed, audio, options, self.capabilities, self._options
-        )
+        chunks, info = plan_chunks("Paraformer", audio, options, self.capabilities, self._options)
+        ensure_open(self._recognizer, "Paraformer")
         return self._segments(audio.samples, chunks), info
 
     def close(self) -> None:

@@ -23,6 +23,15 @@ from typing import Any
 import numpy as np
 
 from bragi.audio.types import Audio, Samples
+from bragi.backends.chunked import (
+    SAMPLE_RATE,
+    ChunkedOptions,
+    Token,
+    ensure_open,
+    make_segment,
+    plan_chunks,
+    usable_cpus,
+)
 from bragi.backends.protocol import (
     BackendOptions,
     Device,
@@ -31,14 +40,6 @@ from bragi.backends.protocol import (
     SttCapabilities,
     TranscribeOptions,
     TranscriptionInfo,
-)
-from bragi.backends.sherpa import (
-    SAMPLE_RATE,
-    ChunkedOptions,
-    Token,
-    make_segment,
-    plan_chunks,
-    usable_cpus,
 )
 from bragi.errors import EngineError, ModelUnavailableError
 
@@ -78,10 +79,8 @@ class ParakeetEngine:
         self, audio: Audio, options: TranscribeOptions
     ) -> tuple[Generator[Segment, None, None], TranscriptionInfo]:
         """Check the request, find the speech, then decode it piece by piece as it is read."""
-        closed = self._model is None
-        chunks, info = plan_chunks(
-            "Parakeet", closed, audio, options, self.capabilities, self._options
-        )
+        chunks, info = plan_chunks("Parakeet", audio, options, self.capabilities, self._options)
+        ensure_open(self._model, "Parakeet")
         return self._segments(audio.samples, chunks), info
 
     def close(self) -> None:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
 from bragi.audio.types import Audio
+from bragi.types import Device, ModelKind, Segment, TranscriptionInfo, Word
 
 __all__ = [
     "Backend",
@@ -43,13 +43,6 @@ __all__ = [
     "Word",
 ]
 
-Device = Literal["cpu", "cuda"]
-
-
-class ModelKind(StrEnum):
-    STT = "stt"
-    TTS = "tts"
-
 
 class BackendOptions(BaseModel):
     """Base for a backend's ``options:``; unknown keys fail at config time."""
@@ -58,38 +51,6 @@ class BackendOptions(BaseModel):
 
 
 # --- speech to text ---------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Word:
-    word: str
-    start: float
-    end: float
-    probability: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Segment:
-    """One decoded stretch of speech, with the ten fields OpenAI's verbose_json has."""
-
-    id: int
-    start: float
-    end: float
-    text: str
-    seek: int = 0
-    tokens: Sequence[int] = ()
-    temperature: float = 0.0
-    avg_logprob: float = 0.0
-    compression_ratio: float = 0.0
-    no_speech_prob: float = 0.0
-    words: Sequence[Word] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class TranscriptionInfo:
-    language: str  # ISO 639-1 code, e.g. "en"
-    duration: float  # seconds of input audio
-    language_probability: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from bragi.audio.types import Audio
 from bragi.backends.protocol import VoiceReference
-from bragi.backends.sherpa import speech_chunks
+from bragi.backends.chunked import speech_chunks
 from bragi.errors import InvalidRequestError
 
 __all__ = ["FittedReference", "fit_reference", "needs_transcript"]

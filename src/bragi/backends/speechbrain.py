@@ -27,8 +27,8 @@ from typing import Any, Literal, cast
 import yaml
 from pydantic import ConfigDict, Field
 
+from bragi.backends.chunked import ChunkedOptions
 from bragi.backends.protocol import BackendOptions, Device, ModelKind, SpeechToText
-from bragi.backends.sherpa import ChunkedOptions
 from bragi.errors import ModelUnavailableError
 from bragi.languages import language_code
 

@@ -7,7 +7,7 @@ symlinks, no fetch. A checkpoint the hyperparams name on the hub or elsewhere is
 from the model directory by its file name, or loading fails saying which is missing.
 
 Long audio is cut at pauses by Bragi's energy detector (``speech_chunks`` in
-:mod:`bragi.backends.sherpa`, as for Paraformer and Parakeet); each stretch is one
+:mod:`bragi.backends.chunked`, as for Paraformer and Parakeet); each stretch is one
 ``transcribe_batch`` call and one segment with its real start and end. SpeechBrain's ASR
 interfaces give no token times, so segments carry no words.
 """
@@ -31,6 +31,7 @@ from speechbrain.utils.fetching import (
 )
 
 from bragi.audio.types import Audio, Samples
+from bragi.backends.chunked import ensure_open, plan_chunks
 from bragi.backends.protocol import (
     Device,
     Segment,
@@ -38,7 +39,6 @@ from bragi.backends.protocol import (
     TranscribeOptions,
     TranscriptionInfo,
 )
-from bragi.backends.sherpa import plan_chunks
 from bragi.backends.speechbrain import HYPERPARAMS, ModelSpec, SpeechBrainOptions
 from bragi.devices import usable_cpus
 from bragi.errors import EngineError, ModelUnavailableError
@@ -144,10 +144,8 @@ class SpeechBrainEngine:
         self, audio: Audio, options: TranscribeOptions
     ) -> tuple[Generator[Segment, None, None], TranscriptionInfo]:
         """Check the request and find the speech now; decode it piece by piece as it is read."""
-        closed = self._model is None
-        chunks, info = plan_chunks(
-            "SpeechBrain", closed, audio, options, self.capabilities, self._options
-        )
+        chunks, info = plan_chunks("SpeechBrain", audio, options, self.capabilities, self._options)
+        ensure_open(self._model, "SpeechBrain")
         return self._segments(audio.samples, chunks), info
 
     def close(self) -> None:

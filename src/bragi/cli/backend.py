@@ -51,7 +51,7 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
 
 
 def _envs(args: argparse.Namespace) -> Any:
-    from bragi.cli.main import settings_from_args
+    from bragi.cli.common import settings_from_args
     from bragi.runners import EngineEnvs
 
     settings = settings_from_args(args)

@@ -31,7 +31,7 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
 
 
 def _store(args: argparse.Namespace) -> KeyStore:
-    from bragi.cli.main import settings_from_args
+    from bragi.cli.common import settings_from_args
 
     return KeyStore(settings_from_args(args).data_dir / "keys.db")
 

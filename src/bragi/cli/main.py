@@ -3,38 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from bragi import __version__
 from bragi.cli import backend, keys, models, serve, speak, transcribe, voices
-from bragi.config import Settings, load_settings
+from bragi.cli.common import common_arguments, configure_logging, settings_from_args
 from bragi.errors import BragiError, ConfigError
 
-__all__ = ["main", "settings_from_args"]
-
-
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config",
-        type=Path,
-        help="YAML config file (default: $BRAGI_CONFIG, else /etc/bragi/config.yaml when present)",
-    )
-    parser.add_argument("--data-dir", type=Path, help="models and keys live here ($BRAGI_DATA_DIR)")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="$BRAGI_DEVICE")
-    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-
-
-def settings_from_args(args: argparse.Namespace, **extra: object) -> Settings:
-    return load_settings(
-        args.config,
-        data_dir=args.data_dir,
-        device=args.device,
-        log_level=args.log_level,
-        **extra,
-    )
+# settings_from_args and configure_logging are re-exported for commands written against
+# this module; commands import them from bragi.cli.common (main imports every command).
+__all__ = ["configure_logging", "main", "settings_from_args"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"bragi {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in (serve, transcribe, speak, keys, voices, models, backend):
-        module.register(commands, _common)
+        module.register(commands, common_arguments)
     return parser
 
 
@@ -68,14 +47,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return code
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    # The hub client's HTTP library logs every request at INFO; Bragi logs progress itself.
-    for noisy in ("httpx", "httpx2", "httpcore", "huggingface_hub"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))

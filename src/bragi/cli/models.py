@@ -68,7 +68,7 @@ class _ProgressBar:
 
 
 def _store_and_catalog(args: argparse.Namespace) -> tuple[Any, Any]:
-    from bragi.cli.main import settings_from_args
+    from bragi.cli.common import settings_from_args
     from bragi.models.catalog import Catalog
     from bragi.models.store import ModelStore
 

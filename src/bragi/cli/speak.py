@@ -39,13 +39,13 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
 
 
 def run(args: argparse.Namespace) -> int:
-    from bragi.api.routes.speech import synthesis_plan
     from bragi.audio import OUTPUT_FORMATS
     from bragi.audio.speech_encoder import SpeechEncoder
     from bragi.backends.protocol import Engine, ModelKind, TextToSpeech
+    from bragi.cli.common import settings_from_args
     from bragi.cli.local import default_alias, with_local_engine
-    from bragi.cli.main import settings_from_args
     from bragi.errors import InvalidRequestError
+    from bragi.speech import synthesis_plan
     from bragi.voices import VoiceStore
     from bragi.voices.choose import choose_voice
 

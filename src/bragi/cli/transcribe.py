@@ -32,13 +32,13 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
 
 
 def run(args: argparse.Namespace) -> int:
-    from bragi.api.transcript_formats import render_transcript
     from bragi.audio import decode_audio
     from bragi.backends.protocol import Engine, ModelKind, SpeechToText, TranscribeOptions
+    from bragi.cli.common import settings_from_args
     from bragi.cli.local import default_alias, with_local_engine
-    from bragi.cli.main import settings_from_args
     from bragi.errors import InvalidRequestError
     from bragi.languages import language_code
+    from bragi.transcripts import render_transcript, start_transcription
 
     try:
         data = args.file.read_bytes()
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     def work(engine: Engine) -> tuple[dict[str, Any] | str, str]:
         assert isinstance(engine, SpeechToText)
         audio = decode_audio(data, engine.capabilities.sample_rate)
-        segments, info = engine.transcribe(audio, options)
+        segments, info = start_transcription(engine, audio, options)
         return render_transcript(list(segments), info, args.format, options.task, args.words)
 
     body, _media_type = with_local_engine(settings, alias, ModelKind.STT, work)

@@ -48,7 +48,7 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    from bragi.cli.main import settings_from_args
+    from bragi.cli.common import settings_from_args
 
     return settings_from_args(args)
 
@@ -67,8 +67,8 @@ def _list(args: argparse.Namespace) -> int:
 
 def _add(args: argparse.Namespace) -> int:
     from bragi.errors import ModelNotFoundError
+    from bragi.models.openai_voices import OPENAI_VOICES
     from bragi.models.starter import starter_models
-    from bragi.models.voices import OPENAI_VOICES
 
     settings = _settings(args)
     aliases = settings.models if settings.models is not None else starter_models()

@@ -37,21 +37,30 @@ def build_manager(
     configs = settings.models if settings.models is not None else starter_models(manager.catalog)
     for alias, config in configs.items():
         source = plan_source(config.model, config.revision, manager.catalog)
-        model = ServedModel(alias, config, source)
         on_disk = local_copy(source, manager.store)
         backend = choose_backend(alias, config, source, registry, on_disk)
+        model = ServedModel(
+            alias,
+            config,
+            source,
+            kind=backend.kind if backend is not None else None,
+            max_concurrency=config.max_concurrency or settings.max_concurrency,
+            max_queue=settings.max_queue if config.max_queue is None else config.max_queue,
+        )
         if backend is not None:
-            model.kind = backend.kind
             companions = companion_dirs(source, manager.store) if on_disk else {}
             options = validate_options(alias, backend, config, source, companions)
             try:
                 registry.require_available(backend)
                 if on_disk is not None:
                     check_model(backend, on_disk)
-            except (BackendUnavailableError, ConfigError) as exc:
-                model.fail(exc.message)
+            except BackendUnavailableError as exc:
+                model.unavailable(exc.message, "engine not installed")
+            except ConfigError as exc:  # files the backend refuses (see ModelCheck)
+                model.unavailable(exc.message)
             else:
                 if on_disk is not None:
-                    model.set_prepared(backend, on_disk, options)
+                    model.prepared(backend, on_disk, options)
+                    manager.voices_of(model)  # read its voices now, before the event loop
         manager.add(alias, model)
     return manager

@@ -1,80 +1,73 @@
-"""The model manager: alias ─▶ loaded engine.
+"""The model manager: alias ─▶ loaded engine, for every protocol the server speaks.
 
-Each configured model is a :class:`ServedModel`. Its files are fetched in the
-background at start-up; it is loaded on first use (or at start-up when ``preload``)
-under a per-model lock, so concurrent first requests load it once; it is used through
-a ref-counted :class:`Lease`, so a model in use is never unloaded; it is unloaded when
-its keep-alive runs out, or evicted least-recently-used when ``max_loaded_models`` is
-reached. Each model admits ``max_concurrency`` requests at once and queues at most
-``max_queue`` more; beyond that, 429 with ``Retry-After``. The clock is injected so
-tests never sleep.
+Each configured model is a :class:`ServedModel`. A request goes through three small
+parts, each readable on its own:
+
+* :mod:`~bragi.models.admission`: the model's concurrency slots and queue (429 beyond);
+* :mod:`~bragi.models.residency`: load on first use, keep-alive, LRU eviction at
+  ``max_loaded_models``, all under one lock per model;
+* :mod:`~bragi.models.downloads`: files fetched in the background, failed downloads
+  retried, everything aborted on shutdown.
+
+It holds the engine through a :class:`Lease` (an async context manager) until it is
+done, so a model in use is never unloaded. The clock is injected so tests never sleep.
 """
 
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
-import os
 import time
 from collections.abc import Callable
 from types import TracebackType
 
-from anyio import CancelScope, to_thread
-
-from bragi.backends.protocol import (
-    Backend,
-    Device,
-    Engine,
-    ModelKind,
-    TextToSpeech,
-    Voice,
-    VoiceListing,
-)
+from bragi.backends.protocol import Device, Engine, ModelKind, TextToSpeech, Voice
 from bragi.backends.registry import BackendRegistry
-from bragi.config import Settings
+from bragi.config import ModelConfig, Settings
 from bragi.devices import resolve_device
-from bragi.errors import (
-    BragiError,
-    InvalidRequestError,
-    ModelFetchError,
-    ModelNotFoundError,
-    ModelUnavailableError,
-    RateLimitError,
-)
+from bragi.errors import BragiError, InvalidRequestError, ModelNotFoundError, ModelUnavailableError
+from bragi.models.admission import Slot
 from bragi.models.catalog import Catalog
-from bragi.models.prepare import prepare_model
+from bragi.models.downloads import Downloads
+from bragi.models.residency import LOAD_RETRY_SECONDS, FilesMissing, Residency, resident_memory
 from bragi.models.served import ModelState, ServedModel
-from bragi.models.store import DownloadProgress, ModelStore
-from bragi.runners import RunnerConfig, create_engine
+from bragi.models.store import ModelStore
+from bragi.models.tasks import BackgroundTasks
+from bragi.models.voice_lists import VoiceLists
+from bragi.runners import LiveWorkers, RunnerConfig, create_engine
 
-__all__ = ["Lease", "ModelManager", "resident_memory"]
+__all__ = [
+    "KILL_GRACE",
+    "LOAD_RETRY_SECONDS",
+    "STOP_TIMEOUT",
+    "Clock",
+    "Lease",
+    "ModelManager",
+    "resident_memory",
+    "runner_config",
+]
 
 log = logging.getLogger(__name__)
-#: A model that failed to load is tried again by the first request after this many seconds.
-LOAD_RETRY_SECONDS = 30.0
 Clock = Callable[[], float]
 
-_RETRY_FIRST, _RETRY_MAX = 15.0, 600.0
-_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+#: Seconds ``stop()`` gives downloads and engines to end before it kills the workers
+#: still running. With uvicorn's 10 s for requests, ``bragi serve`` exits within 25 s
+#: of SIGTERM, inside Kubernetes' default grace of 30 s (deploy/kubernetes).
+STOP_TIMEOUT = 15.0
+#: After the kill, for the threads that waited on the workers to see them gone.
+KILL_GRACE = 2.0
+
 _KIND_ROUTE = {ModelKind.STT: "/v1/audio/transcriptions", ModelKind.TTS: "/v1/audio/speech"}
 _KIND_NAME = {ModelKind.STT: "a speech-to-text", ModelKind.TTS: "a text-to-speech"}
 
 
-def resident_memory() -> int | None:
-    """This process's resident set size in bytes (Linux), else None."""
-    try:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * _PAGE_SIZE
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 class Lease:
-    """A request's hold on a loaded engine; releasing it lets the model be unloaded."""
+    """A request's hold on a model: its admission slot and its loaded engine. Releasing it
+    (once; later calls do nothing) lets the next request in and the model unload."""
 
-    def __init__(self, manager: ModelManager, model: ServedModel, engine: Engine):
-        self._manager = manager
+    def __init__(self, residency: Residency, model: ServedModel, engine: Engine, slot: Slot):
+        self._residency = residency
+        self._slot = slot
         self.model = model
         self.engine = engine
         self._released = False
@@ -82,7 +75,8 @@ class Lease:
     async def release(self) -> None:
         if not self._released:
             self._released = True
-            await self._manager._release(self.model)
+            self._slot.release()
+            await self._residency.release(self.model)
 
     async def __aenter__(self) -> Lease:
         return self
@@ -112,18 +106,33 @@ class ModelManager:
         self.store = store or ModelStore(settings.models_dir)
         self.clock = clock
         self._models: dict[str, ServedModel] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.retry_fetches = False
-        self.retry_first_delay = _RETRY_FIRST
-        self._device = None if settings.device == "auto" else settings.device
+        self._tasks = BackgroundTasks()
+        self._workers = LiveWorkers()
+        self._voice_lists = VoiceLists()
+        self._device: Device | None = None if settings.device == "auto" else settings.device
+        self._stopping = False
+        self.downloads = Downloads(
+            registry, self.store, self._tasks, on_files=self._voice_lists.warm
+        )
+        self.residency = Residency(
+            self.models,
+            self._load_engine,
+            clock=clock,
+            max_loaded_models=settings.max_loaded_models,
+            keep_alive=settings.keep_alive,
+            on_files_missing=self.downloads.prepare_later,
+        )
 
-    # --- configuration ------------------------------------------------------
+    # --- the configured models ------------------------------------------------
 
     def add(self, alias: str, model: ServedModel) -> None:
         self._models[alias] = model
 
     def models(self) -> list[ServedModel]:
         return list(self._models.values())
+
+    def __contains__(self, alias: object) -> bool:
+        return alias in self._models
 
     def get(self, alias: str) -> ServedModel:
         try:
@@ -135,156 +144,126 @@ class ModelManager:
             ) from None
 
     @property
-    def device(self) -> str:
+    def device(self) -> Device:
         if self._device is None:
             self._device = resolve_device(self.settings.device)
         return self._device
 
     def voices_of(self, model: ServedModel) -> list[Voice] | None:
-        """A TTS model's voices: from the loaded engine, else from its files."""
+        """A TTS model's voices: from the loaded engine, else from its files (read once,
+        in the thread that fetched them, and kept while its directory is unchanged)."""
         if model.kind is not ModelKind.TTS:
             return None
-        if isinstance(model.engine, TextToSpeech):
-            return list(model.engine.voices())
-        if isinstance(model.backend, VoiceListing) and model.model_dir is not None:
-            return list(model.backend.voices_in(model.model_dir, model.options))
-        return None
+        engine = model.engine
+        if isinstance(engine, TextToSpeech):
+            return list(engine.voices())
+        if model.backend is None or model.model_dir is None:
+            return None
+        return self._voice_lists.voices(model.backend, model.model_dir, model.options)
 
-    def is_ready(self) -> bool:
-        return all(m.state in (ModelState.AVAILABLE, ModelState.LOADED) for m in self.models())
-
-    # --- background work ----------------------------------------------------
-
-    def _spawn(self, work: asyncio.Future[None] | asyncio.Task[None] | object) -> None:
-        assert asyncio.iscoroutine(work)
-        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    # --- start and stop -------------------------------------------------------
 
     async def start(self, *, reap_interval: float = 1.0, retry_fetches: bool = True) -> None:
-        """Fetch every model in the background, then preload those asked for. A failed
+        """Fetch every model in the background, and preload those asked for. A failed
         download is tried again with backoff (15 s doubling to 10 min) while the server runs."""
-        self.retry_fetches = retry_fetches
-        self._spawn(self._prepare_all())
+        self.downloads.retry = retry_fetches
+        for model in self.models():
+            self._tasks.spawn(self._prepare(model), f"prepare {model.alias}")
         if reap_interval > 0:
-            self._spawn(self._reap_forever(reap_interval))
+            self._tasks.spawn(self._reap_forever(reap_interval), "reap idle models")
 
-    async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        for model in self.models():
-            if model.engine is not None:
-                await self._unload(model)
+    async def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Abort downloads, end background work and close every engine in parallel; what
+        is still running after ``timeout`` seconds (a worker stuck in a step) is killed."""
+        self._stopping = True
+        self.downloads.abort()
+        pending: set[asyncio.Future[None]] = set(self._tasks.cancel_all())
+        pending.add(asyncio.ensure_future(self.residency.close_all()))
+        _, pending = await asyncio.wait(pending, timeout=timeout)
+        if pending:
+            killed = self._workers.kill_all()
+            log.warning(
+                "shutdown: still busy after %.0f s; killed %d worker process(es)", timeout, killed
+            )
+            _, pending = await asyncio.wait(pending, timeout=KILL_GRACE)
+        for left in pending:
+            left.cancel()
 
-    async def _prepare_all(self) -> None:
-        for model in self.models():
-            if model.state is ModelState.DOWNLOADING:
-                await self.prepare(model)
-        for model in self.models():
-            if model.config.preload and model.state is ModelState.AVAILABLE:
-                try:
-                    await self._ensure_loaded(model)
-                except BragiError as exc:
-                    log.error("preloading %s failed: %s", model.alias, exc.message)
+    async def _prepare(self, model: ServedModel) -> None:
+        """Fetch the model if its files are missing, then preload it if asked; each model
+        on its own, so no load waits for another model's download."""
+        if model.state is ModelState.DOWNLOADING:
+            await self.downloads.prepare(model)
+        self._preload_later(model)
 
-    async def prepare(self, model: ServedModel) -> None:
-        """Fetch the model's files and pick its backend; failures mark it failed."""
+    def _preload_later(self, model: ServedModel) -> None:
+        if model.config.preload and model.state is ModelState.AVAILABLE:
+            self._tasks.spawn(self._preload(model), f"preload {model.alias}")
 
-        def on_progress(progress: DownloadProgress) -> None:
-            model.progress = progress
-
-        model.state = ModelState.DOWNLOADING
+    async def _preload(self, model: ServedModel) -> None:
         try:
-            prepared = await to_thread.run_sync(
-                prepare_model, model, self.registry, self.store, on_progress
-            )
-        except ModelFetchError as exc:
-            # Hub unreachable, not cached yet, disk full: worth trying again later.
-            model.fail(exc.message)
-            delay = min(_RETRY_MAX, self.retry_first_delay * 2**model.fetch_failures)
-            model.fetch_failures += 1
-            log.error(
-                "model %s is unavailable: %s (retrying in %.0f s)", model.alias, exc.message, delay
-            )
-            if self.retry_fetches:
-                self._spawn(self._retry_prepare(model, delay))
-            return
+            await self.residency.load(model)
         except BragiError as exc:
-            model.fail(exc.message)
-            log.error("model %s is unavailable: %s", model.alias, exc.message)
-            return
-        model.fetch_failures = 0
-        model.set_prepared(*prepared)
-        log.info("model %s ready (%s, %s)", model.alias, model.backend_name, model.model_dir)
-
-    async def _retry_prepare(self, model: ServedModel, delay: float) -> None:
-        await asyncio.sleep(delay)
-        if model.state is ModelState.FAILED:
-            await self.prepare(model)
+            log.error("preloading %s failed: %s", model.alias, exc.message)
 
     async def _reap_forever(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
-            await self.reap()
+            try:
+                await self.residency.reap()
+            except Exception:  # keep-alive must outlive any one failure
+                log.exception("reaping idle models failed")
+
+    async def prepare(self, model: ServedModel) -> None:
+        """Fetch the model's files and pick its backend; failures mark it failed."""
+        await self.downloads.prepare(model)
 
     async def reap(self) -> list[str]:
         """Unload models whose keep-alive has run out; returns their aliases."""
-        now = self.clock()
-        expired = [
-            m
-            for m in self.models()
-            if m.engine is not None and m.in_use == 0 and m.expired(now, self.settings.keep_alive)
-        ]
-        for model in expired:
-            await self._unload(model)
-        return [m.alias for m in expired]
+        return await self.residency.reap()
 
-    # --- using a model -------------------------------------------------------
+    # --- using a model ----------------------------------------------------------
 
-    async def acquire(self, alias: str, kind: ModelKind) -> Lease:
-        """Admit a request to ``alias``, load it if needed, and lease its engine."""
+    async def admit(self, alias: str, kind: ModelKind) -> Slot:
+        """A place among ``alias``'s running requests (after queueing; 429 when the queue
+        is full), checked before anything costly, such as reading an upload, is done."""
         model = self.get(alias)
         self._check_kind(model, kind)
-        self._check_serviceable(model)
-        limit = model.config.max_concurrency or self.settings.max_concurrency
-        queue = (
-            self.settings.max_queue if model.config.max_queue is None else model.config.max_queue
-        )
-        if model.running >= limit and model.waiting >= queue:
-            raise RateLimitError(
-                f"Model `{alias}` is busy: {model.running} requests running and "
-                f"{model.waiting} waiting. Retry shortly.",
-                retry_after=model.retry_after_estimate(),
-            )
-        model.waiting += 1
-        try:
-            await model.slots(limit).acquire()
-        finally:
-            model.waiting -= 1
-        model.running += 1
-        try:
-            engine = await self._ensure_loaded(model)
-            self._check_kind(model, kind)
-        except BaseException:
-            model.running -= 1
-            model.slots(limit).release()
-            raise
-        model.in_use += 1
-        model.last_used = self.clock()
-        return Lease(self, model, engine)
+        if self._stopping:
+            raise ModelUnavailableError("The server is shutting down; retry on another.")
+        self.residency.check_serviceable(model)
+        return await model.admission.enter()
 
-    async def _release(self, model: ServedModel) -> None:
-        model.in_use -= 1
-        model.running -= 1
-        model.last_used = self.clock()
-        model.requests_served += 1
-        model.slots(model.config.max_concurrency or self.settings.max_concurrency).release()
-        if model.in_use == 0 and model.keep_alive(self.settings.keep_alive) == 0:
-            # Shielded: a request cancelled because its client left releases its lease in
-            # a cancelled scope, and the engine must still be closed, not just dropped.
-            with CancelScope(shield=True):
-                await self._unload(model)
+    async def acquire(self, alias: str, kind: ModelKind, *, slot: Slot | None = None) -> Lease:
+        """Admit a request to ``alias`` (unless it holds a ``slot`` from :meth:`admit`),
+        load the model if needed, and lease its engine."""
+        model = self.get(alias)
+        slot = slot or await self.admit(alias, kind)
+        try:
+            engine = await self.residency.lease(model)
+        except BaseException:
+            slot.release()
+            raise
+        lease = Lease(self.residency, model, engine, slot)
+        try:
+            self._check_kind(model, kind)  # a detected backend's kind is known once loaded
+        except BaseException:
+            await lease.release()
+            raise
+        return lease
+
+    async def load(self, alias: str) -> ServedModel:
+        """Load ``alias`` now; a model whose download failed is fetched again first."""
+        model = self.get(alias)
+        if model.state is ModelState.FAILED and model.load_failed_at is None:
+            await self.downloads.prepare(model)
+        self.residency.check_serviceable(model, retry_now=True)
+        await self.residency.load(model)
+        return model
+
+    async def unload(self, alias: str) -> bool:
+        """Unload ``alias`` now unless it is in use; returns whether it was unloaded."""
+        return await self.residency.unload(self.get(alias))
 
     def _check_kind(self, model: ServedModel, kind: ModelKind) -> None:
         if model.kind is not None and model.kind is not kind:
@@ -295,100 +274,25 @@ class ModelManager:
                 code="model_kind_mismatch",
             )
 
-    def _check_serviceable(self, model: ServedModel, *, retry_now: bool = False) -> None:
-        failed_at = model.load_failed_at
-        if model.state is ModelState.FAILED and failed_at is not None:
-            wait = LOAD_RETRY_SECONDS - (self.clock() - failed_at)
-            if retry_now or wait <= 0:
-                model.retry_load()
-            else:
-                raise ModelUnavailableError(
-                    f"Model `{model.alias}` is unavailable: {model.error} (the next request "
-                    f"after {wait:.0f} s tries again, or POST /admin/models/{model.alias}/load)"
-                )
-        if model.state is ModelState.FAILED:
-            raise ModelUnavailableError(f"Model `{model.alias}` is unavailable: {model.error}")
-        if model.state is ModelState.DOWNLOADING:
-            raise ModelUnavailableError(
-                f"Model `{model.alias}` is still being downloaded ({model.progress_text()}); "
-                "retry when /health/ready reports it."
-            )
+    def _load_engine(self, model: ServedModel) -> Engine:
+        """Make the model's engine (blocking: runs in a worker thread)."""
+        backend, model_dir, options = model.backend, model.model_dir, model.options
+        assert backend is not None and model_dir is not None and options is not None
+        if not model_dir.is_dir():
+            raise FilesMissing(model_dir)
+        runner = runner_config(model.alias, model.config, self.settings, self._workers)
+        return create_engine(backend, model_dir, self.device, options, runner)
 
-    async def load(self, alias: str) -> ServedModel:
-        model = self.get(alias)
-        self._check_serviceable(model, retry_now=True)
-        await self._ensure_loaded(model)
-        return model
 
-    async def unload(self, alias: str) -> bool:
-        """Unload ``alias`` now unless it is in use; returns whether it was unloaded."""
-        model = self.get(alias)
-        if model.engine is None or model.in_use:
-            return False
-        await self._unload(model)
-        return True
-
-    async def _ensure_loaded(self, model: ServedModel) -> Engine:
-        if model.engine is not None:
-            return model.engine
-        async with model.load_lock:
-            if model.engine is not None:  # someone else loaded it while we waited
-                return model.engine
-            self._check_serviceable(model)
-            await self._make_room(model)
-            backend = model.backend
-            assert backend is not None and model.model_dir is not None
-            model.state = ModelState.LOADING
-            started = time.perf_counter()
-            rss_before = resident_memory()
-            try:
-                engine = await to_thread.run_sync(self._load_engine, model, backend)
-            except BragiError as exc:
-                model.fail_load(exc.message, self.clock())
-                raise ModelUnavailableError(
-                    f"Model `{model.alias}` failed to load: {exc.message}"
-                ) from exc
-            except Exception as exc:  # an engine library failing in its own way
-                log.exception("loading %s failed", model.alias)
-                model.fail_load(f"{type(exc).__name__}: {exc}", self.clock())
-                raise ModelUnavailableError(
-                    f"Model `{model.alias}` failed to load: {model.error}"
-                ) from exc
-            rss_after = resident_memory()
-            grown = rss_after - rss_before if rss_after and rss_before else None
-            model.set_loaded(engine, self.clock(), grown if grown and grown > 0 else None)
-            log.info("loaded %s in %.2f s", model.alias, time.perf_counter() - started)
-            return engine
-
-    def _load_engine(self, model: ServedModel, backend: Backend) -> Engine:
-        assert model.model_dir is not None and model.options is not None
-        device: Device = "cpu" if self.device == "cpu" else "cuda"
-        runner = RunnerConfig.for_model(model.alias, model.config, self.settings)
-        return create_engine(backend, model.model_dir, device, model.options, runner)
-
-    async def _make_room(self, incoming: ServedModel) -> None:
-        limit = self.settings.max_loaded_models
-        if limit <= 0:
-            return
-        loaded = [m for m in self.models() if m.engine is not None and m is not incoming]
-        while len(loaded) >= limit:
-            idle = sorted((m for m in loaded if m.in_use == 0), key=lambda m: m.last_used)
-            if not idle:
-                raise ModelUnavailableError(
-                    f"All {limit} loaded models are busy; `{incoming.alias}` cannot be loaded "
-                    "now. Retry shortly or raise max_loaded_models."
-                )
-            victim = idle[0]
-            log.info("evicting %s (least recently used) to load %s", victim.alias, incoming.alias)
-            await self._unload(victim)
-            loaded.remove(victim)
-
-    async def _unload(self, model: ServedModel) -> None:
-        engine = model.engine
-        if engine is None:
-            return
-        model.set_unloaded()
-        await to_thread.run_sync(engine.close)
-        del engine
-        gc.collect()
-        log.info("unloaded %s", model.alias)
+def runner_config(
+    alias: str, config: ModelConfig, settings: Settings, workers: LiveWorkers | None = None
+) -> RunnerConfig:
+    """How ``alias``'s engine runs, from its model config and the settings."""
+    return RunnerConfig(
+        runner=config.runner,
+        label=alias,
+        timeout=config.worker_timeout,
+        load_timeout=config.worker_load_timeout,
+        envs_dir=settings.data_dir / "envs",
+        workers=workers,
+    )

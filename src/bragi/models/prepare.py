@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from bragi.backends.protocol import Backend, BackendOptions, ModelCheck
 from bragi.backends.registry import BackendRegistry
 from bragi.config import ModelConfig
-from bragi.errors import ConfigError
+from bragi.errors import ConfigError, ModelFetchError
 from bragi.models.resolve import ModelSource, companion_dirs, fetch_source
 from bragi.models.store import DownloadProgress, ModelStore
 
@@ -80,6 +80,8 @@ def prepare_model(
 ) -> tuple[Backend, Path, BackendOptions]:
     """Fetch the files (blocking), pick the backend, validate options."""
     model_dir = fetch_source(model.source, store, progress)
+    if not model_dir.is_dir():  # a local directory that is gone (a volume not mounted yet)
+        raise ModelFetchError(f"model directory {model_dir} does not exist")
     backend = choose_backend(model.alias, model.config, model.source, registry, model_dir)
     assert backend is not None
     registry.require_available(backend)

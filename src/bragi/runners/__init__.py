@@ -10,12 +10,13 @@ imports nothing that only the server has (no FastAPI, no settings).
 
 from bragi.runners.envs import EngineEnvs, EnvManifest
 from bragi.runners.placement import RunnerConfig, backend_reference, create_engine, runs_in_worker
-from bragi.runners.process import WorkerProcess, WorkerSpec
+from bragi.runners.process import LiveWorkers, WorkerProcess, WorkerSpec
 from bragi.runners.proxy import RemoteStream, WorkerSpeechToText, WorkerTextToSpeech
 
 __all__ = [
     "EngineEnvs",
     "EnvManifest",
+    "LiveWorkers",
     "RemoteStream",
     "RunnerConfig",
     "WorkerProcess",

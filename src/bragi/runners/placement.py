@@ -15,17 +15,14 @@ import sys
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from bragi.backends.protocol import Backend, BackendOptions, Device, Engine, IsolatedBackend
 from bragi.backends.registry import ENTRY_POINT_GROUP, load_engine
-from bragi.errors import BackendUnavailableError, ConfigError
+from bragi.errors import BackendUnavailableError
 from bragi.runners.envs import EngineEnvs, environment_of
-from bragi.runners.process import WorkerSpec
+from bragi.runners.process import LiveWorkers, WorkerSpec
 from bragi.runners.proxy import start_worker
-
-if TYPE_CHECKING:
-    from bragi.config import ModelConfig, Settings
 
 __all__ = ["RunnerConfig", "backend_reference", "create_engine", "runs_in_worker"]
 
@@ -35,23 +32,14 @@ Runner = Literal["auto", "process", "worker"]
 
 @dataclass(frozen=True, slots=True)
 class RunnerConfig:
-    """How one model's engine runs (from its ``ModelConfig`` and the settings)."""
+    """How one model's engine runs (the manager makes one from the model's config)."""
 
     runner: Runner = "auto"
     label: str = "engine"  # the model alias, for log lines and errors
     timeout: float = 120.0
     load_timeout: float = 600.0
     envs_dir: Path | None = None  # ``<data_dir>/envs``
-
-    @classmethod
-    def for_model(cls, alias: str, config: ModelConfig, settings: Settings) -> RunnerConfig:
-        return cls(
-            runner=config.runner,
-            label=alias,
-            timeout=config.worker_timeout,
-            load_timeout=config.worker_load_timeout,
-            envs_dir=settings.data_dir / "envs",
-        )
+    workers: LiveWorkers | None = None  # where a worker started for it is tracked
 
 
 def runs_in_worker(backend: Backend, runner: Runner) -> bool:
@@ -73,7 +61,7 @@ def backend_reference(backend: Backend) -> str | None:
     for attribute, value in vars(module).items() if module is not None else ():
         if value is backend:
             return f"{module.__name__}:{attribute}"  # type: ignore[union-attr]
-    raise ConfigError(
+    raise BackendUnavailableError(
         f"the {backend.name} backend cannot run in a worker: it is neither a "
         f"{ENTRY_POINT_GROUP} entry point nor a module-level object the worker can import"
     )
@@ -145,4 +133,4 @@ def create_engine(
         timeout=config.timeout,
         load_timeout=config.load_timeout,
     )
-    return start_worker(spec, backend.kind)
+    return start_worker(spec, backend.kind, config.workers)

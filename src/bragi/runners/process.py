@@ -17,6 +17,7 @@ import socket
 import subprocess
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from bragi.errors import BragiError, ModelUnavailableError
 from bragi.runners import codec
 from bragi.runners.framing import Channel, ChannelClosed, Frame
 
-__all__ = ["WorkerProcess", "WorkerSpec"]
+__all__ = ["LiveWorkers", "WorkerProcess", "WorkerSpec"]
 
 log = logging.getLogger(__name__)
 Payload = bytes | bytearray | memoryview
@@ -75,6 +76,25 @@ class _OutputReader(threading.Thread):
                 if line:
                     self.tail.append(line)
                     log.info("[%s] %s", self._label, line)
+
+
+class LiveWorkers:
+    """The worker processes one server started, so that shutdown can kill those still
+    running when its deadline passes (loading, or stuck in a step)."""
+
+    def __init__(self) -> None:
+        self._workers: weakref.WeakSet[WorkerProcess] = weakref.WeakSet()
+        self._lock = threading.Lock()
+
+    def add(self, worker: WorkerProcess) -> None:
+        with self._lock:
+            self._workers.add(worker)
+
+    def kill_all(self) -> int:
+        """Kill every worker process still running; returns how many there were."""
+        with self._lock:
+            workers = list(self._workers)
+        return sum(worker.kill() for worker in workers)
 
 
 class WorkerProcess:
@@ -130,8 +150,14 @@ class WorkerProcess:
             return frame, answered
 
     def cancel(self, stream: int, generation: int) -> None:
-        """Close a stream in the worker: now if the worker is free, else after its reply."""
+        """Close a stream in the worker, without waiting (safe on the event loop): sent
+        by a short-lived thread if the worker is free, else after the reply in flight."""
         self._cancels.append((stream, generation))
+        if not self._lock.locked():
+            name = f"bragi-cancel-{self.spec.label}"
+            threading.Thread(target=self._flush_if_free, name=name, daemon=True).start()
+
+    def _flush_if_free(self) -> None:
         if self._lock.acquire(blocking=False):
             try:
                 self._flush_cancels()
@@ -145,15 +171,24 @@ class WorkerProcess:
     def close(self) -> None:
         """Shut the worker down (the engine is closed, the process exits)."""
         with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            if self._alive():
+            killed, self._closed = self._closed, True
+            if not killed and self._alive():
                 try:
                     self._exchange({"op": "shutdown"}, b"", self.spec.timeout)
                 except BragiError as exc:
                     log.warning("shutting down %s: %s", self.spec.label, exc.message)
-            self._stop(kill=False)
+            self._stop(kill=killed)
+
+    def kill(self) -> bool:
+        """Kill the process now, without the lock: the exchange in flight fails (503) and
+        nothing restarts it. Returns whether a process was running."""
+        self._closed = True
+        process = self._process
+        if process is None or process.poll() is not None:
+            return False
+        log.warning("killing the worker for %s (pid %d)", self.spec.label, process.pid)
+        process.kill()
+        return True
 
     # --- under the lock ---------------------------------------------------------
 

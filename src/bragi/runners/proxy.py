@@ -26,7 +26,7 @@ from bragi.backends.protocol import (
 from bragi.errors import BragiError, EngineError
 from bragi.runners import codec
 from bragi.runners.framing import Frame
-from bragi.runners.process import WorkerProcess, WorkerSpec
+from bragi.runners.process import LiveWorkers, WorkerProcess, WorkerSpec
 
 __all__ = ["RemoteStream", "WorkerSpeechToText", "WorkerTextToSpeech", "start_worker"]
 
@@ -103,6 +103,11 @@ class _WorkerEngine:
     def close(self) -> None:
         self.worker.close()
 
+    def kill(self) -> None:
+        """End the worker now, without waiting for the step in flight (shutdown's last
+        resort)."""
+        self.worker.kill()
+
 
 class WorkerSpeechToText(_WorkerEngine):
     def __init__(self, worker: WorkerProcess):
@@ -147,9 +152,12 @@ class WorkerTextToSpeech(_WorkerEngine):
         return RemoteStream(self.worker, stream, generation, _chunk)
 
 
-def start_worker(spec: WorkerSpec, kind: ModelKind) -> Engine:
-    """Start a worker for ``spec``, load its engine, and return the engine's proxy."""
+def start_worker(spec: WorkerSpec, kind: ModelKind, workers: LiveWorkers | None = None) -> Engine:
+    """Start a worker for ``spec`` (tracked in ``workers``), load its engine, and return
+    the engine's proxy."""
     worker = WorkerProcess(spec)
+    if workers is not None:
+        workers.add(worker)
     loaded = worker.start()
     try:
         if loaded.get("kind") != kind.value or "capabilities" not in loaded:

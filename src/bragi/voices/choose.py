@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from bragi.backends.protocol import TextToSpeech, VoiceReference
 from bragi.config import VoiceMapping
 from bragi.errors import UnknownVoiceError
-from bragi.models.voices import cannot_clone, resolve_voice
+from bragi.models.openai_voices import cannot_clone, resolve_voice
 from bragi.voices.store import VoiceStore
 
 __all__ = ["choose_voice"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import shutil
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,14 +15,22 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from bragi.api.deps import AdminKey, Manager
-from bragi.errors import BragiError, InvalidRequestError, NotFoundError
+from bragi.errors import (
+    BragiError,
+    ConfigError,
+    InvalidRequestError,
+    ModelUnavailableError,
+    NotFoundError,
+)
+from bragi.models.downloads import DownloadAborted
 from bragi.models.manager import ModelManager
 from bragi.models.packaged import packaged_dir
-from bragi.models.resolve import fetch_source, plan_source, remove_companions
+from bragi.models.resolve import plan_source, remove_companions
 from bragi.models.served import ServedModel
 from bragi.models.store import DownloadProgress
 
 router = APIRouter(prefix="/admin", tags=["admin"])
+log = logging.getLogger(__name__)
 
 
 class PullRequest(BaseModel):
@@ -71,7 +80,10 @@ async def unload(alias: str, manager: Manager, _: AdminKey) -> dict[str, Any]:
 @router.post("/pull")
 async def pull(request: PullRequest, manager: Manager, _: AdminKey) -> StreamingResponse:
     """Download a model into the store, streaming progress as JSON lines."""
-    source = plan_source(request.model, request.revision, manager.catalog)
+    try:
+        source = plan_source(request.model, request.revision, manager.catalog)
+    except ConfigError as exc:  # not a catalog name, a repo id or a directory
+        raise InvalidRequestError(exc.message, param="model") from None
     events: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
     loop = asyncio.get_running_loop()
 
@@ -86,10 +98,17 @@ async def pull(request: PullRequest, manager: Manager, _: AdminKey) -> Streaming
 
     async def run() -> None:
         try:
-            path = await to_thread.run_sync(fetch_source, source, manager.store, on_progress)
+            path = await manager.downloads.fetch(source, on_progress)
             await events.put({"status": "success", "model": request.model, "path": str(path)})
+        except DownloadAborted:
+            stopping = ModelUnavailableError("The server is stopping; pull again later.")
+            await events.put({"status": "error", "error": stopping.to_body()["error"]})
         except BragiError as exc:
             await events.put({"status": "error", "error": exc.to_body()["error"]})
+        except Exception:  # the stream still ends with an error event, never cut short
+            log.exception("pulling %s failed", request.model)
+            failed = BragiError("The server had an error while pulling the model.")
+            await events.put({"status": "error", "error": failed.to_body()["error"]})
         finally:
             await events.put(None)
 
@@ -114,7 +133,10 @@ async def pull(request: PullRequest, manager: Manager, _: AdminKey) -> Streaming
 @router.delete("/models/{name:path}")
 async def delete(name: str, manager: Manager, _: AdminKey) -> dict[str, Any]:
     """Delete a downloaded model's files (not while a served model is loaded from them)."""
-    source = plan_source(name, None, manager.catalog)
+    try:
+        source = plan_source(name, None, manager.catalog)
+    except ConfigError as exc:  # not a catalog name, a repo id or a directory
+        raise NotFoundError(exc.message) from None
     if source.path is not None:
         raise InvalidRequestError(f"{name} is a local directory; Bragi does not delete those")
     for model in manager.models():

@@ -21,11 +21,13 @@ async def health() -> dict[str, str]:
 async def ready(manager: Manager) -> JSONResponse:
     """503 while configured models are still being fetched (saying what is missing), or
     when none can serve; 200 otherwise. A model that failed is reported ("degraded")
-    without holding the others out of service."""
+    without holding the others out of service, in two words: this route is open, so the
+    details (engine messages, paths) are for keys (``/v1/models``, ``/admin/models``)
+    and the log."""
     models = manager.models()
     states = {m.alias: m.state.value for m in models}
     pending = {m.alias: m.progress_text() for m in models if m.state is ModelState.DOWNLOADING}
-    failed = {m.alias: m.error for m in models if m.state is ModelState.FAILED}
+    failed = {m.alias: m.failure or "failed" for m in models if m.state is ModelState.FAILED}
     body: dict[str, object] = {"models": states}
     if pending:
         body |= {"status": "not_ready", "pending": pending}

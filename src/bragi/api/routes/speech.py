@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from typing import Literal
 
 from anyio import CancelScope, to_thread
@@ -20,12 +20,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bragi.api.deps import ApiKey, Manager, SettingsDep, VoiceStoreDep
 from bragi.api.forms import json_params
+from bragi.api.metrics import label_model
 from bragi.api.sse import SSE_HEADERS, sse_event
+from bragi.api.streaming import ClosingStreamingResponse
 from bragi.audio import CONTENT_TYPES, Audio
 from bragi.audio.speech_encoder import SpeechEncoder
-from bragi.backends.protocol import ModelKind, SynthesisRequest, TextToSpeech, VoiceReference
+from bragi.backends.protocol import ModelKind, TextToSpeech
 from bragi.errors import InvalidRequestError
 from bragi.models.manager import Lease, ModelManager
+from bragi.speech import synthesis_plan
 from bragi.voices.choose import choose_voice
 
 router = APIRouter(tags=["audio"])
@@ -63,35 +66,6 @@ class SpeechParams(BaseModel):
     @property
     def voice_name(self) -> str:
         return self.voice.id if isinstance(self.voice, VoiceRef) else self.voice
-
-
-def synthesis_plan(
-    text: str,
-    voice: str,
-    speed: float,
-    engine: TextToSpeech,
-    reference: VoiceReference | None = None,
-    language: str | None = None,
-    instructions: str | None = None,
-) -> tuple[SynthesisRequest, float]:
-    """The engine's request and the tempo the server applies on top (pitch kept).
-
-    Engines change speed themselves as far as they do it faithfully; beyond their
-    ``max_native_speed``, or entirely when they have no native speed, the server
-    time-stretches. ``instructions`` go to engines that follow them; the others never
-    see them (ignored, as OpenAI's ``tts-1`` ignores them).
-    """
-    capabilities = engine.capabilities
-    native = min(speed, capabilities.max_native_speed) if capabilities.native_speed else 1.0
-    request = SynthesisRequest(
-        text=text,
-        voice=voice,
-        speed=native,
-        language=language,
-        reference=reference,
-        instructions=instructions if capabilities.instructions != "none" else None,
-    )
-    return request, speed / native
 
 
 def _cloning_models(manager: ModelManager) -> list[str]:
@@ -133,11 +107,12 @@ class _Synthesis:
         self.chunks = chunks
         self.encoder = encoder
         self.seconds = 0.0
+        self._closed = False
 
     def _engine_next(self) -> Audio | None:
         return next(self.chunks, None)
 
-    async def encoded(self) -> AsyncIterator[bytes]:
+    async def encoded(self) -> AsyncGenerator[bytes, None]:
         upcoming: asyncio.Task[Audio | None] | None = None
         try:
             chunk, self.first = self.first, None
@@ -171,17 +146,34 @@ class _Synthesis:
             with CancelScope(shield=True):
                 if upcoming is not None:
                     await asyncio.gather(upcoming, return_exceptions=True)
-                close = getattr(self.chunks, "close", None)
-                if callable(close):  # a client that left stops the synthesis now
-                    close()
-                self.encoder.close()
-                self.on_done(self.seconds)
-                await self.lease.release()
+                await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the engine (a client that left), close the encoder, count the audio, give
+        the lease back. Once: the body's end and the response's end both call it."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            close = getattr(self.chunks, "close", None)
+            if callable(close):  # in a thread: an engine may take a moment to stop
+                await to_thread.run_sync(close)
+            self.encoder.close()
+            self.on_done(self.seconds)
+        finally:
+            await self.lease.release()
 
     async def sse_events(self, text: str) -> AsyncIterator[bytes]:
-        async for piece in self.encoded():
-            audio = base64.b64encode(piece).decode("ascii")
-            yield sse_event({"type": "speech.audio.delta", "audio": audio})
+        encoded = self.encoded()
+        try:
+            async for piece in encoded:
+                audio = base64.b64encode(piece).decode("ascii")
+                yield sse_event({"type": "speech.audio.delta", "audio": audio})
+        finally:
+            # Closed at a yield (the client left), the audio stream inside must close
+            # now, not when collected: its cleanup waits for the sentence in flight.
+            with CancelScope(shield=True):
+                await encoded.aclose()
         output_tokens = round(self.seconds * _TOKENS_PER_SECOND)
         usage = {
             "input_tokens": len(text),
@@ -210,7 +202,7 @@ async def create_speech(
     _: ApiKey,
 ) -> StreamingResponse:
     params = json_params(await request.body(), SpeechParams)
-    request.state.model = params.model
+    label_model(request, manager, params.model)
     lease = await manager.acquire(params.model, ModelKind.TTS)
     try:
         engine = lease.engine
@@ -245,7 +237,14 @@ async def create_speech(
         await lease.release()
         raise
     if params.stream_format == "sse":
-        return StreamingResponse(
-            synthesis.sse_events(params.input), media_type="text/event-stream", headers=SSE_HEADERS
+        return ClosingStreamingResponse(
+            synthesis.sse_events(params.input),
+            on_close=synthesis.aclose,
+            media_type="text/event-stream",
+            headers=SSE_HEADERS,
         )
-    return StreamingResponse(synthesis.encoded(), media_type=CONTENT_TYPES[params.response_format])
+    return ClosingStreamingResponse(
+        synthesis.encoded(),
+        on_close=synthesis.aclose,
+        media_type=CONTENT_TYPES[params.response_format],
+    )

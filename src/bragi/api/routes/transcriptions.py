@@ -1,21 +1,29 @@
-"""``POST /v1/audio/transcriptions`` and ``POST /v1/audio/translations``."""
+"""``POST /v1/audio/transcriptions`` and ``POST /v1/audio/translations``.
+
+A request is admitted (or refused with 429) as soon as its ``model`` field is read,
+before its upload when the fields come first; the upload then stays in Starlette's
+spooled temporary file until it is decoded straight from there, into one array.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Iterator
-from typing import Literal, TypeVar
+from dataclasses import dataclass
+from typing import Generic, Literal, TypeVar
 
-from anyio import to_thread
+from anyio import CancelScope, to_thread
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from starlette.datastructures import FormData
 
 from bragi.api.deps import ApiKey, Manager
-from bragi.api.forms import form_params, read_form, upload_bytes
+from bragi.api.forms import form_params, read_form, upload_file
+from bragi.api.metrics import label_model
 from bragi.api.sse import SSE_HEADERS, sse_event
-from bragi.api.transcript_formats import render_transcript
+from bragi.api.streaming import ClosingStreamingResponse
 from bragi.audio import Audio, decode_audio
 from bragi.backends.checks import check_transcription
 from bragi.backends.protocol import (
@@ -27,7 +35,9 @@ from bragi.backends.protocol import (
 )
 from bragi.errors import InvalidRequestError
 from bragi.languages import language_code
+from bragi.models.admission import Slot
 from bragi.models.manager import Lease
+from bragi.transcripts import render_transcript, start_transcription
 
 router = APIRouter(tags=["audio"])
 
@@ -99,49 +109,90 @@ def _collect(segments: Iterator[Segment], cancel: threading.Event) -> list[Segme
     return collected
 
 
-async def _read_request(request: Request, params_model: type[ParamsT]) -> tuple[ParamsT, bytes]:
-    form = await read_form(request)
+@dataclass
+class _Upload(Generic[ParamsT]):
+    """A request read so far: its parameters, its form (the audio still in a spooled
+    temporary file, not in memory) and its place among the model's requests."""
+
+    params: ParamsT
+    form: FormData
+    slot: Slot
+
+    async def discard(self) -> None:
+        self.slot.release()
+        await self.form.close()
+
+
+async def _receive(
+    request: Request, manager: Manager, params_model: type[ParamsT]
+) -> _Upload[ParamsT]:
+    """Read the form, admitting the request (429 when the model's queue is full, 404 for
+    an unknown model) as soon as its model is known: before the upload is read when the
+    client sends ``model`` ahead of the file, as the OpenAI clients do."""
+    admitted: dict[str, Slot] = {}
+
+    async def admit(fields: dict[str, str]) -> None:
+        if alias := fields.get("model"):
+            label_model(request, manager, alias)
+            admitted[alias] = await manager.admit(alias, ModelKind.STT)
+
+    try:
+        form = await read_form(request, on_file=admit)
+    except BaseException:
+        _release(admitted)
+        raise
     try:
         params = form_params(form, params_model)
-        request.state.model = params.model
-        data = await upload_bytes(form)
-    finally:
+        label_model(request, manager, params.model)
+        upload_file(form)  # 400 when it is missing
+        slot = admitted.pop(params.model, None)
+        if slot is None:  # the file came first
+            slot = await manager.admit(params.model, ModelKind.STT)
+    except BaseException:
+        _release(admitted)
         await form.close()
-    return params, data
+        raise
+    _release(admitted)  # a slot for a `model` the form then sent again, differently
+    return _Upload(params, form, slot)
+
+
+def _release(slots: dict[str, Slot]) -> None:
+    for slot in slots.values():
+        slot.release()
 
 
 async def _start(
-    request: Request,
-    manager: Manager,
-    params: _CommonParams,
-    options: TranscribeOptions,
-    data: bytes,
+    request: Request, manager: Manager, upload: _Upload[ParamsT], options: TranscribeOptions
 ) -> tuple[Lease, Iterator[Segment], TranscriptionInfo]:
     """Lease the model, validate against it, decode the upload, start decoding (lazily)."""
-    lease = await manager.acquire(params.model, ModelKind.STT)
+    alias = upload.params.model
+    try:
+        lease = await manager.acquire(alias, ModelKind.STT, slot=upload.slot)
+    except BaseException:
+        await upload.form.close()  # acquire gave the slot back
+        raise
     try:
         engine = lease.engine
         if not isinstance(engine, SpeechToText):
-            raise InvalidRequestError(f"Model `{params.model}` cannot transcribe.", param="model")
-        _check_capabilities(engine, options, params.model)
+            raise InvalidRequestError(f"Model `{alias}` cannot transcribe.", param="model")
+        _check_capabilities(engine, options, alias)
         rate, max_seconds = engine.capabilities.sample_rate, manager.settings.max_audio_minutes * 60
-        audio: Audio = await to_thread.run_sync(decode_audio, data, rate, max_seconds)
-        segments, info = await to_thread.run_sync(engine.transcribe, audio, options)
-        request.app.state.metrics.audio_seconds.labels(params.model, "in").inc(audio.duration)
+        file = upload_file(upload.form).file
+        audio: Audio = await to_thread.run_sync(decode_audio, file, rate, max_seconds)
+        await upload.form.close()  # the temporary file goes as soon as it is decoded
+        segments, info = await to_thread.run_sync(start_transcription, engine, audio, options)
+        request.app.state.metrics.audio_seconds.labels(alias, "in").inc(audio.duration)
     except BaseException:
+        await upload.form.close()
         await lease.release()
         raise
     return lease, segments, info
 
 
 async def _respond(
-    request: Request,
-    manager: Manager,
-    params: _CommonParams,
-    options: TranscribeOptions,
-    data: bytes,
+    request: Request, manager: Manager, upload: _Upload[ParamsT], options: TranscribeOptions
 ) -> Response:
-    lease, segments, info = await _start(request, manager, params, options, data)
+    lease, segments, info = await _start(request, manager, upload, options)
     cancel = threading.Event()
     watcher = asyncio.create_task(_cancel_on_disconnect(request, cancel))
     try:
@@ -150,6 +201,7 @@ async def _respond(
         cancel.set()
         watcher.cancel()
         await lease.release()
+    params = upload.params
     body, media_type = render_transcript(
         collected, info, params.response_format, options.task, options.word_timestamps
     )
@@ -159,49 +211,76 @@ async def _respond(
     return PlainTextResponse(body)
 
 
-async def _stream(lease: Lease, segments: Iterator[Segment]) -> AsyncIterator[bytes]:
-    pieces: list[str] = []
-    try:
-        while (segment := await to_thread.run_sync(next, segments, None)) is not None:
-            delta = segment.text.lstrip() if not pieces else segment.text
-            if not delta:
-                continue
-            pieces.append(delta)
-            yield sse_event({"type": "transcript.text.delta", "delta": delta})
-        yield sse_event({"type": "transcript.text.done", "text": "".join(pieces)})
-    finally:
-        _close(segments)  # a client that left stops the decoding
-        await lease.release()
+class _SegmentStream:
+    """An SSE transcription's segments and lease, let go of once, however it ends."""
+
+    def __init__(self, lease: Lease, segments: Iterator[Segment]):
+        self.lease = lease
+        self.segments = segments
+        self._closed = False
+
+    async def events(self) -> AsyncIterator[bytes]:
+        pieces: list[str] = []
+        try:
+            while (segment := await to_thread.run_sync(next, self.segments, None)) is not None:
+                delta = segment.text.lstrip() if not pieces else segment.text
+                if not delta:
+                    continue
+                pieces.append(delta)
+                yield sse_event({"type": "transcript.text.delta", "delta": delta})
+            yield sse_event({"type": "transcript.text.done", "text": "".join(pieces)})
+        finally:
+            with CancelScope(shield=True):
+                await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await to_thread.run_sync(_close, self.segments)  # a client that left stops it
+        finally:
+            await self.lease.release()
 
 
-@router.post("/v1/audio/transcriptions", response_model=None)
-async def create_transcription(request: Request, manager: Manager, _: ApiKey) -> Response:
-    params, data = await _read_request(request, TranscriptionParams)
+def _transcription_options(params: TranscriptionParams) -> TranscribeOptions:
     words = "word" in params.timestamp_granularities
     if words and params.response_format != "verbose_json":
         raise InvalidRequestError(
             "timestamp_granularities[]=word needs response_format=verbose_json.",
             param="timestamp_granularities",
         )
-    options = TranscribeOptions(
+    return TranscribeOptions(
         task="transcribe",
         language=params.language,
         prompt=params.prompt,
         temperature=params.temperature,
         word_timestamps=words,
     )
-    if not params.stream:
-        return await _respond(request, manager, params, options, data)
-    lease, segments, _info = await _start(request, manager, params, options, data)
-    return StreamingResponse(
-        _stream(lease, segments), media_type="text/event-stream", headers=SSE_HEADERS
+
+
+@router.post("/v1/audio/transcriptions", response_model=None)
+async def create_transcription(request: Request, manager: Manager, _: ApiKey) -> Response:
+    upload = await _receive(request, manager, TranscriptionParams)
+    try:
+        options = _transcription_options(upload.params)
+    except BaseException:
+        await upload.discard()
+        raise
+    if not upload.params.stream:
+        return await _respond(request, manager, upload, options)
+    lease, segments, _info = await _start(request, manager, upload, options)
+    stream = _SegmentStream(lease, segments)
+    return ClosingStreamingResponse(
+        stream.events(), on_close=stream.aclose, media_type="text/event-stream", headers=SSE_HEADERS
     )
 
 
 @router.post("/v1/audio/translations", response_model=None)
 async def create_translation(request: Request, manager: Manager, _: ApiKey) -> Response:
-    params, data = await _read_request(request, TranslationParams)
+    upload = await _receive(request, manager, TranslationParams)
+    params = upload.params
     options = TranscribeOptions(
         task="translate", prompt=params.prompt, temperature=params.temperature
     )
-    return await _respond(request, manager, params, options, data)
+    return await _respond(request, manager, upload, options)

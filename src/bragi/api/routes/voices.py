@@ -31,7 +31,7 @@ from bragi.errors import (
     UnsupportedCapabilityError,
 )
 from bragi.models.manager import ModelManager
-from bragi.models.voices import OPENAI_VOICES
+from bragi.models.openai_voices import OPENAI_VOICES
 from bragi.voices import StoredVoice
 from bragi.voices.transcribe import transcribe_with
 

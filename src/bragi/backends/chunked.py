@@ -1,7 +1,8 @@
-"""What the Paraformer (sherpa-onnx) and Parakeet (onnx-asr) backends share.
+"""Chunked decoding: what the speech-to-text backends that decode one short window of
+audio at a time share (Paraformer on sherpa-onnx, Parakeet on onnx-asr, SpeechBrain).
 
-Both engines decode one short window of audio at a time and report the start time of each
-token, so both need the same three things around them: reading an ONNX file's metadata
+They report the start time of each token, so they need the same three things around
+them: reading an ONNX file's metadata
 without loading it (sherpa-onnx ends the whole process when a key it needs is missing, so
 it must be checked first), cutting long audio at pauses, and turning token times into
 segments and words. None of it imports an engine library.
@@ -14,7 +15,7 @@ import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Self
+from typing import Self, TypeVar
 
 import numpy as np
 from pydantic import ConfigDict, Field, field_validator, model_validator
@@ -41,6 +42,7 @@ __all__ = [
     "OnnxHeader",
     "Token",
     "check_request",
+    "ensure_open",
     "make_segment",
     "plan_chunks",
     "read_onnx_header",
@@ -48,6 +50,8 @@ __all__ = [
     "speech_chunks",
     "usable_cpus",
 ]
+
+T = TypeVar("T")
 
 _MAX_STRING = 1 << 20  # a metadata value (CMVN vectors are a few kB)
 
@@ -284,9 +288,15 @@ def check_request(options: TranscribeOptions, capabilities: SttCapabilities, eng
     check_transcription(options, capabilities, f"This {engine} model")
 
 
+def ensure_open(model: T | None, engine: str) -> T:
+    """The engine's model, or an error saying the engine has been closed."""
+    if model is None:
+        raise EngineError(f"this {engine} engine has been closed")
+    return model
+
+
 def plan_chunks(
     engine: str,
-    closed: bool,
     audio: Audio,
     options: TranscribeOptions,
     capabilities: SttCapabilities,
@@ -295,8 +305,6 @@ def plan_chunks(
     """What a chunked engine does before decoding: refuse what it cannot do, check the
     audio, and cut it at pauses. Decoding then goes chunk by chunk, lazily."""
     check_request(options, capabilities, engine)
-    if closed:
-        raise EngineError(f"this {engine} engine has been closed")
     rate = capabilities.sample_rate
     if audio.sample_rate != rate:
         raise EngineError(f"{engine} needs {rate} Hz audio, got {audio.sample_rate}")
