@@ -17,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bragi.audio.types import Audio
-from bragi.backends.protocol import VoiceReference
 from bragi.backends.chunked import speech_chunks
+from bragi.backends.protocol import VoiceReference
 from bragi.errors import InvalidRequestError
 
 __all__ = ["FittedReference", "fit_reference", "needs_transcript"]
