@@ -174,6 +174,9 @@ class Settings(BaseSettings):
     """OpenAI voice names mapped to engine voices."""
     allow_downloads: bool = True
     """Fetch missing models from the Hugging Face hub."""
+    install_engines: bool = False
+    """Install a configured model's missing engine environment (``bragi backend install``)
+    in the background at start-up; the container image turns it on."""
 
     @field_validator("keep_alive", mode="before")
     @classmethod

@@ -237,4 +237,8 @@ def _ps(args: argparse.Namespace) -> int:
             f"{m['id']:<24} {m.get('backend') or '?':<16} {m['state']:<11} {memory:>9} "
             f"{m.get('in_use', 0):>6}  {when}"
         )
+        if m.get("progress"):  # downloading, or its engine being installed
+            print(f"{'':<24} {m['progress']}")
+        elif m["state"] == "failed" and m.get("error"):
+            print(f"{'':<24} {m['error']}")
     return 0

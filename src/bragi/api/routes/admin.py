@@ -26,11 +26,12 @@ from bragi.models.downloads import DownloadAborted
 from bragi.models.manager import ModelManager
 from bragi.models.packaged import packaged_dir
 from bragi.models.resolve import plan_source, remove_companions
-from bragi.models.served import ServedModel
+from bragi.models.served import ModelState, ServedModel
 from bragi.models.store import DownloadProgress
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 log = logging.getLogger(__name__)
+_PREPARING = frozenset({ModelState.DOWNLOADING, ModelState.INSTALLING})
 
 
 class PullRequest(BaseModel):
@@ -54,6 +55,8 @@ def _loaded_view(model: ServedModel, manager: ModelManager) -> dict[str, Any]:
         "keep_alive": model.keep_alive(manager.settings.keep_alive),
         "unload_in": model.unload_in(now, manager.settings.keep_alive),
         "error": model.error,
+        # a download's or an engine install's, while the model waits on one
+        "progress": model.progress_text() if model.state in _PREPARING else None,
     }
 
 

@@ -63,6 +63,8 @@ def describe_model(model: ServedModel, manager: ModelManager) -> dict[str, Any]:
         description["error"] = model.error
     if model.state.value == "downloading" and model.progress is not None:
         description["progress"] = model.progress_text()
+    if model.install is not None:  # its engine environment is being installed
+        description["progress"] = f"{model.progress_text()}: {model.install.last_line}"
     if model.kind is ModelKind.TTS:
         description["instructions"] = _instructions(model)
     voices = manager.voices_of(model)
