@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import shutil
@@ -156,9 +157,14 @@ class EngineInstalls:
 
 
 def _why(tail: deque[str]) -> str:
-    """pip's own error lines (``ERROR: No matching distribution found for ...``), else
-    the last thing said."""
-    errors = [line.removeprefix("ERROR: ") for line in tail if line.startswith("ERROR: ")]
+    """pip's own error lines (``ERROR: No matching distribution found for ...``) and what
+    it says caused a conflict, else the last thing said."""
+    lines = list(tail)
+    errors = [line.removeprefix("ERROR: ") for line in lines if line.startswith("ERROR: ")]
+    if "The conflict is caused by:" in lines:  # the requirements that clash, one per line
+        start = lines.index("The conflict is caused by:") + 1
+        causes = [line.strip() for line in itertools.takewhile(str.strip, lines[start:])]
+        errors.insert(1, "caused by: " + "; ".join(causes))
     if errors:
-        return "; ".join(errors[-2:])
-    return tail[-1] if tail else "the installer said nothing"
+        return "; ".join(errors[:3])
+    return lines[-1] if lines else "the installer said nothing"
