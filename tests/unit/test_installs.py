@@ -33,12 +33,12 @@ The conflict is caused by:
 To fix this you could try to:
 1. loosen the range of package versions you've specified
 ERROR: ResolutionImpossible: for help visit https://pip.pypa.io/en/latest/topics/dependency-resolution/#dealing-with-dependency-conflicts
-bragi: installing the torch-tts environment failed while installing torch: python exited with code 1 (output above)"""
+bragi: installing the torch-tts environment failed while installing torch: ... code 1"""
 MISSING = """\
 Looking in links: /tmp/empty
 ERROR: Could not find a version that satisfies the requirement torch==2.13.0 (from versions: none)
 ERROR: No matching distribution found for torch==2.13.0
-bragi: installing the speechbrain environment failed while installing torch: python exited with code 1 (output above)"""
+bragi: installing the speechbrain environment failed while installing torch: ... code 1"""
 
 
 class IsolatedFakeBackend(FakeSttBackend):
