@@ -127,7 +127,8 @@ ENV PATH=/opt/bragi/bin:$PATH \
     HF_HUB_DISABLE_TELEMETRY=1 \
     BRAGI_HOST=0.0.0.0 \
     BRAGI_PORT=8000 \
-    BRAGI_DATA_DIR=/data
+    BRAGI_DATA_DIR=/data \
+    BRAGI_INSTALL_ENGINES=1
 RUN useradd --uid 1000 --user-group --create-home --home-dir /home/bragi \
         --shell /usr/sbin/nologin bragi \
     && mkdir -p /data /etc/bragi \

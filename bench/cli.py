@@ -45,8 +45,9 @@ SUITES = {
     "p12": "bench.p12_first_result",
     "peers": "bench.peer_table",
     "p5": "bench.p5_image_size",
+    "p17": "bench.p17_torch_tts",
 }
-KNOWN = sorted(SUITES, key=report.figure_order)  # p1 ... p16
+KNOWN = sorted(SUITES, key=report.figure_order)  # p1 ... p17
 NEEDS_SERVER = {"p1", "p2", "p3", "p4", "p8", "p9", "p10", "p11", "p13", "p15", "p16"}
 #: about `bragi serve` itself: not run against --base-url
 LOCAL_BRAGI = {"p6", "p7", "p12"}
@@ -55,8 +56,9 @@ LOCAL_SERVERS = {"p10", "p14"}
 #: needs models an outside server does not have (P9's aliases and tiny models, P16's
 #: diarizer): not run against --base-url unless named
 OWN_MODELS = {"p9", "p16"}
-#: installs other servers (each in its own venv, once) and runs them: only when named
-OPT_IN = {"peers"}
+#: runs only when named: peers installs other servers (each in its own venv, once); p17
+#: needs the torch-tts environment and takes many minutes
+OPT_IN = {"peers", "p17"}
 TTS_ENGINES = ("piper", "kokoro")
 DEFAULT_TTS_MODELS = {"piper": "tts-1", "kokoro": "kokoro"}
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

@@ -29,6 +29,7 @@ from bragi.backends.protocol import (
     BackendOptions,
     Device,
     Engine,
+    Instructions,
     ModelCapabilities,
     ModelKind,
     Segment,
@@ -58,6 +59,8 @@ __all__ = [
     "FakeOptions",
     "FakeSttBackend",
     "FakeSttEngine",
+    "FakeStyledTtsBackend",
+    "FakeStyledTtsEngine",
     "FakeTtsBackend",
     "FakeTtsEngine",
     "FakeWordlessSttBackend",
@@ -527,3 +530,24 @@ class FakeMultiSpeakerTtsBackend(FakeTtsBackend):
 
     name = "fake-multi"
     voices = (Voice("multi:alice", "en-us", "female"), Voice("multi:bob", "en-us", "male"))
+
+
+class FakeStyledTtsEngine(FakeTtsEngine):
+    """:class:`FakeTtsEngine` that follows ``instructions`` as a speaking style."""
+
+    def __init__(self, backend: FakeTtsBackend):
+        super().__init__(backend)
+        self.capabilities = dataclasses.replace(self.capabilities, instructions="style")
+
+
+class FakeStyledTtsBackend(FakeTtsBackend):
+    """``fake-styled``: :class:`FakeTtsBackend` whose engine follows ``instructions``; it
+    says so from the files too (an :class:`~bragi.backends.protocol.InstructionListing`)."""
+
+    name = "fake-styled"
+
+    def instructions_in(self, model_dir: Path, options: BackendOptions | None) -> Instructions:
+        return "style"
+
+    def _make_engine(self, model_dir: Path) -> FakeStyledTtsEngine:
+        return FakeStyledTtsEngine(self)

@@ -24,7 +24,7 @@ import pytest
 from bragi.backends.protocol import IsolatedBackend
 from bragi.backends.registry import BackendRegistry
 from bragi.runners import EngineEnvs
-from bragi.runners.envs import bragi_requirement
+from bragi.runners.envs import bragi_requirement, environment_of
 
 #: pip's configured index unless told otherwise (the PyTorch CPU index is unreachable here).
 TORCH_INDEX = os.environ.get("BRAGI_TEST_TORCH_INDEX", "pypi")
@@ -43,18 +43,21 @@ def _current(envs: EngineEnvs, backend: IsolatedBackend, name: str) -> bool:
     return (
         manifest is not None
         and manifest.requirements == list(backend.requirements)
+        and manifest.no_deps == list(getattr(backend, "no_deps", ()))
         and manifest.bragi_source == bragi_requirement()
         and envs.python(name).exists()
     )
 
 
-def install_env(envs: EngineEnvs, data_dir: Path, name: str) -> EngineEnv:
-    """The backend's environment in ``data_dir``, installed unless a current one is there."""
-    backend = BackendRegistry.from_entry_points().get(name)
-    assert isinstance(backend, IsolatedBackend), f"{name} runs in the server"
+def install_env(envs: EngineEnvs, data_dir: Path, backend_name: str) -> EngineEnv:
+    """The backend's environment in ``data_dir``, installed unless a current one is there
+    (backends that share an environment share it here too)."""
+    backend = BackendRegistry.from_entry_points().get(backend_name)
+    assert isinstance(backend, IsolatedBackend), f"{backend_name} runs in the server"
+    name = environment_of(backend)
     if not _current(envs, backend, name):
         log = data_dir / f"install-{name}.log"
-        command = [sys.executable, "-m", "bragi", "backend", "install", name]
+        command = [sys.executable, "-m", "bragi", "backend", "install", backend_name]
         command += ["--data-dir", str(data_dir), "--device", "cpu", "--torch-index", TORCH_INDEX]
         with log.open("w") as out:
             done = subprocess.run(
@@ -62,7 +65,7 @@ def install_env(envs: EngineEnvs, data_dir: Path, name: str) -> EngineEnv:
             )
         if done.returncode != 0:
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
-            pytest.fail(f"bragi backend install {name} failed:\n{tail}")
+            pytest.fail(f"bragi backend install {backend_name} failed:\n{tail}")
     return EngineEnv(name, data_dir, envs.python(name))
 
 

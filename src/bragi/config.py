@@ -247,6 +247,10 @@ class Settings(BaseSettings):
     voices_dir: Path | None = None
     """Where cloned voices are kept; defaults to ``<data_dir>/voices`` (replicas share one
     on a shared volume)."""
+    voice_transcription_model: str | None = "whisper-1"
+    """Speech-to-text model (a configured alias) that transcribes a cloned voice's
+    recording, once, when it comes without a transcript (F5-TTS, Fish Speech and Qwen3-TTS
+    clone better, or only, with one); null: never."""
     auth: Literal["enabled", "disabled"] = "enabled"
     """``disabled`` turns API keys off: for local use only."""
     insecure_no_auth: bool = False
@@ -282,6 +286,9 @@ class Settings(BaseSettings):
     aliases: dict[str, ModelAlias] | None = None
     """More names for configured models (``gpt-4o-transcribe: whisper-1``, or
     ``{model: whisper-1, diarize: true}``); unset, the starter set gets OpenAI's current names."""
+    install_engines: bool = False
+    """Install a configured model's missing engine environment (``bragi backend install``)
+    in the background at start-up; the container image turns it on."""
 
     @field_validator("aliases", mode="before")
     @classmethod

@@ -189,6 +189,18 @@ class ModelUnavailableError(BragiError):
     error_type = "server_error"
     default_code = "model_unavailable"
 
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        retry_after: int | None = None,
+    ):
+        super().__init__(message, param=param, code=code)
+        #: Seconds worth waiting before trying again (a Retry-After header), when known.
+        self.retry_after = retry_after
+
 
 class BackendUnavailableError(BragiError):
     """The engine's library is not installed; the message gives the install command."""

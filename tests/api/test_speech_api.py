@@ -11,6 +11,7 @@ import io
 import json
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import av
@@ -20,11 +21,13 @@ import openai
 import pytest
 
 from appserver import AppServer, fake_settings, serve_app
+from bragi.backends.protocol import TextToSpeech
 from bragi.config import ModelConfig, VoiceMapping
 from fakes import (
     FAKE_VOICES,
     SECONDS_PER_SENTENCE,
     FakeSttBackend,
+    FakeStyledTtsBackend,
     FakeTtsBackend,
     make_model_dir,
     wait_until,
@@ -48,15 +51,23 @@ def tts() -> FakeTtsBackend:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, tts: FakeTtsBackend) -> Iterator[AppServer]:
+def styled() -> FakeStyledTtsBackend:
+    return FakeStyledTtsBackend()
+
+
+@pytest.fixture(scope="module")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, tts: FakeTtsBackend, styled: FakeStyledTtsBackend
+) -> Iterator[AppServer]:
     root = tmp_path_factory.mktemp("speech")
     models = {
         "tts": ModelConfig(model=str(make_model_dir(root, "fake-tts"))),
+        "styled": ModelConfig(model=str(make_model_dir(root, "fake-styled"))),
         "stt": ModelConfig(model=str(make_model_dir(root, "fake-stt"))),
     }
     voices = {"shimmer": VoiceMapping(model="tts", voice="bf_emma")}
     settings = fake_settings(root / "data", models, voices=voices)
-    with serve_app(settings, [tts, FakeSttBackend()]) as live:
+    with serve_app(settings, [tts, styled, FakeSttBackend()]) as live:
         yield live
 
 
@@ -197,6 +208,41 @@ def test_speed_reaches_the_engine(client: openai.OpenAI, tts: FakeTtsBackend) ->
     assert duration(fast.content, "wav") == pytest.approx(SECONDS_PER_SENTENCE, abs=0.05)
 
 
+# --- instructions -------------------------------------------------------------
+
+
+def test_instructions_reach_an_engine_that_follows_them(
+    client: openai.OpenAI, styled: FakeStyledTtsBackend
+) -> None:
+    client.audio.speech.create(
+        model="styled",
+        voice="af_alloy",
+        input="Hi.",
+        instructions="Speak softly, like a librarian.",
+        response_format="pcm",
+    )
+    assert styled.requests[-1].instructions == "Speak softly, like a librarian."
+
+
+def test_instructions_are_ignored_by_an_engine_that_cannot_follow_them(
+    client: openai.OpenAI, tts: FakeTtsBackend
+) -> None:
+    """As OpenAI's tts-1 does: the request succeeds and the engine never sees them."""
+    response = client.audio.speech.create(
+        model="tts", voice="af_alloy", input="Hi.", instructions="Shout!", response_format="pcm"
+    )
+    assert response.content
+    assert tts.requests[-1].instructions is None
+
+
+def test_models_say_whether_they_follow_instructions(server: AppServer) -> None:
+    http = server.http()
+    assert http.get("/v1/models/styled").json()["instructions"] == "style"  # from its files
+    http.post("/v1/audio/speech", json={"model": "tts", "voice": "af_alloy", "input": "Hi."})
+    assert http.get("/v1/models/tts").json()["instructions"] == "none"  # from its engine
+    assert "instructions" not in http.get("/v1/models/stt").json()
+
+
 # --- voices -------------------------------------------------------------------
 
 
@@ -242,9 +288,10 @@ def test_voices_route_lists_each_tts_models_voices(server: AppServer) -> None:
     body = everything.json()
     assert body["object"] == "list"
     assert {(v["model"], v["id"], v["language"], v["gender"]) for v in body["data"]} == {
-        ("tts", v.id, v.language, v.gender) for v in FAKE_VOICES
+        (model, v.id, v.language, v.gender) for v in FAKE_VOICES for model in ("tts", "styled")
     }
-    assert http.get("/v1/audio/voices", params={"model": "tts"}).json() == body
+    only_tts = [v for v in body["data"] if v["model"] == "tts"]
+    assert http.get("/v1/audio/voices", params={"model": "tts"}).json()["data"] == only_tts
     assert http.get("/v1/audio/voices", params={"model": "stt"}).json()["data"] == []
     missing = http.get("/v1/audio/voices", params={"model": "nope"})
     assert missing.status_code == 404
@@ -352,3 +399,17 @@ def test_openai_client_speed_out_of_range_is_a_bad_request(client: openai.OpenAI
         with pytest.raises(openai.BadRequestError) as caught:
             client.audio.speech.create(model="tts", voice="alloy", input="Hi.", speed=speed)
         assert caught.value.param == "speed"
+
+
+def test_the_synthesis_plan_passes_instructions_only_to_engines_that_follow_them(
+    tts: FakeTtsBackend, styled: FakeStyledTtsBackend, tmp_path: Path
+) -> None:
+    """The one place the route and ``bragi speak --instructions`` decide it."""
+    from bragi.speech import synthesis_plan
+
+    plain = tts.load(tmp_path, "cpu", tts.options_model())
+    follows = styled.load(tmp_path, "cpu", styled.options_model())
+    assert isinstance(plain, TextToSpeech) and isinstance(follows, TextToSpeech)
+    ignored, _ = synthesis_plan("Hi.", "af_alloy", 1.0, plain, instructions="Shout.")
+    kept, _ = synthesis_plan("Hi.", "af_alloy", 1.0, follows, instructions="Shout.")
+    assert ignored.instructions is None and kept.instructions == "Shout."

@@ -17,6 +17,7 @@ import pytest
 
 from appserver import AppServer, fake_settings, serve_app
 from bragi.audio import decode_audio
+from bragi.backends.protocol import TimedText
 from bragi.config import ModelConfig, VoiceMapping
 from bragi.voices import STORED_SAMPLE_RATE, VoiceStore
 from fakes import (
@@ -68,6 +69,28 @@ def server(
         voice_upload_limit_mb=UPLOAD_LIMIT_MB,
     )
     with serve_app(settings, [cloner, plain_tts, FakeSttBackend()]) as live:
+        yield live
+
+
+@pytest.fixture(scope="module")
+def listener() -> FakeSttBackend:
+    return FakeSttBackend()
+
+
+@pytest.fixture(scope="module")
+def transcribing(
+    tmp_path_factory: pytest.TempPathFactory,
+    cloner: FakeCloningTtsBackend,
+    listener: FakeSttBackend,
+) -> Iterator[AppServer]:
+    """A server whose ``voice_transcription_model`` is its fake speech-to-text model."""
+    root = tmp_path_factory.mktemp("transcribing")
+    models = {
+        "clone": ModelConfig(model=str(make_model_dir(root, "fake-clone"))),
+        "ears": ModelConfig(model=str(make_model_dir(root, "fake-stt"))),
+    }
+    settings = fake_settings(root / "data", models, voice_transcription_model="ears")
+    with serve_app(settings, [cloner, listener]) as live:
         yield live
 
 
@@ -130,6 +153,7 @@ def test_create_list_use_and_delete_through_the_openai_client(
     assert isinstance(voice.created_at, int)
     extra = voice.model_dump()
     assert extra["sample_rate"] == STORED_SAMPLE_RATE and extra["transcript"] is None
+    assert extra["transcribed_by"] is None  # no whisper-1 here: stored without one
     assert extra["duration"] == pytest.approx(10.0, abs=0.2)
     assert stored_entries(store) == [voice.id]
 
@@ -194,6 +218,41 @@ def test_file_field_transcript_and_model_reach_the_engine(
     reference = cloner.requests[-1].reference
     assert reference is not None and reference.transcript == "Ever tried. Ever failed."
     assert cloner.requests[-1].voice == "Sam"
+
+
+def test_a_recording_without_a_transcript_is_transcribed_once_with_times(
+    transcribing: AppServer,
+    cloner: FakeCloningTtsBackend,
+    listener: FakeSttBackend,
+    beckett: bytes,
+) -> None:
+    http = transcribing.http()
+    calls = len(listener.calls)
+    created = create(http, {"name": "heard"}, beckett)
+    assert created.status_code == 200, created.text
+    body = created.json()
+    assert body["transcript"] == "word0 word1 word2" and body["transcribed_by"] == "ears"
+    assert len(listener.calls) == calls + 1
+    assert listener.calls[-1].duration == pytest.approx(10.0, abs=0.2)  # the whole recording
+    for _ in range(2):
+        speech = http.post(
+            "/v1/audio/speech", json={"model": "clone", "voice": "heard", "input": "Hi."}
+        )
+        assert speech.status_code == 200, speech.text
+    reference = cloner.requests[-1].reference
+    assert reference is not None and reference.transcript == "word0 word1 word2"
+    assert reference.timed_transcript == (
+        TimedText(0.0, 0.5, "word0"),
+        TimedText(0.5, 1.0, "word1"),
+        TimedText(1.0, 1.5, "word2"),
+    )
+    assert len(listener.calls) == calls + 1  # once, at creation
+
+    given = create(http, {"name": "told", "transcript": "Ever tried."}, beckett)
+    assert given.json()["transcript"] == "Ever tried." and given.json()["transcribed_by"] is None
+    assert len(listener.calls) == calls + 1
+    for name in ("heard", "told"):
+        assert http.delete(f"/v1/audio/voices/{name}").status_code == 200
 
 
 def test_a_model_that_cannot_clone_refuses_a_cloned_voice(

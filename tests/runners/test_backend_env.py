@@ -68,6 +68,34 @@ class SixBackend:
 
 
 BACKEND = SixBackend()
+
+
+class PairEngine(SixEngine):
+    def transcribe(self, audio, options):
+        import importlib.util
+
+        import randomname  # installed without its dependencies: fire is missing
+
+        fire = importlib.util.find_spec("fire") is not None
+        text = f" {randomname.__name__} without fire: {not fire}, from {sys.prefix}"
+        return iter([Segment(0, 0.0, audio.duration, text)]), TranscriptionInfo("en", 1.0)
+
+
+class PairBackend(SixBackend):
+    """Two backends whose pins agree, sharing one environment."""
+
+    environment = "fake-pair"
+    no_deps = ("randomname==0.2.1",)
+
+    def __init__(self, name):
+        self.name = self.extra = name
+
+    def load(self, model_dir, device, options):
+        return PairEngine("-")
+
+
+SEVEN = PairBackend("fake-seven")
+EIGHT = PairBackend("fake-eight")
 '''
 
 PYPROJECT = """
@@ -81,12 +109,17 @@ version = "0.1.0"
 
 [project.entry-points."bragi.backends"]
 fake-six = "bragi_fakeplugin:BACKEND"
+fake-seven = "bragi_fakeplugin:SEVEN"
+fake-eight = "bragi_fakeplugin:EIGHT"
 
 [tool.setuptools]
 py-modules = ["bragi_fakeplugin"]
 """
 METADATA = "Metadata-Version: 2.1\nName: bragi-fakeplugin\nVersion: 0.1.0\n"
-ENTRY_POINTS = "[bragi.backends]\nfake-six = bragi_fakeplugin:BACKEND\n"
+ENTRY_POINTS = (
+    "[bragi.backends]\nfake-six = bragi_fakeplugin:BACKEND\n"
+    "fake-seven = bragi_fakeplugin:SEVEN\nfake-eight = bragi_fakeplugin:EIGHT\n"
+)
 
 
 @pytest.fixture
@@ -101,12 +134,8 @@ def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
     info = site / "bragi_fakeplugin-0.1.0.dist-info"
     info.mkdir(parents=True)
     (site / "bragi_fakeplugin.py").write_text(source)
-    (info / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: bragi-fakeplugin\nVersion: 0.1.0\n"
-    )
-    (info / "entry_points.txt").write_text(
-        "[bragi.backends]\nfake-six = bragi_fakeplugin:BACKEND\n"
-    )
+    (info / "METADATA").write_text(METADATA)
+    (info / "entry_points.txt").write_text(ENTRY_POINTS)
     monkeypatch.syspath_prepend(str(site))
     import bragi_fakeplugin  # type: ignore[import-not-found]
 
@@ -168,6 +197,44 @@ def test_install_list_run_and_remove_an_engine_environment(
     assert not envs.path("fake-six").exists() and envs.installed() == []
     with pytest.raises(BackendUnavailableError, match="bragi backend install fake-six"):
         create_engine(plugin, model_dir, "cpu", options, config)  # type: ignore[arg-type]
+
+
+def test_backends_whose_pins_agree_share_one_environment_with_packages_without_deps(
+    tmp_path: Path, plugin: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``fake-seven`` and ``fake-eight`` share ``fake-pair``; its ``no_deps`` package is
+    installed in a step of its own, without its declared dependency (fire)."""
+    import bragi_fakeplugin
+
+    data = tmp_path / "data"
+    envs = EngineEnvs(data / "envs")
+    common = ["--data-dir", str(data), "--device", "cpu"]
+    assert main(["backend", "install", "fake-seven", *common]) == 0
+    out, err = capsys.readouterr()
+    assert "installed fake-pair" in out and "shared by fake-eight, fake-seven" in out
+    assert "pip install --no-input --no-deps randomname==0.2.1" in err
+    manifest = envs.manifest("fake-pair")
+    assert manifest is not None and manifest.no_deps == ["randomname==0.2.1"]
+    assert "randomname" in manifest.packages and "fire" not in manifest.packages
+    assert [name for name, _ in envs.installed()] == ["fake-pair"]  # one environment
+
+    assert main(["backend", "list", *common]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if "fake-pair" in line)
+    assert "six 1.16.0" in row and "randomname 0.2.1" in row
+
+    model_dir = make_model_dir(tmp_path / "models", "fake-six")
+    config = RunnerConfig(label="eight", envs_dir=envs.root)
+    options = bragi_fakeplugin.EIGHT.options_model()
+    engine = create_engine(bragi_fakeplugin.EIGHT, model_dir, "cpu", options, config)
+    try:
+        segments, _ = engine.transcribe(SPEECH, TranscribeOptions())  # type: ignore[union-attr]
+        prefix = envs.path("fake-pair")
+        assert [s.text for s in segments] == [f" randomname without fire: True, from {prefix}"]
+    finally:
+        engine.close()
+    assert main(["backend", "remove", "fake-eight", *common]) == 0  # a backend's name works
+    assert "removed the fake-pair environment" in capsys.readouterr().out
+    assert envs.installed() == []
 
 
 def test_an_installation_whose_source_is_gone_is_copied_into_the_environment(

@@ -18,6 +18,7 @@ from bragi.backends.protocol import (
     Segment,
     SttCapabilities,
     SynthesisRequest,
+    TimedText,
     TranscribeOptions,
     TranscriptionInfo,
     TtsCapabilities,
@@ -92,29 +93,39 @@ def test_the_protocol_types_round_trip_through_json() -> None:
         hotwords=("Beckett",), languages=("en", "de"), logprobs=True, vad=VadRequest(0.4, 300)
     )
     assert codec.transcribe_options(json.loads(json.dumps(codec.encode(newer)))) == newer
-    request = SynthesisRequest("Hallo.", "alba", 1.5, "de")
+    request = SynthesisRequest("Hallo.", "alba", 1.5, "de", instructions="Whisper it.")
     header, payload = codec.synthesis_header(request)
     assert payload == b""
     assert codec.synthesis_request(json.loads(json.dumps(header)), payload) == request
-    tts = TtsCapabilities(24_000, native_speed=False, languages=frozenset({"ja"}), cloning=True)
+    tts = TtsCapabilities(
+        24_000, native_speed=False, languages=frozenset({"ja"}), cloning=True, instructions="voice"
+    )
     assert codec.tts_capabilities(codec.encode(tts)) == tts
 
 
 def test_a_cloned_voice_travels_as_a_json_header_and_raw_samples() -> None:
     samples = np.linspace(-0.5, 0.5, 4000, dtype=np.float32)
-    reference = VoiceReference("voice_1f", Audio(samples, 22_050), transcript="Hello there.")
+    timed = (TimedText(0.0, 0.6, "Hello"), TimedText(0.7, 1.2, "there."))
+    reference = VoiceReference(
+        "voice_1f", Audio(samples, 22_050), transcript="Hello there.", timed_transcript=timed
+    )
     request = SynthesisRequest("Hi.", "anna", 1.0, None, reference=reference)
     header, payload = codec.synthesis_header(request)
     assert header["reference"] == {
         "id": "voice_1f",
         "sample_rate": 22_050,
         "transcript": "Hello there.",
+        "timed_transcript": [
+            {"start": 0.0, "end": 0.6, "text": "Hello"},
+            {"start": 0.7, "end": 1.2, "text": "there."},
+        ],
     }
     assert len(payload) == 4 * len(samples)
     decoded = codec.synthesis_request(json.loads(json.dumps(header)), bytes(payload))
     assert decoded.reference is not None
     assert decoded.reference.id == "voice_1f"
     assert decoded.reference.transcript == "Hello there."
+    assert decoded.reference.timed_transcript == timed
     assert decoded.reference.audio.sample_rate == 22_050
     np.testing.assert_array_equal(decoded.reference.audio.samples, samples)
     assert decoded.text == "Hi." and decoded.voice == "anna"

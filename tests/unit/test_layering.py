@@ -19,6 +19,9 @@ KNOWN_MODULE_CYCLES = {
     # runs only in the worker, and takes the backend's options class from it.
     frozenset({"bragi.backends.speechbrain", "bragi.backends.speechbrain_engine"}),
     frozenset({"bragi.backends.xtts", "bragi.backends.xtts_engine"}),
+    frozenset({"bragi.backends.qwen3tts", "bragi.backends.qwen3tts_engine"}),
+    frozenset({"bragi.backends.f5", "bragi.backends.f5_engine"}),
+    frozenset({"bragi.backends.fish", "bragi.backends.fish_engine"}),
     # hub_errors names HubSource in annotations only (TYPE_CHECKING).
     frozenset({"bragi.models.hub_errors", "bragi.models.store"}),
     # A Wyoming connection owns its speech-in and speech-out halves, which name it in

@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from bragi.errors import BragiError, InvalidRequestError, RateLimitError
+from bragi.errors import BragiError, InvalidRequestError, ModelUnavailableError, RateLimitError
 
 __all__ = ["error_response", "install_error_handlers"]
 
@@ -21,6 +21,8 @@ _HTTP_TYPES = {401: "invalid_request_error", 404: "invalid_request_error"}
 def error_response(error: BragiError) -> JSONResponse:
     headers = {}
     if isinstance(error, RateLimitError):
+        headers["Retry-After"] = str(error.retry_after)
+    if isinstance(error, ModelUnavailableError) and error.retry_after is not None:
         headers["Retry-After"] = str(error.retry_after)
     if error.status_code >= 500:
         headers["x-should-retry"] = "false" if error.status_code == 500 else "true"

@@ -27,9 +27,12 @@ __all__ = [
     "DiarizeOptions",
     "DiarizerCapabilities",
     "Engine",
+    "InstructionListing",
+    "Instructions",
     "IsolatedBackend",
     "KnownSpeaker",
     "ModelCapabilities",
+    "ModelCheck",
     "ModelKind",
     "Segment",
     "SpeakerDiarizer",
@@ -40,6 +43,7 @@ __all__ = [
     "SttCapabilities",
     "SynthesisRequest",
     "TextToSpeech",
+    "TimedText",
     "TranscribeOptions",
     "TranscriptionInfo",
     "TtsCapabilities",
@@ -146,6 +150,13 @@ class Voice:
     gender: Literal["female", "male"] | None = None
 
 
+#: How an engine follows a request's ``instructions``: ``none`` ignores them (as OpenAI's
+#: ``tts-1`` does); ``style`` takes them as how to speak (emotion, pace, tone); ``voice``
+#: takes them as the description of the voice itself, so a request needs them (or the
+#: model a configured default).
+Instructions = Literal["none", "style", "voice"]
+
+
 @dataclass(frozen=True, slots=True)
 class TtsCapabilities:
     sample_rate: int
@@ -157,9 +168,17 @@ class TtsCapabilities:
     #: Whether the engine speaks in a voice cloned from a reference recording
     #: (``SynthesisRequest.reference``); engines that cannot get a 400 before they run.
     cloning: bool = False
-    #: Whether the engine follows ``instructions`` (style, tone); ``/v1/models`` says so,
-    #: and the web page shows the field only then.
-    instructions: bool = False
+    #: What the engine does with ``SynthesisRequest.instructions`` (see :data:`Instructions`).
+    instructions: Instructions = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class TimedText:
+    """A stretch of a reference's transcript and where it is spoken, in seconds."""
+
+    start: float
+    end: float
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,12 +186,15 @@ class VoiceReference:
     """A cloned voice: the recording (and, if known, its transcript) to speak like.
 
     ``id`` is stable for as long as the stored voice exists, so an engine may cache
-    what it computes from the recording (speaker latents) under it.
+    what it computes from the recording (speaker latents) under it. ``timed_transcript``
+    is the transcript in timed stretches when Bragi transcribed the recording itself, so
+    an engine that uses less of the recording can keep the words that go with it.
     """
 
     id: str
     audio: Audio  # mono float32, at the rate it was stored
     transcript: str | None = None
+    timed_transcript: tuple[TimedText, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +204,9 @@ class SynthesisRequest:
     speed: float = 1.0
     language: str | None = None  # override the voice's default language
     reference: VoiceReference | None = None
+    #: OpenAI's ``instructions``: how to speak, or (``voice`` engines) the voice itself.
+    #: None for engines that cannot follow them (the server drops them).
+    instructions: str | None = None
 
 
 @runtime_checkable
@@ -298,7 +323,31 @@ class IsolatedBackend(Protocol):
     #: "speechbrain==1.0.3")``; torch packages come from the device's torch index.
     requirements: Sequence[str]
     # Optional: ``verify_imports``, modules ``bragi backend install`` imports in the new
-    # environment to prove it works (e.g. ``("torch", "speechbrain.inference.ASR")``).
+    # environment to prove it works (e.g. ``("torch", "speechbrain.inference.ASR")``);
+    # ``no_deps``, requirements installed after the others without their declared
+    # dependencies (packages whose metadata cannot install, e.g. fish-speech's); and
+    # ``environment``, the environment's name when backends whose pins agree share one
+    # (default: the backend's name). Backends sharing an environment declare the same
+    # ``requirements`` and ``no_deps``.
+
+
+@runtime_checkable
+class ModelCheck(Protocol):
+    """A backend that refuses, from the files and without loading, a model it recognises
+    but cannot serve (an unsupported version of its format), so the model fails at once,
+    with the reason, instead of at its first request."""
+
+    def check(self, model_dir: Path) -> None:
+        """Raise :class:`~bragi.errors.ConfigError` saying why ``model_dir`` is refused."""
+        ...
+
+
+@runtime_checkable
+class InstructionListing(Protocol):
+    """A TTS backend that knows from a model's files, without loading it, what the model
+    does with ``instructions`` (shown in ``/v1/models`` before the model loads)."""
+
+    def instructions_in(self, model_dir: Path, options: BackendOptions | None) -> Instructions: ...
 
 
 @runtime_checkable
@@ -316,7 +365,7 @@ class ModelCapabilities:
     capability is one field in each."""
 
     cloning: bool = False
-    instructions: bool = False
+    instructions: Instructions = "none"
 
 
 @runtime_checkable

@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bragi.backends.protocol import Backend
+    from bragi.backends.registry import BackendRegistry
 
 __all__ = ["register"]
 
@@ -19,7 +23,9 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
     actions = backend.add_subparsers(dest="backend_command", metavar="ACTION", required=True)
     install = actions.add_parser("install", help="create (or recreate) an engine's environment")
     common(install)
-    install.add_argument("name", help="the backend, e.g. speechbrain")
+    install.add_argument(
+        "name", help="the backend, e.g. speechbrain, or a shared environment, e.g. torch-tts"
+    )
     install.add_argument(
         "--torch-index",
         metavar="URL",
@@ -61,19 +67,24 @@ def _install(args: argparse.Namespace) -> int:
     from bragi.backends.registry import BackendRegistry
     from bragi.devices import resolve_device
     from bragi.errors import ConfigError
+    from bragi.runners.envs import environment_of
 
     settings, envs = _envs(args)
-    backend = BackendRegistry.from_entry_points().get(args.name)
+    registry = BackendRegistry.from_entry_points()
+    backend = _isolated(registry, args.name)
+    name = environment_of(backend)
     if not isinstance(backend, IsolatedBackend):
         raise ConfigError(
             f"the {backend.name} engine runs in the server and needs no environment of its own: "
             f"pip install 'bragi[{backend.extra}]'"
         )
     device = resolve_device(settings.device)
-    _warn_if_blind(envs, backend.name)
-    _stderr(f"installing the {backend.name} environment for {device} in {envs.path(args.name)}")
+    _warn_if_blind(envs, name)
+    sharing = sorted(b.name for b in registry if environment_of(b) == name and b.name != name)
+    shared = f" (shared by {', '.join(sharing)})" if len(sharing) > 1 else ""
+    _stderr(f"installing the {name} environment{shared} for {device} in {envs.path(name)}")
     manifest = envs.install(
-        backend.name,
+        name,
         list(backend.requirements),
         device,
         torch_index=args.torch_index,
@@ -81,9 +92,21 @@ def _install(args: argparse.Namespace) -> int:
         python=args.python,
         output=_stderr,
         verify_imports=tuple(getattr(backend, "verify_imports", ())),
+        no_deps=tuple(getattr(backend, "no_deps", ())),
     )
-    print(f"installed {backend.name} ({manifest.size_bytes / _MB:.1f} MB, {device})")
+    print(f"installed {name} ({manifest.size_bytes / _MB:.1f} MB, {device}){shared}")
     return 0
+
+
+def _isolated(registry: BackendRegistry, name: str) -> Backend:
+    """The backend ``name``, or the first backend of the environment named ``name``."""
+    from bragi.runners.envs import environment_of
+
+    if name not in registry:
+        sharing = [b for b in registry if environment_of(b) == name]
+        if sharing:
+            return sharing[0]
+    return registry.get(name)
 
 
 def _bragi_source(spec: str | None) -> list[str] | None:
@@ -97,7 +120,8 @@ def _bragi_source(spec: str | None) -> list[str] | None:
 def _versions(manifest: Any) -> str:
     from bragi.runners.envs import project_name
 
-    wanted = [project_name(r) for r in manifest.requirements] + ["bragi"]
+    pinned = [r for r in manifest.requirements if "==" in r]  # the ones that matter
+    wanted = [project_name(r) for r in [*pinned, *manifest.no_deps]] + ["bragi"]
     by_project = {
         project_name(name): f"{name} {version}" for name, version in manifest.packages.items()
     }
@@ -126,8 +150,15 @@ def _warn_if_blind(envs: Any, name: str) -> None:
 
 
 def _remove(args: argparse.Namespace) -> int:
+    from bragi.backends.registry import BackendRegistry
+    from bragi.runners.envs import environment_of
+
     _settings, envs = _envs(args)
-    _warn_if_blind(envs, args.name)
-    freed = envs.remove(args.name)
-    print(f"removed the {args.name} environment ({freed / _MB:.1f} MB)")
+    name = args.name
+    registry = BackendRegistry.from_entry_points()
+    if name in registry and not envs.path(name).is_dir():  # a backend of a shared environment
+        name = environment_of(registry.get(name))
+    _warn_if_blind(envs, name)
+    freed = envs.remove(name)
+    print(f"removed the {name} environment ({freed / _MB:.1f} MB)")
     return 0

@@ -90,7 +90,10 @@ def _pull(args: argparse.Namespace) -> int:
 
     store, catalog = _store_and_catalog(args)
     source = plan_source(args.name, args.revision, catalog)
-    print(f"pulling {args.name} from {source.origin}", file=sys.stderr)
+    also = "".join(f" and {hub.repo_id}" for _option, hub in source.companions)
+    print(f"pulling {args.name} from {source.origin}{also}", file=sys.stderr)
+    if source.catalog is not None and source.catalog.non_commercial:
+        print(_non_commercial(source.catalog), file=sys.stderr)
     path = fetch_source(source, store, _ProgressBar())
     sys.stderr.write("\n")
     # what the model's options name beside it (a diarizer's embedding model) comes too
@@ -105,6 +108,10 @@ def _pull(args: argparse.Namespace) -> int:
     return 0
 
 
+def _non_commercial(entry: Any) -> str:
+    return f"note: the weights of {entry.name} are licensed {entry.license}: not for commercial use"
+
+
 def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
@@ -113,9 +120,9 @@ def _list(args: argparse.Namespace) -> int:
     from bragi.backends.registry import BackendRegistry
     from bragi.models.on_disk import downloaded_models
 
-    store, _catalog = _store_and_catalog(args)
+    store, catalog = _store_and_catalog(args)
     print(f"{'NAME':<44} {'BACKEND':<16} {'SIZE':>10}  SOURCE")
-    for model in downloaded_models(store, BackendRegistry.from_entry_points()):
+    for model in downloaded_models(store, BackendRegistry.from_entry_points(), catalog):
         backend = ",".join(model.backends) or "?"
         print(f"{model.name:<44} {backend:<16} {model.size_bytes / _MB:>7.1f} MB  {model.source}")
     return 0
@@ -128,9 +135,10 @@ def _show(args: argparse.Namespace) -> int:
     if args.name is None:
         print(f"{'NAME':<30} {'KIND':<11} {'BACKEND':<18} {'SIZE':>8}  DESCRIPTION")
         for e in catalog.entries():
+            marker = "[non-commercial] " if e.non_commercial else ""
             print(
                 f"{e.name:<30} {e.kind.value:<11} {e.backend:<18} {e.size_mb:>5.0f} MB  "
-                f"{e.description}"
+                f"{marker}{e.description}"
             )
         return 0
     source = plan_source(args.name, None, catalog)
@@ -146,10 +154,17 @@ def _show(args: argparse.Namespace) -> int:
             "files": list(entry.files or ()),
             "languages": list(entry.languages),
             "license": entry.license,
+            "non_commercial": entry.non_commercial,
+            "companions": [
+                {"repo": c.repo, "files": list(c.files or ()), "option": c.option}
+                for c in entry.companions
+            ],
             "download_mb": entry.size_mb,
         }
         if entry.options:
             info["options"] = entry.options
+        if entry.non_commercial:
+            print(_non_commercial(entry), file=sys.stderr)
     info["downloaded"] = str(on_disk) if on_disk else False
     print(json.dumps(info, indent=2))
     return 0
@@ -230,4 +245,8 @@ def _ps(args: argparse.Namespace) -> int:
             f"{m['id']:<24} {m.get('backend') or '?':<16} {m['state']:<11} {memory:>9} "
             f"{m.get('in_use', 0):>6}  {when}"
         )
+        if m.get("progress"):  # downloading, or its engine being installed
+            print(f"{'':<24} {m['progress']}")
+        elif m["state"] == "failed" and m.get("error"):
+            print(f"{'':<24} {m['error']}")
     return 0

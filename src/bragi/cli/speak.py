@@ -26,6 +26,10 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
     )
     parser.add_argument("--language", help="for engines that speak several, e.g. de")
     parser.add_argument(
+        "--instructions",
+        help="how to speak, or the voice itself, for models that follow instructions",
+    )
+    parser.add_argument(
         "--format",
         choices=["mp3", "opus", "aac", "flac", "wav", "pcm"],
         help="default: from the output file's extension, else mp3",
@@ -61,7 +65,9 @@ def run(args: argparse.Namespace) -> int:
         voice, reference = choose_voice(
             args.voice, alias, engine, settings.voices, store, lambda: _cloners(settings)
         )
-        job, tempo = synthesis_plan(text, voice, args.speed, engine, reference, args.language)
+        job, tempo = synthesis_plan(
+            text, voice, args.speed, engine, reference, args.language, args.instructions
+        )
         encoder = SpeechEncoder(fmt, engine.capabilities.sample_rate, tempo)
         pieces = [encoder.feed(chunk) for chunk in engine.synthesize(job)]
         pieces.append(encoder.finish())

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,10 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
     common(add)
     add.add_argument("name", help="the name requests use as `voice`")
     add.add_argument("file", type=Path, help="the recording: any format FFmpeg reads")
-    add.add_argument("--transcript", help="what the recording says (some engines use it)")
+    add.add_argument(
+        "--transcript",
+        help="what the recording says (default: transcribed by voice_transcription_model)",
+    )
     add.add_argument("--model", help="the model alias the voice is meant for")
     add.add_argument(
         "--shared",
@@ -80,17 +83,52 @@ def _add(args: argparse.Namespace) -> int:
     if args.model is not None and args.model not in aliases:
         known = ", ".join(sorted(aliases)) or "none"
         raise ModelNotFoundError(f"no model {args.model!r} is configured (configured: {known})")
-    voice = VoiceStore.for_settings(settings).create(
-        args.name,
-        args.file.read_bytes(),
-        transcript=args.transcript,
+    store = VoiceStore.for_settings(settings)
+    reserved = set(OPENAI_VOICES) | set(settings.voices)
+    name, audio, transcript = store.check_upload(
+        args.name, args.file.read_bytes(), args.transcript, reserved, "file"
+    )
+    heard = None
+    if transcript is None:
+        heard = _transcribe(settings, aliases, audio)
+    voice = store.add(
+        name,
+        audio,
+        transcript=heard.text if heard else transcript,
+        timed_transcript=heard.timed if heard else (),
+        transcribed_by=settings.voice_transcription_model if heard else None,
         model=args.model,
         shared=args.shared,
-        reserved=set(OPENAI_VOICES) | set(settings.voices),
-        param="file",
     )
     print(f"{voice.id} {voice.name} ({voice.duration:.1f} s)")
+    if heard is not None:
+        print(f"transcript ({voice.transcribed_by}): {heard.text}")
     return 0
+
+
+def _transcribe(settings: Settings, aliases: Collection[str], audio: Any) -> Any:
+    """The recording's transcript from ``voice_transcription_model``, run here; None (and
+    why, on stderr) when there is none."""
+    from bragi.backends.protocol import ModelKind, SpeechToText
+    from bragi.cli.local import with_local_engine
+    from bragi.errors import BragiError
+    from bragi.voices.transcribe import transcribe_reference
+
+    alias = settings.voice_transcription_model
+    if alias is None or alias not in aliases:
+        why = "voice_transcription_model is not set" if alias is None else f"no model {alias!r}"
+        print(f"bragi: stored without a transcript ({why})", file=sys.stderr)
+        return None
+
+    def work(engine: object) -> Any:
+        assert isinstance(engine, SpeechToText)
+        return transcribe_reference(engine, audio)
+
+    try:
+        return with_local_engine(settings, alias, ModelKind.STT, work)
+    except BragiError as exc:
+        print(f"bragi: stored without a transcript ({exc.message})", file=sys.stderr)
+        return None
 
 
 def _remove(args: argparse.Namespace) -> int:

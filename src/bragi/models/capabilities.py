@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import fields
+from dataclasses import fields, replace
 
 from bragi.backends.protocol import (
+    Backend,
     CapabilityListing,
     Device,
+    InstructionListing,
+    Instructions,
     ModelCapabilities,
     ModelKind,
     SpeechToText,
@@ -27,7 +30,7 @@ from bragi.backends.protocol import (
 from bragi.backends.registry import BackendRegistry
 from bragi.models.served import ServedModel
 
-__all__ = ["capabilities_of", "models_that_can", "word_timestamps_of"]
+__all__ = ["capabilities_of", "has", "models_that_can", "word_timestamps_of"]
 
 log = logging.getLogger(__name__)
 _NAMES = tuple(f.name for f in fields(ModelCapabilities))
@@ -39,18 +42,38 @@ def capabilities_of(model: ServedModel, registry: BackendRegistry) -> ModelCapab
         return None
     if isinstance(model.engine, TextToSpeech):
         loaded = model.engine.capabilities
-        return ModelCapabilities(**{name: bool(getattr(loaded, name, False)) for name in _NAMES})
+        return ModelCapabilities(cloning=loaded.cloning, instructions=loaded.instructions)
     name = model.backend_name
     backend = model.backend or (registry.get(name) if name and name in registry else None)
+    found = ModelCapabilities()
     if isinstance(backend, CapabilityListing) and model.model_dir is not None:
         try:
-            return backend.capabilities_in(model.model_dir, model.options)
+            found = backend.capabilities_in(model.model_dir, model.options)
         except Exception:  # a broken model says so when it loads; here it just cannot
             log.debug("capabilities of %s", model.alias, exc_info=True)
-    entry = model.source.catalog
-    if entry is not None:
-        return ModelCapabilities(**{name: True for name in entry.capabilities})
-    return ModelCapabilities()
+    elif model.source.catalog is not None:
+        found = ModelCapabilities(cloning="cloning" in model.source.catalog.capabilities)
+    return replace(found, instructions=_instructions_in(model, backend, found))
+
+
+def _instructions_in(
+    model: ServedModel, backend: Backend | None, found: ModelCapabilities
+) -> Instructions:
+    """What the model does with ``instructions``, from its files where its backend can
+    tell (Qwen3-TTS: by variant and size), else what was found."""
+    if not isinstance(backend, InstructionListing) or model.model_dir is None:
+        return found.instructions
+    try:
+        return backend.instructions_in(model.model_dir, model.options)
+    except Exception:  # as above
+        log.debug("instructions of %s", model.alias, exc_info=True)
+        return found.instructions
+
+
+def has(capabilities: ModelCapabilities, capability: str) -> bool:
+    """Whether ``capability`` (a ModelCapabilities field) is there: true, or for
+    ``instructions`` anything but ``none``."""
+    return getattr(capabilities, capability) not in (False, "none")
 
 
 def word_timestamps_of(
@@ -82,6 +105,6 @@ def models_that_can(
     able = []
     for model in models:
         capabilities = capabilities_of(model, registry)
-        if capabilities is not None and getattr(capabilities, capability):
+        if capabilities is not None and has(capabilities, capability):
             able.append(model.alias)
     return able

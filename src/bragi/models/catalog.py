@@ -16,7 +16,7 @@ import yaml
 
 from bragi.backends.protocol import ModelCapabilities, ModelKind
 
-__all__ = ["Catalog", "CatalogEntry", "PackagedFiles", "common_folder"]
+__all__ = ["Catalog", "CatalogEntry", "Companion", "PackagedFiles", "common_folder"]
 
 _GLOB = frozenset("*?[")
 
@@ -29,6 +29,18 @@ class PackagedFiles:
     files: dict[str, tuple[str, ...]]
     sha256: dict[str, str]
     directory: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Companion:
+    """Another hub repo a model needs files from (F5-TTS's vocoder): pulled, verified,
+    listed and removed with the model, and handed to the backend as the directory in
+    ``option``."""
+
+    repo: str
+    option: str
+    files: tuple[str, ...] | None = None
+    revision: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +60,9 @@ class CatalogEntry:
     packaged: PackagedFiles | None = None
     #: What the model can do before it loads (ModelCapabilities fields), e.g. (cloning,)
     capabilities: tuple[str, ...] = ()
+    companions: tuple[Companion, ...] = ()
+    #: The weights' licence forbids commercial use (said wherever the model is shown).
+    non_commercial: bool = False
 
     @property
     def subdir(self) -> str | None:
@@ -111,6 +126,16 @@ def _entry(name: str, data: dict[str, Any]) -> CatalogEntry:
         if packaged
         else None,
         capabilities=capabilities,
+        companions=tuple(
+            Companion(
+                repo=str(c["repo"]),
+                option=str(c["option"]),
+                files=tuple(c["files"]) if c.get("files") else None,
+                revision=c.get("revision"),
+            )
+            for c in data.get("companions") or ()
+        ),
+        non_commercial=bool(data.get("non_commercial", False)),
     )
 
 

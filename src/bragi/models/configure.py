@@ -10,8 +10,8 @@ from bragi.errors import BackendUnavailableError, ConfigError
 from bragi.models.catalog import Catalog
 from bragi.models.companions import local_companions
 from bragi.models.manager import Clock, ModelManager
-from bragi.models.prepare import choose_backend, validate_options
-from bragi.models.resolve import local_copy, plan_source
+from bragi.models.prepare import check_model, choose_backend, validate_options
+from bragi.models.resolve import companion_dirs, local_copy, plan_source
 from bragi.models.served import ServedModel
 from bragi.models.starter import default_aliases, starter_models
 from bragi.models.store import ModelStore
@@ -52,11 +52,16 @@ def build_manager(
             max_queue=settings.max_queue if config.max_queue is None else config.max_queue,
         )
         if backend is not None:
-            options = validate_options(alias, backend, config, source)
+            companions = companion_dirs(source, manager.store) if on_disk else {}
+            options = validate_options(alias, backend, config, source, companions)
             try:
                 registry.require_available(backend)
+                if on_disk is not None:
+                    check_model(backend, on_disk)
             except BackendUnavailableError as exc:
                 model.unavailable(exc.message, "engine not installed")
+            except ConfigError as exc:  # files the backend refuses (see ModelCheck)
+                model.unavailable(exc.message)
             else:
                 resolved = local_companions(backend, options, manager.store)
                 if on_disk is not None and resolved is not None:

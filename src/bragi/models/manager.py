@@ -7,7 +7,9 @@ parts, each readable on its own:
 * :mod:`~bragi.models.residency`: load on first use, keep-alive, LRU eviction at
   ``max_loaded_models``, all under one lock per model;
 * :mod:`~bragi.models.downloads`: files fetched in the background, failed downloads
-  retried, everything aborted on shutdown.
+  retried, everything aborted on shutdown;
+* :mod:`~bragi.models.installs`: missing engine environments installed in the
+  background when ``install_engines`` is on, aborted on shutdown too.
 
 It holds the engine through a :class:`Lease` (an async context manager) until it is
 done, so a model in use is never unloaded. The clock is injected so tests never sleep.
@@ -29,6 +31,7 @@ from bragi.errors import BragiError, InvalidRequestError, ModelNotFoundError, Mo
 from bragi.models.admission import Slot
 from bragi.models.catalog import Catalog
 from bragi.models.downloads import Downloads
+from bragi.models.installs import EngineInstalls
 from bragi.models.residency import LOAD_RETRY_SECONDS, FilesMissing, Residency, resident_memory
 from bragi.models.served import ModelState, ServedModel
 from bragi.models.store import ModelStore
@@ -120,6 +123,9 @@ class ModelManager:
         self.downloads = Downloads(
             registry, self.store, self._tasks, on_files=self._voice_lists.warm
         )
+        self.installs = EngineInstalls(
+            settings.data_dir, self._tasks, enabled=settings.install_engines
+        )
         self.residency = Residency(
             self.models,
             self._load_engine,
@@ -202,6 +208,7 @@ class ModelManager:
         is still running after ``timeout`` seconds (a worker stuck in a step) is killed."""
         self._stopping = True
         self.downloads.abort()
+        self.installs.abort()
         pending: set[asyncio.Future[None]] = set(self._tasks.cancel_all())
         pending.add(asyncio.ensure_future(self.residency.close_all()))
         _, pending = await asyncio.wait(pending, timeout=timeout)
@@ -219,6 +226,7 @@ class ModelManager:
         on its own, so no load waits for another model's download."""
         if model.state is ModelState.DOWNLOADING:
             await self.downloads.prepare(model)
+        await self.installs.install(model, self.device)
         self._preload_later(model)
 
     def _preload_later(self, model: ServedModel) -> None:
@@ -286,6 +294,7 @@ class ModelManager:
         model = self.get(alias)
         if model.state is ModelState.FAILED and model.load_failed_at is None:
             await self.downloads.prepare(model)
+            await self.installs.install(model, self.device)
         self.residency.check_serviceable(model, retry_now=True)
         await self.residency.load(model)
         return model

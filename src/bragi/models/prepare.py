@@ -2,32 +2,39 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from bragi.backends.protocol import Backend, BackendOptions, IsolatedBackend
+from bragi.backends.protocol import Backend, BackendOptions, IsolatedBackend, ModelCheck
 from bragi.backends.registry import BackendRegistry
 from bragi.config import ModelConfig
 from bragi.errors import ConfigError, ModelFetchError
 from bragi.models.companions import fetch_companions
-from bragi.models.resolve import ModelSource, fetch_source
+from bragi.models.resolve import ModelSource, companion_dirs, fetch_source
 from bragi.models.store import DownloadProgress, ModelStore
 
 if TYPE_CHECKING:
     from bragi.models.served import ServedModel
 
-__all__ = ["choose_backend", "prepare_model", "validate_options"]
+__all__ = ["check_model", "choose_backend", "prepare_model", "validate_options"]
 
 
 def validate_options(
-    alias: str, backend: Backend, config: ModelConfig, source: ModelSource
+    alias: str,
+    backend: Backend,
+    config: ModelConfig,
+    source: ModelSource,
+    companions: Mapping[str, Path] | None = None,
 ) -> BackendOptions:
+    """The model's options: the catalog's, then its companion repos' directories (see
+    :func:`~bragi.models.resolve.companion_dirs`), then the configured ones."""
     defaults = source.catalog.options if source.catalog is not None else {}
+    given = {option: str(path) for option, path in (companions or {}).items()}
     try:
-        return backend.options_model.model_validate({**defaults, **config.options})
+        return backend.options_model.model_validate({**defaults, **given, **config.options})
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
@@ -73,6 +80,12 @@ def choose_backend(
     return backend
 
 
+def check_model(backend: Backend, model_dir: Path) -> None:
+    """ConfigError when the backend refuses the files it recognised (see ModelCheck)."""
+    if isinstance(backend, ModelCheck):
+        backend.check(model_dir)
+
+
 def prepare_model(
     model: ServedModel,
     registry: BackendRegistry,
@@ -86,6 +99,8 @@ def prepare_model(
     backend = choose_backend(model.alias, model.config, model.source, registry, model_dir)
     assert backend is not None
     registry.require_available(backend)
-    options = validate_options(model.alias, backend, model.config, model.source)
+    check_model(backend, model_dir)
+    companions = companion_dirs(model.source, store)  # the catalog's other repos (F5's vocoder)
+    options = validate_options(model.alias, backend, model.config, model.source, companions)
     options = fetch_companions(backend, options, store, progress)  # a diarizer's embedding
     return backend, model_dir, options

@@ -12,10 +12,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-__all__ = ["DownloadProgress", "ProgressCallback", "PullTracker", "SilentBar"]
+__all__ = ["DownloadProgress", "InstallProgress", "ProgressCallback", "PullTracker", "SilentBar"]
 
 log = logging.getLogger("bragi.models.store")
 
@@ -40,6 +40,25 @@ class DownloadProgress:
 
 
 ProgressCallback = Callable[[DownloadProgress], None]
+
+
+@dataclass(slots=True)
+class InstallProgress:
+    """Where an engine environment's install stands (shared by the models waiting on it):
+    updated by the installing task as pip's lines come, read by /health and ``bragi ps``."""
+
+    environment: str
+    started: float = field(default_factory=time.monotonic)
+    step: str = "starting"  # the command running now, as `bragi backend install` says it
+    last_line: str = ""  # pip's latest line (for keys and the log: it may name paths)
+
+    @property
+    def seconds(self) -> float:
+        return time.monotonic() - self.started
+
+    def summary(self) -> str:
+        """Short and without paths, for the open /health/ready."""
+        return f"installing the {self.environment} engine environment ({self.seconds:.0f} s)"
 
 
 class SilentBar:

@@ -59,8 +59,8 @@ class Removal:
     users: tuple[str, ...]  # configured models that use what would be deleted
     freed_bytes: int
     note: str = ""  # e.g. where files that are not the store's live
-    repo_id: str | None = None
-    hub_files: dict[str, set[str]] = field(default_factory=dict)  # commit ─▶ repo paths
+    #: repo id ─▶ commit ─▶ repo paths (the model's repo and its companions')
+    hub_files: dict[str, dict[str, set[str]]] = field(default_factory=dict)
     folders: tuple[Path, ...] = ()  # unpacked and assembled copies
 
     def summary(self, *, done: bool) -> str:
@@ -115,14 +115,18 @@ def plan_removal(
     plan = _Plan()
     if hub is not None:
         _plan_hub(plan, hub, entry, store, catalog, configured, force)
+    for companion in entry.companions if entry is not None else ():
+        # another repo the model needs (F5-TTS's vocoder): it goes with the model
+        source = HubSource(companion.repo, companion.revision, companion.files)
+        _plan_hub(plan, source, entry, store, catalog, configured, force)
     note = ""
     if entry is not None and entry.packaged is not None:
         note = _plan_packaged(plan, entry, store, configured, force)
     if not plan.deleted and not plan.kept and not plan.users:
         raise NotFoundError(f"{reference} is not downloaded", code="model_not_downloaded")
     freed = sum(_size(folder) for folder in plan.folders)
-    if hub is not None and plan.hub_files:
-        freed += store.remove_files(hub.repo_id, plan.hub_files, dry_run=True)
+    for repo_id, files in plan.hub_files.items():
+        freed += store.remove_files(repo_id, files, dry_run=True)
     return Removal(
         name=reference,
         deleted=tuple(plan.deleted),
@@ -130,7 +134,6 @@ def plan_removal(
         users=tuple(sorted(plan.users)),
         freed_bytes=freed,
         note=note,
-        repo_id=hub.repo_id if hub is not None else None,
         hub_files=plan.hub_files,
         folders=tuple(plan.folders),
     )
@@ -141,7 +144,7 @@ class _Plan:
     deleted: list[Item] = field(default_factory=list)
     kept: list[Item] = field(default_factory=list)
     users: set[str] = field(default_factory=set)
-    hub_files: dict[str, set[str]] = field(default_factory=dict)
+    hub_files: dict[str, dict[str, set[str]]] = field(default_factory=dict)
     folders: list[Path] = field(default_factory=list)
 
     def delete_folder(self, folder: Path, root: Path, what: str = "") -> None:
@@ -159,7 +162,7 @@ def _plan_hub(
     force: bool,
 ) -> None:
     """The target's files in the hub cache, and what was unpacked from its archives."""
-    claims = _claims(hub.repo_id, entry, catalog)
+    claims = _claims(hub.repo_id, entry, catalog, store)
     configured_claims = _configured_claims(hub.repo_id, configured)
     staying: set[tuple[str, str]] = set()  # (commit, path) of the target's files that stay
     commits = store.commits(hub.repo_id)
@@ -176,7 +179,7 @@ def _plan_hub(
                 staying.add((stored.commit, path))
                 continue
             plan.deleted.append(item)
-            plan.hub_files.setdefault(stored.commit, set()).add(path)
+            plan.hub_files.setdefault(hub.repo_id, {}).setdefault(stored.commit, set()).add(path)
     for folder, origin in _unpacked(store, hub, commits).items():
         if origin not in staying:  # its zip goes (or went before): so does it
             plan.delete_folder(folder, store.root)
@@ -227,8 +230,8 @@ def configured_sources(settings: Settings, catalog: Catalog) -> dict[str, ModelS
 def remove(removal: Removal, store: ModelStore) -> int:
     """Carry out a plan; the bytes freed."""
     freed = 0
-    if removal.repo_id is not None and removal.hub_files:
-        freed += store.remove_files(removal.repo_id, removal.hub_files)
+    for repo_id, files in removal.hub_files.items():
+        freed += store.remove_files(repo_id, files)
     for folder in removal.folders:
         if folder.is_dir():
             freed += _size(folder)
@@ -252,24 +255,35 @@ def _target(reference: str, catalog: Catalog) -> tuple[CatalogEntry | None, HubS
     return entry, HubSource(entry.repo, entry.revision, entry.files, entry.archive, entry.subdir)
 
 
-def _claims(repo_id: str, target: CatalogEntry | None, catalog: Catalog) -> list[_Claim]:
-    """Other catalog entries from the same repo (none when a whole repo is removed)."""
+def _claims(
+    repo_id: str, target: CatalogEntry | None, catalog: Catalog, store: ModelStore
+) -> list[_Claim]:
+    """Other catalog entries from the same repo (none when a whole repo is removed), and
+    downloaded ones that need it as a companion (F5-TTS v0 beside v1 needs its vocoder)."""
     if target is None:
         return []
-    return [
+    claims = [
         _Claim(other.name, _patterns(other.files, other.archive), _at(other.revision), True)
         for other in catalog.entries()
         if other.repo == repo_id and other.name != target.name
     ]
+    for other in catalog.entries():
+        if other.name == target.name or other.repo is None:
+            continue
+        for companion in other.companions:
+            main = HubSource(other.repo, other.revision, other.files)
+            if companion.repo == repo_id and store.local_path(main) is not None:
+                claims.append(_Claim(other.name, companion.files, _at(companion.revision), True))
+    return claims
 
 
 def _configured_claims(repo_id: str, configured: Mapping[str, ModelSource]) -> list[_Claim]:
     claims = []
     for label, source in configured.items():
-        hub = source.hub
-        if hub is not None and hub.repo_id == repo_id:
-            patterns = _patterns(hub.allow_patterns, hub.archive)
-            claims.append(_Claim(label, patterns, _at(hub.revision), False))
+        for hub in (source.hub, *(companion for _, companion in source.companions)):
+            if hub is not None and hub.repo_id == repo_id:
+                patterns = _patterns(hub.allow_patterns, hub.archive)
+                claims.append(_Claim(label, patterns, _at(hub.revision), False))
     return claims
 
 

@@ -26,6 +26,7 @@ from anyio import CancelScope, to_thread
 from bragi.backends.protocol import Engine
 from bragi.errors import BragiError, ConfigError, ModelUnavailableError
 from bragi.memory import release_freed_memory
+from bragi.models.installs import RETRY_AFTER_SECONDS
 from bragi.models.served import RESIDENT, ModelState, ServedModel
 
 __all__ = ["LOAD_RETRY_SECONDS", "FilesMissing", "Residency", "resident_memory"]
@@ -113,6 +114,13 @@ class Residency:
                 )
         if model.state is ModelState.FAILED:
             raise ModelUnavailableError(f"Model `{model.alias}` is unavailable: {model.error}")
+        if model.state is ModelState.INSTALLING:
+            raise ModelUnavailableError(
+                f"Model `{model.alias}`'s engine is being installed ({model.progress_text()}); "
+                "retry when /health/ready reports it.",
+                code="engine_installing",
+                retry_after=RETRY_AFTER_SECONDS,
+            )
         if model.state is ModelState.DOWNLOADING:
             raise ModelUnavailableError(
                 f"Model `{model.alias}` is still being downloaded ({model.progress_text()}); "

@@ -16,7 +16,14 @@ from bragi.models.catalog import Catalog, CatalogEntry
 from bragi.models.packaged import assembled, is_installed, materialize
 from bragi.models.store import DownloadProgress, HubSource, ModelStore
 
-__all__ = ["ModelSource", "fetch_source", "local_copy", "plan_source"]
+__all__ = [
+    "ModelSource",
+    "companion_dirs",
+    "fetch_source",
+    "local_copy",
+    "plan_source",
+    "remove_companions",
+]
 
 _REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
@@ -30,6 +37,8 @@ class ModelSource:
     path: Path | None = None  # a local directory
     hub: HubSource | None = None  # a hub download
     packaged: bool = False  # assembled from PyPI packages (catalog.packaged)
+    #: Other hub repos the model needs (catalog ``companions``): (backend option, source).
+    companions: tuple[tuple[str, HubSource], ...] = ()
 
     @property
     def origin(self) -> str:
@@ -68,7 +77,10 @@ def plan_source(reference: str, revision: str | None, catalog: Catalog) -> Model
         if entry.repo is not None:
             revision = revision or entry.revision
             hub = HubSource(entry.repo, revision, entry.files, entry.archive, entry.subdir)
-            return ModelSource(reference, catalog=entry, hub=hub)
+            companions = tuple(
+                (c.option, HubSource(c.repo, c.revision, c.files)) for c in entry.companions
+            )
+            return ModelSource(reference, catalog=entry, hub=hub, companions=companions)
         return ModelSource(reference, catalog=entry, packaged=True)  # materialize explains
     if _REPO_ID.match(reference):
         return ModelSource(reference, hub=HubSource(reference, revision, None))
@@ -88,7 +100,36 @@ def local_copy(source: ModelSource, store: ModelStore) -> Path | None:
         assert entry is not None
         return assembled(entry.name, entry.packaged, store.root) if entry.packaged else None
     assert source.hub is not None
+    if len(companion_dirs(source, store)) < len(source.companions):
+        return None  # a model is on disk only with everything it needs
     return store.local_path(source.hub)
+
+
+def companion_dirs(source: ModelSource, store: ModelStore) -> dict[str, Path]:
+    """The companion repos already in the store, by the backend option that takes them."""
+    found = {}
+    for option, hub in source.companions:
+        path = store.local_path(hub)
+        if path is not None:
+            found[option] = path
+    return found
+
+
+def remove_companions(source: ModelSource, store: ModelStore, catalog: Catalog) -> dict[str, int]:
+    """Delete the companion repos of ``source`` that no other downloaded catalog model
+    needs (call it after removing the model itself); bytes freed by repo id."""
+    still_needed = {
+        companion.repo
+        for entry in catalog.entries()
+        if entry.repo is not None and entry.repo != (source.hub.repo_id if source.hub else None)
+        for companion in entry.companions
+        if store.local_path(HubSource(entry.repo, entry.revision, entry.files)) is not None
+    }
+    removed = {}
+    for _option, hub in source.companions:
+        if hub.repo_id not in still_needed and (freed := store.remove(hub)):
+            removed[hub.repo_id] = freed
+    return removed
 
 
 def fetch_source(
@@ -106,4 +147,7 @@ def fetch_source(
             raise ConfigError(f"catalog entry {entry.name!r} has no source")
         return materialize(entry.name, entry.packaged, store.root)
     assert source.hub is not None
-    return store.fetch(source.hub, progress)
+    path = store.fetch(source.hub, progress)
+    for _option, companion in source.companions:
+        store.fetch(companion, progress)
+    return path

@@ -6,7 +6,10 @@
     downloading    DOWNLOADING, AVAILABLE, FAILED   DOWNLOADING
     prepared       DOWNLOADING                      AVAILABLE
     fetch_failed   DOWNLOADING                      FAILED  (tried again with backoff)
-    unavailable    DOWNLOADING, AVAILABLE, FAILED   FAILED  (until an admin load)
+    unavailable    DOWNLOADING, AVAILABLE,          FAILED  (until an admin load)
+                   INSTALLING, FAILED
+    installing     AVAILABLE                        INSTALLING  (its engine environment)
+    installed      INSTALLING                       AVAILABLE
     loading        AVAILABLE                        LOADING
     loaded         LOADING                          LOADED
     load_failed    LOADING                          FAILED  (tried again after 30 s)
@@ -18,8 +21,9 @@
 Each move is a method that checks the state it starts from, so a move the manager does
 not expect fails loudly instead of leaving the model half in one state and half in
 another. The manager's parts make the moves: downloads (:mod:`bragi.models.downloads`) the
-first four, residency (:mod:`bragi.models.residency`) the rest, and ``leased`` and
-``returned`` count the requests using the engine. Everything else reads properties.
+first four, installs (:mod:`bragi.models.installs`) the next two, residency
+(:mod:`bragi.models.residency`) the rest, and ``leased`` and ``returned`` count the
+requests using the engine. Everything else reads properties.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from pathlib import Path
 from bragi.backends.protocol import Backend, BackendOptions, Engine, ModelKind
 from bragi.config import ModelConfig
 from bragi.models.admission import Admission
+from bragi.models.progress import InstallProgress
 from bragi.models.resolve import ModelSource
 from bragi.models.store import DownloadProgress
 
@@ -40,6 +45,7 @@ __all__ = ["RESIDENT", "ModelState", "ServedModel"]
 class ModelState(StrEnum):
     DOWNLOADING = "downloading"  # files not on disk yet (queued or fetching)
     AVAILABLE = "available"  # on disk, not loaded
+    INSTALLING = "installing"  # on disk, its engine environment being installed
     LOADING = "loading"
     LOADED = "loaded"
     UNLOADING = "unloading"  # the engine is being closed
@@ -79,6 +85,7 @@ class ServedModel:
         self._options: BackendOptions | None = None
         self._engine: Engine | None = None
         self._progress: DownloadProgress | None = None
+        self._install: InstallProgress | None = None
         self._loaded_at: float | None = None
         self._last_used = 0.0
         self._in_use = 0
@@ -128,6 +135,11 @@ class ServedModel:
     def progress(self) -> DownloadProgress | None:
         """The download, while DOWNLOADING."""
         return self._progress
+
+    @property
+    def install(self) -> InstallProgress | None:
+        """Its engine environment's install, while INSTALLING."""
+        return self._install
 
     @property
     def loaded_at(self) -> float | None:
@@ -199,6 +211,8 @@ class ServedModel:
         return self.admission.retry_after()
 
     def progress_text(self) -> str:
+        if self._install is not None:
+            return self._install.summary()
         progress = self._progress
         if progress is None or not progress.bytes_total:
             return "waiting to start"
@@ -244,8 +258,24 @@ class ServedModel:
     def unavailable(self, reason: str, failure: str = "unavailable") -> None:
         """It cannot serve until something changes outside (configuration, install, hub)."""
         self._fail(
-            {ModelState.DOWNLOADING, ModelState.AVAILABLE, ModelState.FAILED}, reason, failure
+            {
+                ModelState.DOWNLOADING,
+                ModelState.AVAILABLE,
+                ModelState.INSTALLING,
+                ModelState.FAILED,
+            },
+            reason,
+            failure,
         )
+
+    def installing(self, install: InstallProgress) -> None:
+        """Its files are there; its engine environment is being installed (on demand)."""
+        self._move({ModelState.AVAILABLE}, ModelState.INSTALLING)
+        self._install = install
+
+    def installed(self) -> None:
+        self._move({ModelState.INSTALLING}, ModelState.AVAILABLE)
+        self._install = None
 
     def loading(self) -> None:
         self._move({ModelState.AVAILABLE}, ModelState.LOADING)
@@ -307,3 +337,4 @@ class ServedModel:
         self._error = reason
         self._failure = failure
         self._progress = None
+        self._install = None

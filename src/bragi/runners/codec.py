@@ -19,6 +19,7 @@ from bragi.backends.protocol import (
     Segment,
     SttCapabilities,
     SynthesisRequest,
+    TimedText,
     TranscribeOptions,
     TranscriptionInfo,
     TtsCapabilities,
@@ -48,8 +49,10 @@ __all__ = [
 
 #: Bumped on any incompatible change; the server refuses a worker speaking another.
 #: 2: synthesis requests may carry a cloned voice's reference; 3: transcription options
-#: carry hotwords, candidate languages, logprobs and the request's VAD settings
-PROTOCOL_VERSION = 3
+#: carry hotwords, candidate languages, logprobs and the request's VAD settings; 4:
+#: synthesis requests carry ``instructions``, and TTS capabilities say what the engine does
+#: with them (and references their timed transcripts).
+PROTOCOL_VERSION = 4
 _SAMPLE = np.dtype("<f4")
 
 
@@ -105,6 +108,7 @@ def synthesis_header(request: SynthesisRequest) -> tuple[dict[str, Any], memoryv
         "id": reference.id,
         "sample_rate": reference.audio.sample_rate,
         "transcript": reference.transcript,
+        "timed_transcript": [encode(piece) for piece in reference.timed_transcript],
     }
     return data, audio_payload(reference.audio)
 
@@ -117,6 +121,7 @@ def synthesis_request(data: dict[str, Any], payload: bytes | bytearray = b"") ->
         id=str(reference["id"]),
         audio=audio_from_payload(payload, int(reference["sample_rate"])),
         transcript=reference.get("transcript"),
+        timed_transcript=tuple(TimedText(**piece) for piece in reference["timed_transcript"]),
     )
     return SynthesisRequest(**{**data, "reference": cloned})
 

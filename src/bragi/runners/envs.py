@@ -19,13 +19,14 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, distribution, requires
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from bragi import __version__
+from bragi.backends.protocol import Backend
 from bragi.errors import BackendUnavailableError, ConfigError, ConflictError, NotFoundError
 from bragi.runners.envswap import exclusive, in_use, staging_for, swap_in
 
@@ -37,6 +38,7 @@ __all__ = [
     "EngineEnvs",
     "EnvManifest",
     "bragi_requirement",
+    "environment_of",
     "project_name",
     "torch_index_for",
 ]
@@ -67,6 +69,12 @@ def torch_index_for(device: str, override: str | None = None) -> str | None:
     if chosen is not None:
         return None if chosen.strip().lower() in {"", "pypi", "default"} else chosen
     return TORCH_INDEXES.get(device)
+
+
+def environment_of(backend: Backend) -> str:
+    """The environment a backend's engine runs from: its ``environment`` when backends
+    whose pins agree share one, else the backend's own name."""
+    return str(getattr(backend, "environment", None) or backend.name)
 
 
 def bragi_requirement() -> list[str]:
@@ -135,6 +143,7 @@ class EnvManifest:
     torch_index: str | None
     packages: dict[str, str]  # every installed distribution: version
     size_bytes: int
+    no_deps: list[str] = field(default_factory=list)  # installed without their dependencies
 
 
 class EngineEnvs:
@@ -205,6 +214,7 @@ class EngineEnvs:
         python: str | None = None,
         output: Output = print,
         verify_imports: Sequence[str] = (),
+        no_deps: Sequence[str] = (),
     ) -> EnvManifest:
         """(Re)create the environment ``name``; pip's output goes to ``output``.
 
@@ -212,7 +222,9 @@ class EngineEnvs:
         one is complete; then they are swapped. ``verify_imports`` are modules imported in
         the new environment, in its place, before the old one is deleted: a broken install
         fails here (and the old one is put back), not at the first request. Refused while a
-        running worker uses the environment.
+        running worker uses the environment. ``no_deps`` are installed after the
+        requirements, without their declared dependencies (``requirements`` then lists
+        what they need).
         """
         path = self.path(name)
         if self.in_use(name):
@@ -231,6 +243,9 @@ class EngineEnvs:
             self._run(
                 name, "installing the requirements", [*pip, *requirements, *_worker_core()], output
             )
+            if no_deps:
+                step = "installing packages without their dependencies"
+                self._run(name, step, [*pip, "--no-deps", *no_deps], output)
             if source:
                 self._run(name, "installing Bragi", [*pip, "--no-deps", *source], output)
             else:
@@ -248,6 +263,7 @@ class EngineEnvs:
                 torch_index=index if torch else None,
                 packages=self._packages(staging),
                 size_bytes=_size(staging),
+                no_deps=list(no_deps),
             )
             text = json.dumps(asdict(manifest), indent=2) + "\n"
             (staging / MANIFEST_NAME).write_text(text, encoding="utf-8")

@@ -28,7 +28,7 @@ from bragi.backends.protocol import (
 from bragi.backends.registry import ENTRY_POINT_GROUP, load_engine
 from bragi.errors import BackendUnavailableError, ConfigError
 from bragi.runners.environment import worker_environment
-from bragi.runners.envs import EngineEnvs
+from bragi.runners.envs import EngineEnvs, environment_of
 from bragi.runners.process import LiveWorkers, WorkerSpec
 from bragi.runners.proxy import start_worker
 
@@ -98,18 +98,18 @@ def _interpreter(
         return sys.executable, environment, None
     if config.envs_dir is None:
         raise BackendUnavailableError(f"the {backend.name} engine needs an environments directory")
-    envs = EngineEnvs(config.envs_dir)
-    python = envs.require(backend.name)
-    manifest = envs.manifest(backend.name)
+    envs, name = EngineEnvs(config.envs_dir), environment_of(backend)
+    python = envs.require(name)
+    manifest = envs.manifest(name)
     if manifest is not None and manifest.device != device:
         log.warning(
             "the %s environment was installed for %s, but %s runs on %s: "
             "run `bragi backend install %s --device %s`",
-            backend.name,
+            name,
             manifest.device,
             config.label,
             device,
-            backend.name,
+            name,
             device,
         )
     for leak in ("PYTHONPATH", "PYTHONHOME"):  # the environment is the engine's alone

@@ -34,9 +34,15 @@ def choose_voice(
     caller may not use (``usable``) is as unknown as one that does not exist."""
     try:
         return resolve_voice(requested, alias, engine.voices(), mappings), None
-    except UnknownVoiceError:
+    except UnknownVoiceError as exc:
         cloned = store.find(requested)
         if cloned is None or not usable(cloned):
+            if engine.capabilities.cloning:  # say how to make one
+                raise UnknownVoiceError(
+                    f"{exc.message} Model `{alias}` speaks in cloned voices: clone one with "
+                    "POST /v1/audio/voices (or `bragi voices add`).",
+                    param="voice",
+                ) from None
             raise
     if not engine.capabilities.cloning:
         raise cannot_clone(alias, cloned.name, cloning_models())

@@ -19,7 +19,7 @@ import shutil
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -27,7 +27,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bragi.audio import Audio, decode_audio, encode_audio
-from bragi.backends.protocol import VoiceReference
+from bragi.backends.protocol import TimedText, VoiceReference
 from bragi.config import Settings
 from bragi.datadir import make_private_dir
 from bragi.errors import BragiError, ConflictError, InvalidRequestError, NotFoundError
@@ -82,6 +82,10 @@ class StoredVoice(BaseModel):
     duration: float  # seconds of reference audio
     sample_rate: int
     transcript: str | None = None
+    #: The transcript in timed stretches (start, end, text), when Bragi transcribed it.
+    timed_transcript: list[tuple[float, float, str]] | None = None
+    #: The speech-to-text model that made the transcript; None: the creator gave it.
+    transcribed_by: str | None = None
     model: str | None = None  # the model alias it was made for, if the creator said
     consent: str | None = None  # OpenAI's consent recording id, kept as given
     created_by: str | None = None  # id of the API key that made it; None: CLI or auth off
@@ -202,7 +206,10 @@ class VoiceStore:
                 f"({exc}); delete the voice and create it again.",
                 code="voice_damaged",
             ) from exc
-        reference = VoiceReference(id=voice.id, audio=audio, transcript=voice.transcript)
+        timed = tuple(TimedText(*piece) for piece in voice.timed_transcript or ())
+        reference = VoiceReference(
+            id=voice.id, audio=audio, transcript=voice.transcript, timed_transcript=timed
+        )
         with self._cache_lock:
             self._cache[voice.id] = reference
             while len(self._cache) > _CACHE_SIZE:
@@ -225,9 +232,7 @@ class VoiceStore:
         param: str = "audio_sample",
     ) -> StoredVoice:
         """Check the name and the recording, then store the voice; 400/409 when they fail."""
-        name = check_name(name, reserved)
-        transcript = check_transcript(transcript)
-        audio = decode_reference(data, self.limits, param)
+        name, audio, transcript = self.check_upload(name, data, transcript, reserved, param)
         return self.add(
             name,
             audio,
@@ -238,12 +243,28 @@ class VoiceStore:
             shared=shared,
         )
 
+    def check_upload(
+        self,
+        name: str,
+        data: bytes,
+        transcript: str | None = None,
+        reserved: Collection[str] = (),
+        param: str = "audio_sample",
+    ) -> tuple[str, Audio, str | None]:
+        """The name, the decoded recording and the transcript, checked as :meth:`create`
+        checks them (a 400 saying why), for a caller that does more before :meth:`add`."""
+        name = check_name(name, reserved)
+        transcript = check_transcript(transcript)
+        return name, decode_reference(data, self.limits, param), transcript
+
     def add(
         self,
         name: str,
         audio: Audio,
         *,
         transcript: str | None = None,
+        timed_transcript: Sequence[TimedText] = (),
+        transcribed_by: str | None = None,
         model: str | None = None,
         consent: str | None = None,
         created_by: str | None = None,
@@ -259,6 +280,8 @@ class VoiceStore:
             duration=round(audio.duration, 3),
             sample_rate=audio.sample_rate,
             transcript=transcript,
+            timed_transcript=[(p.start, p.end, p.text) for p in timed_transcript] or None,
+            transcribed_by=transcribed_by,
             model=model,
             consent=consent,
             created_by=created_by,

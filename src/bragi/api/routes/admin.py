@@ -28,12 +28,13 @@ from bragi.models.downloads import DownloadAborted
 from bragi.models.manager import ModelManager
 from bragi.models.removal import plan_removal, remove
 from bragi.models.resolve import plan_source
-from bragi.models.served import ServedModel
+from bragi.models.served import ModelState, ServedModel
 from bragi.models.store import DownloadProgress
 from bragi.runners.memory import engine_memory
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 log = logging.getLogger(__name__)
+_PREPARING = frozenset({ModelState.DOWNLOADING, ModelState.INSTALLING})
 
 
 class PullRequest(BaseModel):
@@ -58,6 +59,8 @@ def _loaded_view(model: ServedModel, manager: ModelManager) -> dict[str, Any]:
         "keep_alive": model.keep_alive(manager.settings.keep_alive),
         "unload_in": model.unload_in(now, manager.settings.keep_alive),
         "error": model.error,
+        # a download's or an engine install's, while the model waits on one
+        "progress": model.progress_text() if model.state in _PREPARING else None,
     }
 
 
@@ -129,7 +132,13 @@ async def pull(request: PullRequest, manager: Manager, _: AdminKey) -> Streaming
     async def body() -> AsyncIterator[bytes]:
         task = asyncio.create_task(run())
         try:
-            yield (json.dumps({"status": "pulling", "source": source.origin}) + "\n").encode()
+            start: dict[str, Any] = {"status": "pulling", "source": source.origin}
+            if source.catalog is not None:  # said before a user builds on the model
+                start |= {
+                    "license": source.catalog.license,
+                    "non_commercial": source.catalog.non_commercial,
+                }
+            yield (json.dumps(start) + "\n").encode()
             while (event := await events.get()) is not None:
                 yield (json.dumps(event) + "\n").encode()
         finally:

@@ -57,7 +57,9 @@ async def catalog(manager: Manager, _: AdminKey) -> dict[str, Any]:
 async def downloads(request: Request, manager: Manager, _: AdminKey) -> dict[str, Any]:
     """Every model on disk (what ``bragi list`` shows): its name for ``DELETE
     /admin/models/{name}``, where it came from, its size and the engines it suits."""
-    found = await to_thread.run_sync(downloaded_models, manager.store, request.app.state.registry)
+    found = await to_thread.run_sync(
+        downloaded_models, manager.store, request.app.state.registry, manager.catalog
+    )
     data = [
         {
             "name": model.name,

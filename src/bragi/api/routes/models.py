@@ -48,6 +48,9 @@ def describe_model(model: ServedModel, manager: ModelManager) -> dict[str, Any]:
         "source": model.config.model,
         "description": entry.description if entry else None,
         "languages": languages,
+        # From the catalog (None for a model given by repo id or path: see its card).
+        "license": entry.license if entry else None,
+        "non_commercial": entry.non_commercial if entry else None,
     }
     partials = partials_mode(model, manager)
     if partials is not None:  # live text over /v1/realtime: stream, redecode or none
@@ -61,6 +64,8 @@ def describe_model(model: ServedModel, manager: ModelManager) -> dict[str, Any]:
     capabilities = capabilities_of(model, manager.registry)
     if capabilities is not None:  # a TTS model: what it can do, loaded or not
         description |= asdict(capabilities)
+    if model.install is not None:  # its engine environment is being installed
+        description["progress"] = f"{model.progress_text()}: {model.install.last_line}"
     voices = manager.voices_of(model)
     if voices is not None:
         description["voices"] = [

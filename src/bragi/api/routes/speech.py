@@ -208,7 +208,13 @@ async def create_speech(
             can_use(key),
         )
         job, tempo = synthesis_plan(
-            params.input, voice, params.speed, engine, reference, params.language
+            params.input,
+            voice,
+            params.speed,
+            engine,
+            reference,
+            params.language,
+            params.instructions,
         )
         chunks = await to_thread.run_sync(engine.synthesize, job)
         first = await to_thread.run_sync(next, chunks, None)

@@ -2,14 +2,17 @@
 
 Creating follows OpenAI's custom-voices API (``POST /v1/audio/voices``, multipart,
 ``name`` and ``audio_sample``; ``client.audio.voices.create`` works as is) and takes
-``file`` for the recording too, plus Bragi's ``transcript``, ``model`` and ``shared``.
-Every key may create voices. A voice is a recording of a person, so it is listed, read
-and spoken in only with the key that created it (or an admin key), unless it was made
-``shared``; only its creator's key or an admin key deletes it.
+``file`` for the recording too, plus Bragi's ``transcript``, ``model`` and ``shared``. A
+recording without a transcript is transcribed once, here, by
+``voice_transcription_model``. Every key may create voices. A voice is a recording of a
+person, so it is listed, read and spoken in only with the key that created it (or an
+admin key), unless it was made ``shared``; only its creator's key or an admin key
+deletes it.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from functools import partial
 from typing import Any, Literal
@@ -35,10 +38,12 @@ from bragi.models.manager import ModelManager
 from bragi.models.openai_voices import OPENAI_VOICES
 from bragi.voices import StoredVoice, VoiceStore
 from bragi.voices.store import voice_not_found
+from bragi.voices.transcribe import transcribe_with
 
 __all__ = ["builtin_voice_names", "can_use", "router", "voice_object"]
 
 router = APIRouter(tags=["audio"])
+log = logging.getLogger(__name__)
 
 #: The multipart parts that may carry the recording: OpenAI's name, and the name
 #: Bragi's other uploads use.
@@ -71,6 +76,7 @@ def voice_object(voice: StoredVoice) -> dict[str, Any]:
         "language": None,
         "gender": None,
         "transcript": voice.transcript,
+        "transcribed_by": voice.transcribed_by,
         "duration": voice.duration,
         "sample_rate": voice.sample_rate,
         "shared": voice.shared,
@@ -173,19 +179,27 @@ async def create_voice(
         await form.close()
     if params.model is not None:
         _check_model(manager, params.model)
-    create = partial(
-        store.create,
-        params.name,
-        data,
-        transcript=params.transcript,
+    reserved = builtin_voice_names(manager, settings)
+    check = partial(store.check_upload, params.name, data, params.transcript, reserved, field)
+    name, audio, transcript = await to_thread.run_sync(check)
+    heard, why = None, None
+    if transcript is None:  # written once, now, by a speech-to-text model
+        heard, why = await transcribe_with(manager, settings.voice_transcription_model, audio)
+        if why is not None:
+            log.warning("cloned voice %s is stored without a transcript: %s", name, why)
+    add = partial(
+        store.add,
+        name,
+        audio,
+        transcript=heard.text if heard else transcript,
+        timed_transcript=heard.timed if heard else (),
+        transcribed_by=settings.voice_transcription_model if heard else None,
         model=params.model,
         consent=params.consent,
         created_by=key.id if key is not None else None,
         shared=params.shared,
-        reserved=builtin_voice_names(manager, settings),
-        param=field,
     )
-    voice = await to_thread.run_sync(create)
+    voice = await to_thread.run_sync(add)
     return voice_object(voice)
 
 

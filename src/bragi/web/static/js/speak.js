@@ -46,8 +46,8 @@ async function chosenModel() {
 
 async function modelChanged() {
   const model = await chosenModel();
-  // Shown only where /v1/models says the model follows instructions.
-  $('#sp-instructions-label').hidden = model?.instructions !== true;
+  // Shown only where /v1/models says the model follows instructions (style or voice).
+  $('#sp-instructions-label').hidden = !model?.instructions || model.instructions === 'none';
   await fillVoices();
 }
 
