@@ -171,12 +171,12 @@ def test_models_say_whether_a_voice_model_clones_and_follows_instructions(
 ) -> None:
     http = server.http(server.admin_key)
     before = http.get("/v1/models/cloner").json()
-    assert (before["cloning"], before["instructions"]) == (True, False)  # known before loading
+    assert (before["cloning"], before["instructions"]) == (True, "none")  # known before loading
     for model in ("tts", "cloner"):
         assert http.post(f"/admin/models/{model}/load").status_code == 200
     tts, cloner = (http.get(f"/v1/models/{m}").json() for m in ("tts", "cloner"))
-    assert (tts["cloning"], tts["instructions"]) == (False, False)
-    assert (cloner["cloning"], cloner["instructions"]) == (True, False)
+    assert (tts["cloning"], tts["instructions"]) == (False, "none")
+    assert (cloner["cloning"], cloner["instructions"]) == (True, "none")
     assert "cloning" not in http.get("/v1/models/stt").json()
 
 

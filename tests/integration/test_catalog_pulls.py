@@ -57,6 +57,11 @@ TESTED_ELSEWHERE = {
     "speechbrain": "tests/torchengines/test_speechbrain.py",
     "xtts": "tests/torchengines/test_xtts.py",
     "sherpa-diarization": "tests/integration/test_diarizer_pull.py",
+    # the torch TTS engines: F5-TTS pulled with its vocoder from the stand-in hub; Qwen3-TTS
+    # and Fish Speech built in the catalog's layout by their libraries (no hub copy to pull)
+    "f5": "tests/torchengines/test_f5.py",
+    "qwen3tts": "tests/torchengines/test_qwen3tts.py",
+    "fish": "tests/torchengines/test_fish.py",
 }
 
 

@@ -58,9 +58,10 @@ def test_pull_list_show_and_remove_a_model_with_a_companion_repo(
     assert f"from hub repo {F5_REPO} and {VOCOS_REPO}" in err
     assert "CC-BY-NC-4.0 (non-commercial): not for commercial use" in err  # said first
     model_dir = Path(out.strip())
+    assert model_dir.name == "F5TTS_v1_Base"  # the folder of the entry's files (as Piper's)
     assert sorted(p.relative_to(model_dir).as_posix() for p in model_dir.rglob("*.*")) == [
-        "F5TTS_v1_Base/model_1250000.safetensors",
-        "F5TTS_v1_Base/vocab.txt",
+        "model_1250000.safetensors",
+        "vocab.txt",
     ]
     assert not f5_hub.content_gets("F5TTS_Base/model_1200000.safetensors")
     store = ModelStore(data / "models")
@@ -81,8 +82,26 @@ def test_pull_list_show_and_remove_a_model_with_a_companion_repo(
     assert "not for commercial use" in err
 
     assert main(["rm", "f5-tts", *common]) == 0
-    assert f"deleted f5-tts and {VOCOS_REPO}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert out.startswith("deleted f5-tts: 4 files")  # its two and its vocoder's two
+    assert f"delete {VOCOS_REPO}@" in out
     assert store.list() == []
+
+
+def test_a_companion_another_downloaded_model_needs_stays(
+    f5_hub: HubStub, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    common = ["--data-dir", str(tmp_path / "data")]
+    assert main(["pull", "f5-tts", *common]) == 0
+    assert main(["pull", "f5-tts-v0", *common]) == 0  # the same repo and vocoder
+    capsys.readouterr()
+    assert main(["rm", "f5-tts", *common]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("deleted f5-tts: 2 files")
+    assert f"keep   {VOCOS_REPO}@" in out and "also part of f5-tts-v0" in out
+    store = ModelStore(tmp_path / "data" / "models")
+    v0 = plan_source("f5-tts-v0", None, Catalog.builtin())
+    assert local_copy(v0, store) is not None  # v0 is still whole
 
 
 def test_a_model_is_on_disk_only_with_its_companions_and_gets_their_directory(

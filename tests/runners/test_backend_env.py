@@ -212,7 +212,7 @@ def test_backends_whose_pins_agree_share_one_environment_with_packages_without_d
     assert main(["backend", "install", "fake-seven", *common]) == 0
     out, err = capsys.readouterr()
     assert "installed fake-pair" in out and "shared by fake-eight, fake-seven" in out
-    assert "pip install --no-input --no-deps randomname==0.2.1" in err
+    assert "pip install --no-input --no-compile --no-deps randomname==0.2.1" in err
     manifest = envs.manifest("fake-pair")
     assert manifest is not None and manifest.no_deps == ["randomname==0.2.1"]
     assert "randomname" in manifest.packages and "fire" not in manifest.packages
