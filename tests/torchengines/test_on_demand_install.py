@@ -12,6 +12,7 @@ installs go into data directories of their own (pip's cache makes them cheaper).
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -118,6 +119,7 @@ def test_a_missing_engine_is_installed_at_boot_then_serves(
         assert "installing the speechbrain engine environment in " in log
         assert "install speechbrain: $ " in log  # each step of `bragi backend install`
         assert "installed the speechbrain engine environment in " in log
+    shutil.rmtree(data / "envs")  # 1.2 GB that nothing else uses
 
 
 def test_an_install_that_fails_says_why_and_the_rest_serve(
