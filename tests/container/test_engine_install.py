@@ -193,9 +193,9 @@ def test_the_cpu_image_installs_a_torch_engine_into_data_and_serves_it(
 
 
 def test_the_image_is_still_within_its_budget() -> None:
-    save = subprocess.Popen([DOCKER, "save", IMAGE], stdout=subprocess.PIPE)
-    gzip = subprocess.run(["gzip", "-c"], stdin=save.stdout, capture_output=True, check=True)
-    assert save.wait() == 0
+    with subprocess.Popen([DOCKER, "save", IMAGE], stdout=subprocess.PIPE) as save:
+        gzip = subprocess.run(["gzip", "-c"], stdin=save.stdout, capture_output=True, check=True)
+    assert save.returncode == 0
     compressed = len(gzip.stdout)
     print(f"\n{IMAGE}: {compressed / 1e6:.1f} MB compressed")
     assert compressed <= BUDGET_BYTES
