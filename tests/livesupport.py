@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -50,21 +50,32 @@ class LiveServer:
     process: subprocess.Popen[bytes]
     log_path: Path
     data_dir: Path
+    #: Clients handed out, closed when the server stops (none is left to the collector
+    #: with its connections open: ResourceWarning is an error in the suite).
+    clients: list[openai.OpenAI | httpx.Client] = field(default_factory=list, repr=False)
 
     def client(self, api_key: str | None = None, **options: object) -> openai.OpenAI:
-        return openai.OpenAI(
+        client = openai.OpenAI(
             base_url=f"{self.base_url}/v1",
             api_key=api_key or self.api_key,
             max_retries=0,
             **options,  # type: ignore[arg-type]
         )
+        self.clients.append(client)
+        return client
 
     def http(self) -> httpx.Client:
-        return httpx.Client(
+        client = httpx.Client(
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {self.api_key}"},
             timeout=120,
         )
+        self.clients.append(client)
+        return client
+
+    def close_clients(self) -> None:
+        while self.clients:
+            self.clients.pop().close()
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -126,7 +137,11 @@ def start_server(
     try:
         _wait_ready(url, process, log_path, timeout, ready)
         match = KEY_PATTERN.search(log_path.read_text())
-        yield LiveServer(url, match.group(0) if match else "", process, log_path, data_dir)
+        live = LiveServer(url, match.group(0) if match else "", process, log_path, data_dir)
+        try:
+            yield live
+        finally:
+            live.close_clients()
     except BaseException:
         stop_server(process)
         raise
