@@ -155,13 +155,14 @@ def _wait(container: Container, done: str, timeout: float) -> None:
 
 
 def test_the_cpu_image_installs_a_torch_engine_into_data_and_serves_it(
-    container: Container, speech: dict[str, SpeechSample]
+    container: Container, speech: dict[str, SpeechSample], request: pytest.FixtureRequest
 ) -> None:
     _wait(container, "installing the speechbrain engine environment in /data/envs", 240)
     started = time.monotonic()
     key = KEY_PATTERN.search(container.logs())
     assert key, container.logs()[-3000:]
     client = container.client(key.group(0))
+    request.addfinalizer(client.close)  # ResourceWarning is an error in the suite
     status, body = _ready(container)
     assert status == 503 and body["models"] == {"sb": "installing"}, body
     with pytest.raises(openai.APIStatusError) as refused:
