@@ -35,6 +35,7 @@ from bragi.backends.protocol import (
     TextToSpeech,
     Voice,
 )
+from bragi.backends.support import options_as
 from bragi.errors import ConfigError
 
 __all__ = ["BACKEND", "F5Backend", "F5Options", "find_checkpoints", "vocoder_dir"]
@@ -185,7 +186,7 @@ class F5Backend:
         return "none"  # F5-TTS has no instruction input
 
     def load(self, model_dir: Path, device: Device, options: BackendOptions) -> TextToSpeech:
-        opts = F5Options.model_validate(options.model_dump())
+        opts = options_as(F5Options, options)
         checkpoint = choose_checkpoint(model_dir, opts.checkpoint)
         vocoder = vocoder_dir(model_dir, checkpoint, opts.vocoder)
         version = version_of(checkpoint, opts.version)

@@ -11,7 +11,6 @@ One engine may be used from several threads at once: CTranslate2 runs up to
 from __future__ import annotations
 
 import gc
-import importlib.util
 import json
 from collections.abc import Generator, Iterable, Sequence
 from pathlib import Path
@@ -33,6 +32,7 @@ from bragi.backends.protocol import (
     VadRequest,
     Word,
 )
+from bragi.backends.support import installed, options_as
 from bragi.backends.whisper_batched import batched_segments, decode_clips, shifted
 from bragi.devices import usable_cpus
 from bragi.errors import (
@@ -258,7 +258,7 @@ class FasterWhisperBackend:
     options_model: type[BackendOptions] = FasterWhisperOptions
 
     def is_available(self) -> bool:
-        return importlib.util.find_spec("faster_whisper") is not None
+        return installed("faster_whisper")
 
     def detect(self, model_dir: Path) -> bool:
         """A CTranslate2 Whisper conversion: model.bin, a Whisper config.json, a vocabulary."""
@@ -282,7 +282,7 @@ class FasterWhisperBackend:
         return True
 
     def load(self, model_dir: Path, device: Device, options: BackendOptions) -> FasterWhisperEngine:
-        opts = FasterWhisperOptions.model_validate(options.model_dump())
+        opts = options_as(FasterWhisperOptions, options)
         import faster_whisper
         from faster_whisper.tokenizer import _LANGUAGE_CODES
 

@@ -38,6 +38,7 @@ from bragi.backends.protocol import (
     TextToSpeech,
     Voice,
 )
+from bragi.backends.support import options_as
 from bragi.errors import ConfigError
 
 __all__ = ["BACKEND", "DEFAULT_VOICE", "FishBackend", "FishOptions", "read_config"]
@@ -158,7 +159,7 @@ class FishBackend:
 
     def load(self, model_dir: Path, device: Device, options: BackendOptions) -> TextToSpeech:
         self.check(model_dir)
-        opts = FishOptions.model_validate(options.model_dump())
+        opts = options_as(FishOptions, options)
         codec_config = codec_config_path(model_dir, opts.codec_config)
         # fish-speech draws a progress bar per sentence; tqdm reads this as it is imported.
         os.environ.setdefault("TQDM_DISABLE", "1")

@@ -19,7 +19,6 @@ language they actually speak.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import re
@@ -41,6 +40,7 @@ from bragi.backends.protocol import (
     Voice,
 )
 from bragi.backends.sentences import split_sentences
+from bragi.backends.support import installed
 from bragi.devices import usable_cpus
 from bragi.errors import ConfigError, EngineError, InvalidRequestError, UnknownVoiceError
 from bragi.errors import UnsupportedCapabilityError as UnsupportedError
@@ -260,7 +260,7 @@ class KokoroBackend:
     options_model: type[BackendOptions] = KokoroOptions
 
     def is_available(self) -> bool:
-        return all(importlib.util.find_spec(m) for m in ("kokoro_onnx", "onnxruntime"))
+        return installed("kokoro_onnx", "onnxruntime")
 
     def detect(self, model_dir: Path) -> bool:
         return _layout(model_dir) is not None

@@ -12,7 +12,6 @@ one segment with its real start and end.
 from __future__ import annotations
 
 import gc
-import importlib.util
 import json
 import logging
 import math
@@ -36,6 +35,7 @@ from bragi.backends.protocol import (
     TranscriptionInfo,
 )
 from bragi.backends.stretches import vad_options
+from bragi.backends.support import installed, options_as
 from bragi.backends.vad import SileroVad, VadOptions, load_silero_vad
 from bragi.backends.vad import silero_model_path as _silero_model_path
 from bragi.errors import (
@@ -233,7 +233,7 @@ class MoonshineBackend:
 
     def is_available(self) -> bool:
         """onnxruntime and a packaged Silero VAD model (checked without importing)."""
-        found = importlib.util.find_spec("onnxruntime") is not None
+        found = installed("onnxruntime")
         return found and _silero_model_path() is not None
 
     def detect(self, model_dir: Path) -> bool:
@@ -256,7 +256,7 @@ class MoonshineBackend:
         return False
 
     def load(self, model_dir: Path, device: Device, options: BackendOptions) -> MoonshineEngine:
-        opts = MoonshineOptions.model_validate(options.model_dump())
+        opts = options_as(MoonshineOptions, options)
         import onnxruntime
 
         files = _find_files(model_dir) if model_dir.is_dir() else None

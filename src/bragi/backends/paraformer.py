@@ -11,7 +11,6 @@ words, and the others give segments only. sherpa-onnx is imported in ``load()`` 
 from __future__ import annotations
 
 import gc
-import importlib.util
 import re
 from collections.abc import Generator
 from pathlib import Path
@@ -40,6 +39,7 @@ from bragi.backends.protocol import (
     TranscribeOptions,
     TranscriptionInfo,
 )
+from bragi.backends.support import installed, options_as
 from bragi.errors import EngineError, ModelUnavailableError
 
 __all__ = ["BACKEND", "ParaformerBackend", "ParaformerEngine", "ParaformerOptions"]
@@ -158,7 +158,7 @@ class ParaformerBackend:
     options_model: type[BackendOptions] = ParaformerOptions
 
     def is_available(self) -> bool:
-        return importlib.util.find_spec("sherpa_onnx") is not None
+        return installed("sherpa_onnx")
 
     def detect(self, model_dir: Path) -> bool:
         """tokens.txt and a model whose metadata has Paraformer's front-end keys.
@@ -191,7 +191,7 @@ class ParaformerBackend:
             return None  # loading it would fail and say why
 
     def load(self, model_dir: Path, device: Device, options: BackendOptions) -> ParaformerEngine:
-        opts = ParaformerOptions.model_validate(options.model_dump())
+        opts = options_as(ParaformerOptions, options)
         import sherpa_onnx
 
         model = _model_file(model_dir, opts.quantized, device)

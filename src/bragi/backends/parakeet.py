@@ -13,7 +13,6 @@ on its own. onnx-asr is imported in ``load()`` only.
 from __future__ import annotations
 
 import gc
-import importlib.util
 import json
 import logging
 from collections.abc import Generator
@@ -44,6 +43,7 @@ from bragi.backends.protocol import (
     TranscribeOptions,
     TranscriptionInfo,
 )
+from bragi.backends.support import installed, options_as
 from bragi.errors import EngineError, ModelUnavailableError
 
 __all__ = ["BACKEND", "ParakeetBackend", "ParakeetEngine", "ParakeetOptions"]
@@ -156,7 +156,7 @@ class ParakeetBackend:
 
     def is_available(self) -> bool:
         # onnx-asr declares ONNX Runtime as an extra only: both must be there
-        return all(importlib.util.find_spec(m) for m in ("onnx_asr", "onnxruntime"))
+        return installed("onnx_asr", "onnxruntime")
 
     def detect(self, model_dir: Path) -> bool:
         """config.json naming a NeMo transducer, vocab.txt, an encoder and a decoder-joint."""
@@ -174,7 +174,7 @@ class ParakeetBackend:
         return True
 
     def load(self, model_dir: Path, device: Device, options: BackendOptions) -> ParakeetEngine:
-        opts = ParakeetOptions.model_validate(options.model_dump())
+        opts = options_as(ParakeetOptions, options)
         import onnx_asr
         import onnxruntime
 

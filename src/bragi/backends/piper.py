@@ -24,7 +24,6 @@ with the model; lower sample rates are resampled to the directory's highest.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 from collections.abc import Iterator, Sequence
@@ -46,6 +45,7 @@ from bragi.backends.protocol import (
     Voice,
 )
 from bragi.backends.sentences import split_sentences
+from bragi.backends.support import installed, options_as
 from bragi.errors import (
     EngineError,
     InvalidRequestError,
@@ -214,7 +214,7 @@ class PiperBackend:
     options_model: type[BackendOptions] = PiperOptions
 
     def is_available(self) -> bool:
-        return importlib.util.find_spec("piper") is not None
+        return installed("piper")
 
     def detect(self, model_dir: Path) -> bool:
         return bool(_voice_files(model_dir))
@@ -229,7 +229,7 @@ class PiperBackend:
 
     def load(self, model_dir: Path, device: Device, options: BackendOptions) -> PiperEngine:
 
-        opts = PiperOptions.model_validate(options.model_dump())
+        opts = options_as(PiperOptions, options)
         files = _voice_files(model_dir)
         if not files:
             raise EngineError(f"No Piper voice (*.onnx with *.onnx.json) in {model_dir}")

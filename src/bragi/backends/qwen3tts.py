@@ -35,6 +35,7 @@ from bragi.backends.protocol import (
     TextToSpeech,
     Voice,
 )
+from bragi.backends.support import options_as
 from bragi.errors import ConfigError
 
 __all__ = [
@@ -225,7 +226,7 @@ class Qwen3TtsBackend:
         check_config(model_dir, config)
         from bragi.backends.qwen3tts_engine import load_qwen3tts
 
-        opts = Qwen3TtsOptions.model_validate(options.model_dump())
+        opts = options_as(Qwen3TtsOptions, options)
         return load_qwen3tts(model_dir, config, device, opts)
 
 

@@ -29,6 +29,7 @@ from pydantic import ConfigDict, Field
 
 from bragi.backends.chunked import ChunkedOptions
 from bragi.backends.protocol import BackendOptions, Device, ModelKind, SpeechToText
+from bragi.backends.support import options_as
 from bragi.errors import ModelUnavailableError
 from bragi.languages import language_code
 
@@ -223,7 +224,7 @@ class SpeechBrainBackend:
         return False
 
     def load(self, model_dir: Path, device: Device, options: BackendOptions) -> SpeechToText:
-        opts = SpeechBrainOptions.model_validate(options.model_dump())
+        opts = options_as(SpeechBrainOptions, options)
         spec = inspect_model(model_dir, opts.interface)
         # A model is local files: whatever its hyperparams name on the hub (an n-gram LM,
         # a transformers encoder) must fail instead of downloading. huggingface_hub reads

@@ -13,7 +13,6 @@ the ``language`` option (the catalog sets it), else from a name like
 from __future__ import annotations
 
 import gc
-import importlib.util
 import json
 import re
 from collections.abc import Generator, Iterable
@@ -35,6 +34,7 @@ from bragi.backends.protocol import (
     TranscriptionInfo,
     Word,
 )
+from bragi.backends.support import installed, options_as
 from bragi.errors import (
     EngineError,
     ModelUnavailableError,
@@ -245,7 +245,7 @@ class VoskBackend:
     options_model: type[BackendOptions] = VoskOptions
 
     def is_available(self) -> bool:
-        return importlib.util.find_spec("vosk") is not None
+        return installed("vosk")
 
     def detect(self, model_dir: Path) -> bool:
         """Vosk's layout (am/final.mdl, conf/model.conf) or the older flat one."""
@@ -268,7 +268,7 @@ class VoskBackend:
 
     def load(self, model_dir: Path, device: Device, options: BackendOptions) -> VoskEngine:
         """Load on the CPU (Vosk's GPU path needs its own CUDA build of the library)."""
-        opts = VoskOptions.model_validate(options.model_dump())
+        opts = options_as(VoskOptions, options)
         import vosk
 
         if not self.detect(model_dir):

@@ -25,6 +25,7 @@ from bragi.backends.protocol import (
     ModelKind,
     TextToSpeech,
 )
+from bragi.backends.support import options_as
 from bragi.errors import EngineError
 
 __all__ = ["BACKEND", "XttsBackend", "XttsOptions", "read_config"]
@@ -96,7 +97,7 @@ class XttsBackend:
             raise EngineError(f"{model_dir} has no XTTS config.json")
         from bragi.backends.xtts_engine import load_xtts
 
-        opts = XttsOptions.model_validate(options.model_dump())
+        opts = options_as(XttsOptions, options)
         return load_xtts(model_dir, device, opts)
 
 

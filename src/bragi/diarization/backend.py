@@ -9,12 +9,12 @@ beside the segmentation model in the same directory.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 from pydantic import ConfigDict, Field
 
 from bragi.backends.protocol import BackendOptions, Device, ModelKind
+from bragi.backends.support import installed, options_as
 from bragi.diarization.engine import Diarizer, DiarizerSettings
 from bragi.diarization.onnx_models import (
     SegmentationModel,
@@ -67,7 +67,7 @@ class DiarizationBackend:
     options_model: type[BackendOptions] = DiarizationOptions
 
     def is_available(self) -> bool:
-        return all(importlib.util.find_spec(m) for m in ("sherpa_onnx", "onnxruntime"))
+        return installed("sherpa_onnx", "onnxruntime")
 
     def detect(self, model_dir: Path) -> bool:
         """A segmentation model, or a speaker-embedding model (which only serves as one's
@@ -81,11 +81,11 @@ class DiarizationBackend:
         return False
 
     def companions(self, options: BackendOptions) -> dict[str, str]:
-        embedding = DiarizationOptions.model_validate(options.model_dump()).embedding
+        embedding = options_as(DiarizationOptions, options).embedding
         return {"embedding": embedding} if embedding else {}
 
     def load(self, model_dir: Path, device: Device, options: BackendOptions) -> Diarizer:
-        opts = DiarizationOptions.model_validate(options.model_dump())
+        opts = options_as(DiarizationOptions, options)
         import sherpa_onnx
 
         from bragi.diarization.segmentation import Segmenter
