@@ -31,6 +31,7 @@ from bragi.backends.protocol import (
     TranscriptionInfo,
     Word,
 )
+from bragi.backends.support import cut_at_quietest
 from bragi.devices import usable_cpus
 from bragi.errors import EngineError
 from bragi.languages import language_code
@@ -181,12 +182,7 @@ def speech_chunks(
     chunks: list[tuple[int, int]] = []
     for first, last in zip(starts, ends, strict=True):
         begin, stop = max(0, int(first) - margin), min(count, int(last) + margin)
-        while stop - begin > longest:
-            window = level[begin + longest // 2 : begin + longest]
-            cut = begin + longest // 2 + int(np.argmin(window))
-            chunks.append((begin, cut))
-            begin = cut
-        chunks.append((begin, stop))
+        chunks += cut_at_quietest(begin, stop, level, longest)
     tail = len(samples)  # the last frame's chunk takes the samples after it too
     return [(b * hop, tail if e == count else e * hop) for b, e in chunks]
 

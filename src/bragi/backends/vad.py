@@ -22,6 +22,7 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
 from bragi.audio.types import Samples
+from bragi.backends.support import cut_at_quietest
 from bragi.errors import BackendUnavailableError, EngineError, ModelUnavailableError
 
 __all__ = [
@@ -217,12 +218,6 @@ def _split_long(
     spans: list[tuple[int, int]], probs: Probabilities, max_frames: int
 ) -> list[tuple[int, int]]:
     """Cut speech longer than ``max_frames`` at the quietest frame of its second half."""
-    result: list[tuple[int, int]] = []
-    for start, end in spans:
-        while end - start > max_frames:
-            low, high = start + max_frames // 2, start + max_frames
-            cut = low + int(np.argmin(probs[low:high]))
-            result.append((start, cut))
-            start = cut
-        result.append((start, end))
-    return result
+    return [
+        piece for start, end in spans for piece in cut_at_quietest(start, end, probs, max_frames)
+    ]
