@@ -31,7 +31,6 @@ from bragi.backends.protocol import (
     BackendOptions,
     Device,
     Instructions,
-    ModelKind,
     TextToSpeech,
     Voice,
 )
@@ -155,20 +154,12 @@ def version_of(checkpoint: Path, option: str | None) -> str:
     return "v0" if match and match.group(1) == "1200000" else "v1"
 
 
-class F5Backend:
+class F5Backend(torch_tts.TorchTtsBackend):
     """Recognises F5-TTS checkpoints; the engine runs in the ``torch-tts`` environment."""
 
     name: str = "f5"
-    kind: ModelKind = ModelKind.TTS
     extra: str = "f5"
     options_model: type[BackendOptions] = F5Options
-    environment: str = torch_tts.ENVIRONMENT
-    requirements: tuple[str, ...] = torch_tts.REQUIREMENTS
-    no_deps: tuple[str, ...] = torch_tts.NO_DEPS
-    verify_imports: tuple[str, ...] = torch_tts.VERIFY_IMPORTS
-
-    def is_available(self) -> bool:
-        return True  # the environment is checked when a model loads
 
     def detect(self, model_dir: Path) -> bool:
         return bool(find_checkpoints(model_dir))

@@ -34,7 +34,6 @@ from bragi.backends.protocol import (
     BackendOptions,
     Device,
     Instructions,
-    ModelKind,
     TextToSpeech,
     Voice,
 )
@@ -126,20 +125,12 @@ def codec_config_path(model_dir: Path, option: str | None) -> Path | None:
     return beside if beside.is_file() else None
 
 
-class FishBackend:
+class FishBackend(torch_tts.TorchTtsBackend):
     """Recognises OpenAudio S1-mini; the engine runs in the ``torch-tts`` environment."""
 
     name: str = "fish"
-    kind: ModelKind = ModelKind.TTS
     extra: str = "fish"
     options_model: type[BackendOptions] = FishOptions
-    environment: str = torch_tts.ENVIRONMENT
-    requirements: tuple[str, ...] = torch_tts.REQUIREMENTS
-    no_deps: tuple[str, ...] = torch_tts.NO_DEPS
-    verify_imports: tuple[str, ...] = torch_tts.VERIFY_IMPORTS
-
-    def is_available(self) -> bool:
-        return True  # the environment is checked when a model loads
 
     def detect(self, model_dir: Path) -> bool:
         return read_config(model_dir) is not None

@@ -31,7 +31,6 @@ from bragi.backends.protocol import (
     BackendOptions,
     Device,
     Instructions,
-    ModelKind,
     TextToSpeech,
     Voice,
 )
@@ -186,20 +185,12 @@ def languages_of(config: dict[str, Any]) -> dict[str, str]:
     return {LANGUAGE_CODES[name]: name for name in ids if name in LANGUAGE_CODES}
 
 
-class Qwen3TtsBackend:
+class Qwen3TtsBackend(torch_tts.TorchTtsBackend):
     """Recognises Qwen3-TTS models; the engine runs in the ``torch-tts`` environment."""
 
     name: str = "qwen3tts"
-    kind: ModelKind = ModelKind.TTS
     extra: str = "qwen3tts"
     options_model: type[BackendOptions] = Qwen3TtsOptions
-    environment: str = torch_tts.ENVIRONMENT
-    requirements: tuple[str, ...] = torch_tts.REQUIREMENTS
-    no_deps: tuple[str, ...] = torch_tts.NO_DEPS
-    verify_imports: tuple[str, ...] = torch_tts.VERIFY_IMPORTS
-
-    def is_available(self) -> bool:
-        return True  # the environment is checked when a model loads
 
     def detect(self, model_dir: Path) -> bool:
         return read_config(model_dir) is not None

@@ -16,7 +16,9 @@ f5-tts's package imports its training stack (``wandb``, ``datasets``, ``accelera
 
 from __future__ import annotations
 
-__all__ = ["ENVIRONMENT", "NO_DEPS", "REQUIREMENTS", "VERIFY_IMPORTS"]
+from bragi.types import ModelKind
+
+__all__ = ["ENVIRONMENT", "NO_DEPS", "REQUIREMENTS", "VERIFY_IMPORTS", "TorchTtsBackend"]
 
 ENVIRONMENT = "torch-tts"
 
@@ -82,3 +84,18 @@ VERIFY_IMPORTS: tuple[str, ...] = (
     "fish_speech.models.text2semantic.inference",
     "fish_speech.models.dac.modded_dac",
 )
+
+
+class TorchTtsBackend:
+    """What the backends of the ``torch-tts`` environment share: their kind, the
+    environment their engines run in and its requirements. Whether it is installed is
+    checked when a model loads, so the backend itself is always available."""
+
+    kind: ModelKind = ModelKind.TTS
+    environment: str = ENVIRONMENT
+    requirements: tuple[str, ...] = REQUIREMENTS
+    no_deps: tuple[str, ...] = NO_DEPS
+    verify_imports: tuple[str, ...] = VERIFY_IMPORTS
+
+    def is_available(self) -> bool:
+        return True
