@@ -13,8 +13,6 @@ its duration estimate).
 from __future__ import annotations
 
 import logging
-import threading
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,7 +32,12 @@ from bragi.backends.protocol import (
     Voice,
     VoiceReference,
 )
-from bragi.backends.references import fit_reference, needs_transcript
+from bragi.backends.references import (
+    PromptCache,
+    fit_reference,
+    long_enough,
+    needs_transcript,
+)
 from bragi.backends.sentences import FIRST_MAX_CHARS, split_sentences
 from bragi.devices import usable_cpus
 from bragi.errors import (
@@ -146,8 +149,7 @@ class F5Engine:
             languages=frozenset(options.languages),
             cloning=True,
         )
-        self._prompts: OrderedDict[str, tuple[torch.Tensor, str]] = OrderedDict()
-        self._prompts_lock = threading.Lock()
+        self._prompts: PromptCache[tuple[torch.Tensor, str]] = PromptCache()
 
     def voices(self) -> Sequence[Voice]:
         return ()  # every voice is cloned
@@ -185,30 +187,18 @@ class F5Engine:
 
     def _prompt(self, reference: VoiceReference, voice: str) -> tuple[torch.Tensor, str]:
         """The voice's reference as F5 takes it ([1, samples] at 24 kHz) and its text."""
-        with self._prompts_lock:
-            cached = self._prompts.get(reference.id)
-            if cached is not None:
-                self._prompts.move_to_end(reference.id)
-                return cached
+        cached = self._prompts.get(reference.id)
+        if cached is not None:
+            return cached
         limit = self._options.max_reference_seconds
         fitted = fit_reference(reference, limit)
         text = needs_transcript("F5-TTS", voice, fitted, limit)
-        audio = fitted.audio
-        if audio.duration < _MIN_REFERENCE_SECONDS:
-            raise InvalidRequestError(
-                f"the reference of voice {voice!r} is {audio.duration:.2f} s long; F5-TTS "
-                f"needs at least {_MIN_REFERENCE_SECONDS:g} s",
-                param="voice",
-            )
+        audio = long_enough(fitted.audio, voice, "F5-TTS", _MIN_REFERENCE_SECONDS)
         if audio.sample_rate != SAMPLE_RATE:
             audio = resample(audio, SAMPLE_RATE)
         samples = torch.from_numpy(np.ascontiguousarray(audio.samples, dtype=np.float32))
         prompt = (samples.unsqueeze(0), text)
-        with self._prompts_lock:
-            if self._options.cached_voices:
-                self._prompts[reference.id] = prompt
-                while len(self._prompts) > self._options.cached_voices:
-                    self._prompts.popitem(last=False)
+        self._prompts.put(reference.id, prompt, self._options.cached_voices)
         return prompt
 
     def _generate(

@@ -13,8 +13,6 @@ decoded by the codec, so audio streams sentence by sentence at 44.1 kHz.
 from __future__ import annotations
 
 import logging
-import threading
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from importlib import resources
 from pathlib import Path
@@ -38,7 +36,12 @@ from bragi.backends.protocol import (
     Voice,
     VoiceReference,
 )
-from bragi.backends.references import fit_reference, needs_transcript
+from bragi.backends.references import (
+    PromptCache,
+    fit_reference,
+    long_enough,
+    needs_transcript,
+)
 from bragi.backends.sentences import FIRST_MAX_CHARS, split_sentences
 from bragi.devices import usable_cpus
 from bragi.errors import (
@@ -112,8 +115,7 @@ class FishEngine:
             instructions="style",
         )
         self._samples_per_frame = int(codec.frame_length)
-        self._prompts: OrderedDict[str, tuple[torch.Tensor, str]] = OrderedDict()
-        self._prompts_lock = threading.Lock()
+        self._prompts: PromptCache[tuple[torch.Tensor, str]] = PromptCache()
         self._default: VoiceReference | None = None
         if options.default_reference is not None:
             self._default = self._default_reference(options)
@@ -176,21 +178,13 @@ class FishEngine:
 
     def _prompt(self, reference: VoiceReference, voice: str) -> tuple[torch.Tensor, str]:
         """The voice's DAC codes ([codebooks, frames]) and transcript, made once per voice."""
-        with self._prompts_lock:
-            cached = self._prompts.get(reference.id)
-            if cached is not None:
-                self._prompts.move_to_end(reference.id)
-                return cached
+        cached = self._prompts.get(reference.id)
+        if cached is not None:
+            return cached
         limit = self._options.max_reference_seconds
         fitted = fit_reference(reference, limit)
         text = needs_transcript("Fish Speech", voice, fitted, limit)
-        audio = fitted.audio
-        if audio.duration < _MIN_REFERENCE_SECONDS:
-            raise InvalidRequestError(
-                f"the reference of voice {voice!r} is {audio.duration:.2f} s long; Fish "
-                f"Speech needs at least {_MIN_REFERENCE_SECONDS:g} s",
-                param="voice",
-            )
+        audio = long_enough(fitted.audio, voice, "Fish Speech", _MIN_REFERENCE_SECONDS)
         rate = self.capabilities.sample_rate
         if audio.sample_rate != rate:
             audio = resample(audio, rate)
@@ -203,11 +197,9 @@ class FishEngine:
         except Exception as exc:  # the library boundary
             raise EngineError(f"Fish Speech could not encode voice {voice!r}: {exc}") from exc
         prompt = (codes, text)
-        with self._prompts_lock:
-            if self._options.cached_voices or reference.id == _DEFAULT_ID:
-                self._prompts[reference.id] = prompt
-                while len(self._prompts) > max(1, self._options.cached_voices):
-                    self._prompts.popitem(last=False)
+        # the configured default voice is kept even when cloned voices are not
+        keep = self._options.cached_voices or (1 if reference.id == _DEFAULT_ID else 0)
+        self._prompts.put(reference.id, prompt, keep)
         return prompt
 
     def frame_cap(self, text: str) -> int:

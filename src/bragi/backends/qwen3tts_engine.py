@@ -11,8 +11,6 @@ known for on short inputs) and is an error, not minutes of noise. A cloned voice
 from __future__ import annotations
 
 import logging
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,7 +34,7 @@ from bragi.backends.qwen3tts import (
     languages_of,
     speakers_of,
 )
-from bragi.backends.references import fit_reference
+from bragi.backends.references import PromptCache, fit_reference, long_enough
 from bragi.backends.sentences import FIRST_MAX_CHARS, split_sentences
 from bragi.devices import usable_cpus
 from bragi.errors import (
@@ -97,8 +95,7 @@ class Qwen3TtsEngine:
         if options.language is not None and options.language not in self._languages:
             known = ", ".join(sorted(self._languages))
             raise EngineError(f"option language {options.language!r}: the model speaks {known}")
-        self._prompts: OrderedDict[str, Any] = OrderedDict()
-        self._prompts_lock = threading.Lock()
+        self._prompts: PromptCache[Any] = PromptCache()
 
     def voices(self) -> Sequence[Voice]:
         return self._voices
@@ -195,19 +192,11 @@ class Qwen3TtsEngine:
 
     def _prompt(self, reference: VoiceReference) -> Any:
         """The voice's clone prompt (codes and speaker embedding), made once per voice."""
-        with self._prompts_lock:
-            cached = self._prompts.get(reference.id)
-            if cached is not None:
-                self._prompts.move_to_end(reference.id)
-                return cached
+        cached = self._prompts.get(reference.id)
+        if cached is not None:
+            return cached
         fitted = fit_reference(reference, self._options.max_reference_seconds)
-        audio = fitted.audio
-        if audio.duration < _MIN_REFERENCE_SECONDS:
-            raise InvalidRequestError(
-                f"the reference of voice {reference.id!r} is {audio.duration:.2f} s long; "
-                f"Qwen3-TTS needs at least {_MIN_REFERENCE_SECONDS:g} s",
-                param="voice",
-            )
+        audio = long_enough(fitted.audio, reference.id, "Qwen3-TTS", _MIN_REFERENCE_SECONDS)
         # With the transcript the model continues the reference (in-context); without
         # one it clones from the speaker embedding alone, which is less close.
         in_context = fitted.transcript is not None
@@ -227,11 +216,7 @@ class Qwen3TtsEngine:
             audio.duration,
             "in-context with its transcript" if in_context else "speaker embedding only",
         )
-        with self._prompts_lock:
-            if self._options.cached_voices:
-                self._prompts[reference.id] = prompt
-                while len(self._prompts) > self._options.cached_voices:
-                    self._prompts.popitem(last=False)
+        self._prompts.put(reference.id, prompt, self._options.cached_voices)
         return prompt
 
     # --- generation --------------------------------------------------------------

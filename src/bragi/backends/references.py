@@ -14,14 +14,25 @@ Qwen's in-context mode) need the text of exactly the audio they keep:
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from bragi.audio.types import Audio
 from bragi.backends.chunked import speech_chunks
 from bragi.backends.protocol import VoiceReference
 from bragi.errors import InvalidRequestError
 
-__all__ = ["FittedReference", "fit_reference", "needs_transcript"]
+__all__ = [
+    "FittedReference",
+    "PromptCache",
+    "fit_reference",
+    "long_enough",
+    "needs_transcript",
+]
+
+PromptT = TypeVar("PromptT")
 
 #: Audio kept after the last word of a timed stretch, so its ending is not clipped.
 _TAIL_SECONDS = 0.15
@@ -82,3 +93,44 @@ def needs_transcript(engine: str, voice: str, fitted: FittedReference, max_secon
         f"used: {reason}. {fix[0].upper()}{fix[1:]}.",
         param="voice",
     )
+
+
+def long_enough(audio: Audio, voice: str, engine: str, min_seconds: float) -> Audio:
+    """``audio``, or a 400 saying the voice's reference is shorter than ``engine`` needs."""
+    if audio.duration < min_seconds:
+        raise InvalidRequestError(
+            f"the reference of voice {voice!r} is {audio.duration:.2f} s long; {engine} "
+            f"needs at least {min_seconds:g} s",
+            param="voice",
+        )
+    return audio
+
+
+class PromptCache(Generic[PromptT]):
+    """What an engine derives from each cloned voice's reference (codes, tensors), made
+    once and kept for the most recently used voices; shared by the engine's threads."""
+
+    def __init__(self) -> None:
+        self._prompts: OrderedDict[str, PromptT] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, voice_id: str) -> PromptT | None:
+        with self._lock:
+            prompt = self._prompts.get(voice_id)
+            if prompt is not None:
+                self._prompts.move_to_end(voice_id)
+            return prompt
+
+    def put(self, voice_id: str, prompt: PromptT, keep: int) -> None:
+        """Keep ``prompt``, and at most ``keep`` prompts in all (0: keep none)."""
+        if keep <= 0:
+            return
+        with self._lock:
+            self._prompts[voice_id] = prompt
+            self._prompts.move_to_end(voice_id)
+            while len(self._prompts) > keep:
+                self._prompts.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._prompts.clear()
